@@ -1,0 +1,96 @@
+"""Gathering decoded messages into batches that flush at a size or after a delay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ingest.mqtt import Delivery
+from storage import DeadLetter, Reading, WriteBatch
+
+
+@dataclass(slots=True)
+class Batch:
+    """Readings and rejects bound for one transaction, and the deliveries to ack after it."""
+
+    opened_at: float
+    readings: list[Reading] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.deliveries)
+
+    def to_write(self) -> WriteBatch:
+        return WriteBatch(self.readings, self.dead_letters)
+
+
+class Batcher:
+    """Fills batches on the receiving side; the writer takes them with `next_batch`.
+
+    Nothing here bounds the number of items: the broker's in-flight window does, since no
+    message is acknowledged before its batch commits.
+    """
+
+    def __init__(
+        self, max_rows: int, max_delay_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._max_rows = max_rows
+        self._max_delay_s = max_delay_s
+        self._clock = clock
+        self._full: deque[Batch] = deque()
+        self._current: Batch | None = None
+        self._closed = False
+        self._wakeup = asyncio.Event()
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting for the writer."""
+        return sum(map(len, self._full)) + (len(self._current) if self._current else 0)
+
+    def add(self, item: Reading | DeadLetter, delivery: Delivery) -> None:
+        if self._closed:
+            raise RuntimeError("Batcher.add after close")
+        batch = self._current
+        if batch is None:
+            batch = self._current = Batch(opened_at=self._clock())
+            self._wakeup.set()
+        if isinstance(item, Reading):
+            batch.readings.append(item)
+        else:
+            batch.dead_letters.append(item)
+        batch.deliveries.append(delivery)
+        if len(batch) >= self._max_rows:
+            self._full.append(batch)
+            self._current = None
+            self._wakeup.set()
+
+    def close(self) -> None:
+        """No more items: `next_batch` hands out what is left, then returns None."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def next_batch(self) -> Batch | None:
+        """The next batch that is full or due; None once closed and drained."""
+        while True:
+            if self._full:
+                return self._full.popleft()
+            current = self._current
+            if current is not None:
+                wait = current.opened_at + self._max_delay_s - self._clock()
+                if wait <= 0 or self._closed:
+                    self._current = None
+                    return current
+            elif self._closed:
+                return None
+            else:
+                wait = None
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                continue

@@ -1,0 +1,102 @@
+"""Turning one MQTT message into a reading, or into a dead letter that says why not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from ingest.payload import PAYLOAD_MODELS, SolarPanelPayload
+from ingest.settings import IngestSettings
+from ingest.topics import TopicScheme
+from partitions.naming import MIN_YEAR
+from storage import DeadLetter, Reading
+
+
+class CanonicalDecoder:
+    """Decodes meterflow's canonical JSON payloads.
+
+    `decode` never raises on bad input: every problem becomes a `DeadLetter` whose reason
+    names the field and what is wrong with it.
+    """
+
+    def __init__(self, scheme: TopicScheme, limits: IngestSettings) -> None:
+        self._scheme = scheme
+        self._limits = limits
+        self._max_skew = timedelta(seconds=limits.max_future_skew_s)
+        self._max_age = timedelta(days=limits.max_age_days)
+
+    def decode(self, topic: str, payload: bytes, received_at: datetime) -> Reading | DeadLetter:
+        if len(payload) > self._limits.max_payload_bytes:
+            return self._reject(
+                topic,
+                payload,
+                received_at,
+                f"payload of {len(payload)} bytes exceeds the limit of "
+                f"{self._limits.max_payload_bytes}",
+            )
+        parsed = self._scheme.parse(topic)
+        if isinstance(parsed, str):
+            return self._reject(topic, payload, received_at, parsed)
+        try:
+            document = PAYLOAD_MODELS[parsed.device_type].model_validate_json(payload)
+        except ValidationError as exc:
+            return self._reject(topic, payload, received_at, describe(exc))
+        if document.device_id is not None and document.device_id != parsed.device_id:
+            return self._reject(
+                topic,
+                payload,
+                received_at,
+                f"device_id {document.device_id!r} does not match the topic's {parsed.device_id!r}",
+            )
+        problem = self._time_problem(document.ts, received_at)
+        if problem is not None:
+            return self._reject(topic, payload, received_at, problem)
+        solar = document if isinstance(document, SolarPanelPayload) else None
+        return Reading(
+            topic=topic,
+            device_id=parsed.device_id,
+            device_type=parsed.device_type,
+            recorded_at=document.ts,
+            energy_kwh=document.energy_kwh,
+            power_kw=document.power_kw,
+            voltage=document.voltage,
+            current=document.current,
+            battery_pct=document.battery_pct,
+            irradiance_wm2=solar.irradiance_wm2 if solar else None,
+            panel_temp_c=solar.panel_temp_c if solar else None,
+            quality=document.quality,
+            metadata=document.model_extra or None,
+        )
+
+    def _time_problem(self, ts: datetime, received_at: datetime) -> str | None:
+        if ts - received_at > self._max_skew:
+            return (
+                f"ts {ts.isoformat()} is more than {self._limits.max_future_skew_s:g}s "
+                "in the future"
+            )
+        if received_at - ts > self._max_age or ts.year < MIN_YEAR:
+            return f"ts {ts.isoformat()} is older than {self._limits.max_age_days} days"
+        return None
+
+    def _reject(self, topic: str, payload: bytes, received_at: datetime, reason: str) -> DeadLetter:
+        return DeadLetter(
+            topic=topic,
+            payload=payload[: self._limits.dead_letter_max_bytes],
+            reason=reason,
+            received_at=received_at,
+            payload_size=len(payload),
+        )
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error in one line of words: `field: problem; field: problem`."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        if error["type"] == "json_invalid":
+            problems.append(f"payload is not valid JSON ({error['msg']})")
+            continue
+        location = ".".join(str(part) for part in error["loc"]) or "payload"
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}")
+    return "; ".join(problems)

@@ -1,0 +1,149 @@
+"""Settings: a TOML file, overridden by METERFLOW_* variables, overridden by flags.
+
+Nested keys map to variables with a double underscore: `[mqtt] url` is
+`METERFLOW_MQTT__URL`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ingest.errors import ConfigError
+from storage import SQLiteOptions, Synchronous, UnknownDevices
+
+DEFAULT_DATABASE = "sqlite:///data/meterflow.db"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "meterflow-ingest"
+    topic_prefix: str = "meterflow"
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=65535)] = 30
+    # How long the broker keeps our session (subscriptions and unacknowledged messages)
+    # while the daemon is down.
+    session_expiry_s: Annotated[int, Field(ge=0, le=4294967295)] = 7 * 24 * 3600
+    # MQTT 5 Receive Maximum: the unacknowledged messages the broker may have in flight to
+    # us. It bounds the daemon's memory and must exceed a batch so batches can fill.
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 10000
+    reconnect_initial_s: Annotated[float, Field(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 1883
+
+    @model_validator(mode="after")
+    def _check_url(self) -> Self:
+        if urlsplit(self.url).scheme not in {"mqtt", "tcp"}:
+            raise ValueError(f"mqtt.url must look like mqtt://HOST:PORT, not {self.url!r}")
+        return self
+
+
+class StorageSettings(_Section):
+    url: str = DEFAULT_DATABASE
+    sqlite_synchronous: Synchronous = "NORMAL"
+    sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    retry_initial_s: Annotated[float, Field(gt=0)] = 0.1
+    retry_max_s: Annotated[float, Field(gt=0)] = 10.0
+
+    @property
+    def sqlite(self) -> SQLiteOptions:
+        return SQLiteOptions(self.sqlite_synchronous, self.sqlite_busy_timeout_ms)
+
+
+class BatchSettings(_Section):
+    max_rows: Annotated[int, Field(ge=1, le=60000)] = 5000
+    max_delay_ms: Annotated[int, Field(ge=1)] = 200
+
+
+class IngestSettings(_Section):
+    max_payload_bytes: Annotated[int, Field(ge=64)] = 64 * 1024
+    max_future_skew_s: Annotated[float, Field(ge=0)] = 300.0
+    max_age_days: Annotated[int, Field(ge=1)] = 3650
+    unknown_devices: UnknownDevices = "register"
+    dead_letter_max_bytes: Annotated[int, Field(ge=0)] = 4096
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    summary_interval_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class Settings(BaseSettings):
+    """Every setting of the daemon, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="METERFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    batch: BatchSettings = BatchSettings()
+    ingest: IngestSettings = IngestSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _window_exceeds_batch(self) -> Self:
+        if self.mqtt.receive_maximum <= self.batch.max_rows:
+            raise ValueError(
+                f"mqtt.receive_maximum ({self.mqtt.receive_maximum}) must exceed "
+                f"batch.max_rows ({self.batch.max_rows}), or batches can never fill"
+            )
+        return self
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:  # noqa: ANN401
+    """Settings from `config_file`, the environment and `overrides` (highest first: flags).
+
+    `overrides` takes dotted keys, e.g. `{"mqtt.url": "mqtt://host:1883"}`.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            if config_file is not None:
+                sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+            return sources
+
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.partition(".")
+        nested.setdefault(section, {})[name] = value
+    try:
+        loaded = _Loaded(**nested)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings:\n{exc}") from exc
+    return loaded

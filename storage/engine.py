@@ -1,0 +1,75 @@
+"""Opening a database: URL normalisation, SQLite pragmas and explicit transactions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from storage.errors import UnsupportedDatabaseError
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteOptions:
+    """Durability and locking knobs of the SQLite backend.
+
+    NORMAL in WAL mode survives a crash of the process; only FULL also survives a power
+    loss, at the price of an fsync per commit.
+    """
+
+    synchronous: Synchronous = "NORMAL"
+    busy_timeout_ms: int = 5000
+
+
+def database_url(url: str) -> URL:
+    """Parse a user-facing URL, choosing the async driver for it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UnsupportedDatabaseError(url) from exc
+    if parsed.get_backend_name() != "sqlite" or parsed.get_driver_name() not in {
+        "pysqlite",
+        "aiosqlite",
+    }:
+        raise UnsupportedDatabaseError(url)
+    if not parsed.database or parsed.database == ":memory:":
+        raise UnsupportedDatabaseError(url)
+    return parsed.set(drivername="sqlite+aiosqlite")
+
+
+def open_engine(url: str, sqlite: SQLiteOptions | None = None) -> AsyncEngine:
+    """An engine whose connections are configured for meterflow's writer."""
+    parsed = database_url(url)
+    options = sqlite or SQLiteOptions()
+    if parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed)
+    _configure_sqlite(engine, options)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401
+        # The sqlite3 module would otherwise open transactions lazily and commit DDL on
+        # its own; we issue BEGIN ourselves so a new partition commits with its rows.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={options.synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so a busy database makes us wait at
+        # BEGIN (honouring busy_timeout) instead of failing halfway through a batch.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

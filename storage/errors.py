@@ -1,0 +1,24 @@
+"""Errors raised by the storage package.
+
+StorageError
+├── UnsupportedDatabaseError   a URL naming a database meterflow does not speak
+└── WriteError                 a batch that could not be stored, with the cause
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error the storage package raises."""
+
+
+class UnsupportedDatabaseError(StorageError, ValueError):
+    """The database URL names a backend meterflow does not support."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"unsupported database URL {url!r}: use sqlite:///PATH")
+        self.url = url
+
+
+class WriteError(StorageError):
+    """A batch failed for a reason retrying cannot fix."""

@@ -1,0 +1,82 @@
+"""What the pipeline hands to storage: validated readings and rejected messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+DeviceType = Literal["smart_meter", "solar_panel"]
+DataType = Literal["consumption", "production"]
+
+DATA_TYPE_OF: dict[DeviceType, DataType] = {
+    "smart_meter": "consumption",
+    "solar_panel": "production",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One validated reading, in canonical units (kWh, kW, V, A, %), time in UTC."""
+
+    topic: str
+    device_id: str
+    device_type: DeviceType
+    recorded_at: datetime
+    energy_kwh: float
+    power_kw: float
+    voltage: float | None = None
+    current: float | None = None
+    battery_pct: float | None = None
+    irradiance_wm2: float | None = None
+    panel_temp_c: float | None = None
+    quality: str = "good"
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def data_type(self) -> DataType:
+        return DATA_TYPE_OF[self.device_type]
+
+    def to_payload(self) -> bytes:
+        """The reading as canonical JSON, for a dead letter that has to show it."""
+        document = {name: getattr(self, name) for name in self.__slots__ if name not in {"topic"}}
+        document["ts"] = document.pop("recorded_at").isoformat()
+        return json.dumps(document, sort_keys=True, default=str).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not become a reading, kept with the reason why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    received_at: datetime
+    payload_size: int = -1
+
+    def __post_init__(self) -> None:
+        if self.payload_size < 0:
+            object.__setattr__(self, "payload_size", len(self.payload))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """Everything one transaction stores."""
+
+    readings: Sequence[Reading] = ()
+    dead_letters: Sequence[DeadLetter] = ()
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.dead_letters)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a committed batch did."""
+
+    inserted: int
+    duplicates: int
+    dead_letters: int
+    created_partitions: Sequence[str] = field(default_factory=tuple)

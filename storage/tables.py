@@ -1,0 +1,103 @@
+"""The schema: device registry, dead letters and the shape of one energy partition."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+from storage.types import UTCDateTime
+
+metadata = MetaData()
+
+DEVICE_STATUSES = ("active", "inactive", "maintenance", "error")
+DEVICE_TYPES = ("smart_meter", "solar_panel")
+DATA_TYPES = ("consumption", "production")
+
+iot_devices = Table(
+    "iot_devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", String(128), nullable=False, unique=True),
+    Column("device_type", String(32), nullable=False),
+    Column("user_id", String(128)),
+    Column("name", String(255)),
+    Column("location", String(255)),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("last_seen", UTCDateTime),
+    Column("battery_level", Float),
+    # The reading time the battery level came from, so a late, older reading never
+    # overwrites a newer level.
+    Column("battery_updated_at", UTCDateTime),
+    Column("firmware_version", String(64)),
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("updated_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+    CheckConstraint(f"status IN {DEVICE_STATUSES!r}", name="ck_iot_devices_status"),
+    CheckConstraint(f"device_type IN {DEVICE_TYPES!r}", name="ck_iot_devices_type"),
+    CheckConstraint(
+        "battery_level IS NULL OR (battery_level >= 0 AND battery_level <= 100)",
+        name="ck_iot_devices_battery",
+    ),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_size", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_dead_letters_received_at", "received_at"),
+)
+
+
+def energy_partition(name: str, target: MetaData | None = None) -> Table:
+    """The table holding one month of readings.
+
+    One index only: the unique key starts with the device, so it also serves every
+    per-device time-range query; a second time index would slow inserts for no reader.
+    """
+    return Table(
+        name,
+        target if target is not None else MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("user_id", String(128)),
+        Column(
+            "device_id",
+            String(128),
+            ForeignKey(iot_devices.c.device_id, name=f"fk_{name}_device"),
+            nullable=False,
+        ),
+        Column("data_type", String(16), nullable=False),
+        Column("energy_amount", Float, nullable=False),
+        Column("instantaneous_power", Float, nullable=False),
+        Column("voltage", Float),
+        Column("current", Float),
+        Column("battery_pct", Float),
+        Column("irradiance_wm2", Float),
+        Column("panel_temp_c", Float),
+        Column("recorded_at", UTCDateTime, nullable=False),
+        Column("quality", String(32), nullable=False, server_default="good"),
+        Column("validated", Boolean, nullable=False, server_default="1"),
+        Column("metadata", JSON),
+        Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+        UniqueConstraint("device_id", "data_type", "recorded_at", name=f"uq_{name}_reading"),
+        CheckConstraint(f"data_type IN {DATA_TYPES!r}", name=f"ck_{name}_data_type"),
+        CheckConstraint("energy_amount >= 0", name=f"ck_{name}_energy"),
+    )

@@ -1,0 +1,246 @@
+"""The single writer: one connection, one transaction per batch, retried until it commits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import cache
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import structlog
+from sqlalchemy import Insert, Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from partitions import Month, PartitionSet
+from storage.devices import owners, record_sightings, sightings
+from storage.errors import WriteError
+from storage.records import DeadLetter, Reading, WriteBatch, WriteResult
+from storage.retry import Backoff
+from storage.schema import create_schema
+from storage.tables import dead_letters, energy_partition
+
+UnknownDevices = Literal["register", "reject"]
+
+log = structlog.get_logger("meterflow.storage")
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    # A locked or full database, or a lost server connection, heals by itself; anything
+    # else is a statement the database will refuse however often it is sent.
+    return isinstance(exc, OperationalError) or exc.connection_invalidated
+
+
+@cache
+def _insert_ignoring_duplicates(table: Table, dialect: str) -> Insert:
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+class BatchWriter:
+    """Owns the database connection and stores `WriteBatch`es in order.
+
+    `write` returns only once the batch has committed: transient failures are retried with
+    backoff for as long as it takes, and a batch the database refuses outright is stored
+    row by row so that the one bad reading becomes a dead letter and the rest are kept.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        unknown_devices: UnknownDevices = "register",
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._engine = engine
+        self._unknown_devices = unknown_devices
+        self._backoff = backoff or Backoff()
+        self._partitions = PartitionSet(energy_partition)
+        self._conn: AsyncConnection | None = None
+        self.last_commit_at: float | None = None
+        self.failing_since: float | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def partitions(self) -> PartitionSet:
+        return self._partitions
+
+    async def _connect(self) -> AsyncConnection:
+        conn = await self._engine.connect()
+        try:
+            await create_schema(conn, self._partitions)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        """Store the batch in one transaction; return once it has committed."""
+        attempt = 0
+        while True:
+            try:
+                conn = self._conn or await self._connect()
+                try:
+                    result = await self._write_once(conn, batch, isolate=False)
+                except IntegrityError as exc:
+                    log.warning("batch refused, storing it row by row", error=str(exc.orig))
+                    result = await self._write_once(conn, batch, isolate=True)
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    raise WriteError(f"batch could not be stored: {exc.orig}") from exc
+                await self._recover(exc, attempt)
+                attempt += 1
+                continue
+            self.last_commit_at = time.monotonic()
+            self.failing_since = None
+            return result
+
+    async def _recover(self, exc: DBAPIError, attempt: int) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+        delay = self._backoff.delay(attempt)
+        log.warning("commit failed, retrying", error=str(exc.orig), attempt=attempt, delay_s=delay)
+        if exc.connection_invalidated and self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        await asyncio.sleep(delay)
+
+    async def _write_once(
+        self, conn: AsyncConnection, batch: WriteBatch, *, isolate: bool
+    ) -> WriteResult:
+        now = datetime.now(UTC)
+        readings = list(batch.readings)
+        rejected = list(batch.dead_letters)
+        async with conn.begin():
+            registered = await owners(conn, sorted({r.device_id for r in readings}))
+            if self._unknown_devices == "reject":
+                readings, unknown = _split_registered(readings, registered)
+                rejected.extend(_unregistered(r, now) for r in unknown)
+            created = await self._partitions.ensure(
+                conn, {Month.of(r.recorded_at) for r in readings}
+            )
+            await record_sightings(conn, sightings(readings), now)
+            refused: list[DeadLetter] = []
+            if isolate:
+                inserted, refused = await self._insert_each(conn, readings, registered, now)
+                rejected.extend(refused)
+            else:
+                inserted = await self._insert_all(conn, readings, registered, now)
+            if rejected:
+                await conn.execute(insert(dead_letters), [_dead_letter_row(d) for d in rejected])
+        self._partitions.confirm(created)
+        return WriteResult(
+            inserted=inserted,
+            duplicates=len(readings) - inserted - len(refused),
+            dead_letters=len(rejected),
+            created_partitions=tuple(m.table_name for m in created),
+        )
+
+    async def _insert_all(
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        registered: dict[str, str | None],
+        now: datetime,
+    ) -> int:
+        by_month: dict[Month, list[dict[str, Any]]] = defaultdict(list)
+        for reading in readings:
+            by_month[Month.of(reading.recorded_at)].append(
+                _reading_row(reading, registered.get(reading.device_id), now)
+            )
+        inserted = 0
+        for month, rows in by_month.items():
+            stmt = _insert_ignoring_duplicates(self._partitions.table(month), conn.dialect.name)
+            result = await conn.execute(stmt, rows)
+            inserted += result.rowcount
+        return inserted
+
+    async def _insert_each(
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        registered: dict[str, str | None],
+        now: datetime,
+    ) -> tuple[int, list[DeadLetter]]:
+        inserted = 0
+        refused: list[DeadLetter] = []
+        for reading in readings:
+            table = self._partitions.table(Month.of(reading.recorded_at))
+            stmt = _insert_ignoring_duplicates(table, conn.dialect.name)
+            try:
+                async with conn.begin_nested():
+                    result = await conn.execute(
+                        stmt, _reading_row(reading, registered.get(reading.device_id), now)
+                    )
+            except IntegrityError as exc:
+                reason = f"database refused the reading: {exc.orig}"
+                refused.append(
+                    DeadLetter(reading.topic, reading.to_payload(), reason, received_at=now)
+                )
+                continue
+            inserted += result.rowcount
+        return inserted, refused
+
+
+def _split_registered(
+    readings: Sequence[Reading], registered: dict[str, str | None]
+) -> tuple[list[Reading], list[Reading]]:
+    known = [r for r in readings if r.device_id in registered]
+    unknown = [r for r in readings if r.device_id not in registered]
+    return known, unknown
+
+
+def _unregistered(reading: Reading, now: datetime) -> DeadLetter:
+    reason = (
+        f"device {reading.device_id!r} is not registered and ingest.unknown_devices is 'reject'"
+    )
+    return DeadLetter(reading.topic, reading.to_payload(), reason, received_at=now)
+
+
+def _reading_row(reading: Reading, user_id: str | None, now: datetime) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "device_id": reading.device_id,
+        "data_type": reading.data_type,
+        "energy_amount": reading.energy_kwh,
+        "instantaneous_power": reading.power_kw,
+        "voltage": reading.voltage,
+        "current": reading.current,
+        "battery_pct": reading.battery_pct,
+        "irradiance_wm2": reading.irradiance_wm2,
+        "panel_temp_c": reading.panel_temp_c,
+        "recorded_at": reading.recorded_at,
+        "quality": reading.quality,
+        "validated": True,
+        "metadata": reading.metadata,
+        "created_at": now,
+    }
+
+
+def _dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "topic": letter.topic,
+        "payload": letter.payload,
+        "payload_size": letter.payload_size,
+        "reason": letter.reason,
+        "received_at": letter.received_at,
+    }

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest import Publisher
+from tests.mosquitto import Mosquitto, mosquitto_binary
+
+
+def _require_mosquitto() -> None:
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed: run scripts/test, which installs it")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One Mosquitto for the session, from config/mosquitto.conf, on a free port."""
+    _require_mosquitto()
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
+        yield mosquitto
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own, which the test may stop and restart."""
+    _require_mosquitto()
+    with Mosquitto(tmp_path / "mosquitto") as mosquitto:
+        yield mosquitto
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix no other test publishes under."""
+    return f"mf-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "meterflow.db"
+
+
+@pytest.fixture
+def publisher(broker: Mosquitto) -> Iterator[Publisher]:
+    with Publisher("127.0.0.1", broker.port) as pub:
+        yield pub

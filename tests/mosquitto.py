@@ -1,0 +1,110 @@
+"""A real Mosquitto for tests, started from the project's own config/mosquitto.conf."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "mosquitto.conf"
+_REPLACED = ("listener", "persistence_location", "log_dest", "pid_file")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def mosquitto_binary() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    candidate = Path("/usr/sbin/mosquitto")
+    return str(candidate) if candidate.exists() else None
+
+
+def render_config(directory: Path, port: int) -> Path:
+    """The project's config with only the listener, persistence directory and log moved."""
+    lines = [
+        line
+        for line in PROJECT_CONFIG.read_text().splitlines()
+        if line.split(" ", 1)[0] not in _REPLACED
+    ]
+    data = directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    lines += [
+        f"listener {port} 127.0.0.1",
+        f"persistence_location {data}/",
+        f"log_dest file {directory / 'mosquitto.log'}",
+    ]
+    path = directory / "mosquitto.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Mosquitto:
+    """One broker process on its own port and persistence directory; restartable."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise RuntimeError("mosquitto is not installed (scripts/test installs it)")
+        self.binary = binary
+        self.directory = directory
+        self.port = port or free_port()
+        self.config = render_config(directory, self.port)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(  # noqa: S603
+            [self.binary, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                log = (self.directory / "mosquitto.log").read_text(errors="replace")
+                raise RuntimeError(f"mosquitto exited with {self._process.returncode}:\n{log}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            return
+        raise RuntimeError(f"mosquitto did not listen on port {self.port} within 10 s")
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop the broker; SIGTERM lets it save its persistence file first."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            os.kill(process.pid, signum)
+            process.wait(timeout=10)
+        self._process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(signal.SIGKILL)

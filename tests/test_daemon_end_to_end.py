@@ -1,0 +1,159 @@
+"""The daemon against a real Mosquitto and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingest import Publisher, TopicScheme
+from tests.helpers import (
+    count_rows,
+    make_settings,
+    payload,
+    query,
+    recent,
+    running_daemon,
+    scalar,
+    wait_until,
+)
+from tests.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.mqtt
+
+
+async def publish_all(publisher: Publisher, messages: list[tuple[str, bytes]]) -> None:
+    for topic, body in messages:
+        publisher.publish(topic, body)
+    await asyncio.to_thread(publisher.wait_acknowledged)
+
+
+async def test_every_published_reading_becomes_one_row(
+    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+) -> None:
+    """N readings published at QoS 1 from many devices end as exactly N rows."""
+    scheme = TopicScheme(prefix)
+    base = recent()
+    messages = [
+        (
+            scheme.telemetry("smart_meter" if n % 3 else "solar_panel", f"dev-{n % 40}"),
+            payload(f"dev-{n % 40}", base + timedelta(seconds=n)),
+        )
+        for n in range(1200)
+    ]
+    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+        await publish_all(publisher, messages)
+        await wait_until(lambda: daemon.stats.stored == 1200, what="1200 rows stored")
+    assert count_rows(db_path) == 1200
+    assert scalar(db_path, "SELECT count(*) FROM iot_devices") == 40
+    kinds = dict(query(db_path, "SELECT data_type, count(*) FROM energy_data GROUP BY 1"))
+    assert kinds == {"consumption": 800, "production": 400}
+
+
+async def test_readings_in_two_months_make_two_partitions_under_one_view(
+    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+) -> None:
+    """A reading in a new month creates that month's table; the view spans both months."""
+    scheme = TopicScheme(prefix)
+    topic = scheme.telemetry("smart_meter", "m-1")
+    october = datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)
+    november = datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)
+    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+        await publish_all(publisher, [(topic, payload("m-1", october)), (topic, payload("m-1", november))])
+        await wait_until(lambda: daemon.stats.stored == 2, what="both readings stored")
+    tables = {
+        name
+        for (name,) in query(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        if name.startswith("energy_data_")
+    }
+    assert tables == {"energy_data_2026_10", "energy_data_2026_11"}
+    assert scalar(db_path, "SELECT count(*) FROM energy_data_2026_10") == 1
+    assert scalar(db_path, "SELECT count(*) FROM energy_data_2026_11") == 1
+    assert query(db_path, "SELECT recorded_at FROM energy_data ORDER BY recorded_at") == [
+        ("2026-10-31 23:59:59.000000",),
+        ("2026-11-01 00:00:01.000000",),
+    ]
+
+
+async def test_malformed_payload_becomes_a_dead_letter_and_later_messages_still_land(
+    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+) -> None:
+    """A bad message is stored with a readable reason; the good ones after it are stored."""
+    scheme = TopicScheme(prefix)
+    topic = scheme.telemetry("smart_meter", "m-1")
+    base = recent()
+    messages = [
+        (topic, payload("m-1", base)),
+        (topic, b"{not json"),
+        (topic, payload("m-1", base + timedelta(seconds=1), energy=-3.0)),
+        (f"{prefix}/toaster/t-1/telemetry", payload("t-1", base)),
+        (topic, payload("m-1", base + timedelta(seconds=2))),
+    ]
+    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+        await publish_all(publisher, messages)
+        await wait_until(lambda: daemon.stats.received == 5, what="all five messages")
+        await wait_until(lambda: daemon.stats.rejected == 3, what="three dead letters")
+    assert count_rows(db_path) == 2
+    letters = query(db_path, "SELECT topic, payload, reason FROM dead_letters ORDER BY id")
+    assert [(t, p) for t, p, _ in letters] == [(t, p) for t, p in messages[1:4]]
+    reasons = [reason for _, _, reason in letters]
+    assert reasons[0].startswith("payload is not valid JSON")
+    assert reasons[1] == "energy_kwh: Input should be greater than or equal to 0"
+    assert reasons[2].startswith("unknown device type 'toaster'")
+
+
+async def test_republished_reading_is_stored_once(
+    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+) -> None:
+    """The same reading published three times is one row; the others count as duplicates."""
+    topic = TopicScheme(prefix).telemetry("solar_panel", "pv-1")
+    body = payload("pv-1", recent(), irradiance_wm2=640.0)
+    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+        for _ in range(3):
+            await publish_all(publisher, [(topic, body)])
+        await wait_until(
+            lambda: daemon.stats.stored + daemon.stats.duplicates == 3, what="3 messages"
+        )
+    assert count_rows(db_path) == 1
+    assert daemon.stats.duplicates == 2
+
+
+async def test_device_last_seen_and_battery_follow_the_newest_reading(
+    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+) -> None:
+    """A late, older reading moves neither last_seen nor the battery level back."""
+    topic = TopicScheme(prefix).telemetry("smart_meter", "m-1")
+    newest = recent(60)
+    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+        await publish_all(publisher, [(topic, payload("m-1", newest, battery_pct=80.0))])
+        await wait_until(lambda: daemon.stats.stored == 1, what="first reading")
+        await publish_all(
+            publisher,
+            [
+                (topic, payload("m-1", newest - timedelta(hours=1), battery_pct=95.0)),
+                (topic, payload("m-1", newest + timedelta(seconds=30))),
+            ],
+        )
+        await wait_until(lambda: daemon.stats.stored == 3, what="all three readings")
+    row = query(
+        db_path, "SELECT last_seen, battery_level, status FROM iot_devices WHERE device_id = 'm-1'"
+    )
+    expected_last_seen = (newest + timedelta(seconds=30)).replace(tzinfo=None)
+    assert row == [(expected_last_seen.isoformat(sep=" ", timespec="microseconds"), 80.0, "active")]
+
+
+async def test_unregistered_device_is_rejected_when_configured(
+    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+) -> None:
+    """With unknown_devices = reject, an unregistered device's reading is a dead letter."""
+    topic = TopicScheme(prefix).telemetry("smart_meter", "stranger")
+    settings = make_settings(broker.url, db_path, prefix, **{"ingest.unknown_devices": "reject"})
+    async with running_daemon(settings) as daemon:
+        await publish_all(publisher, [(topic, payload("stranger", recent()))])
+        await wait_until(lambda: daemon.stats.rejected == 1, what="the dead letter")
+    assert count_rows(db_path) == 0
+    assert scalar(db_path, "SELECT count(*) FROM iot_devices") == 0
+    reason = scalar(db_path, "SELECT reason FROM dead_letters")
+    assert reason == "device 'stranger' is not registered and ingest.unknown_devices is 'reject'"
