@@ -8,6 +8,7 @@ aiomqtt to the versions this adapter is tested with.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -16,6 +17,7 @@ from typing import Any, Self
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.errors import BrokerError
 from ingest.settings import MqttSettings
@@ -78,8 +80,23 @@ class MqttSource:
         tb: TracebackType | None,
     ) -> None:
         if self._client is not None:
+            if exc is None:
+                await self._settle(self._client)
             await self._close(self._client)
             self._client = None
+
+    async def _settle(self, client: aiomqtt.Client) -> None:
+        """Make sure the broker has processed our last acknowledgements before we leave.
+
+        Closing a socket that still has unread data in it (the broker keeps sending up to the
+        in-flight window) makes the kernel reset the connection, and the broker then drops
+        the PUBACKs it had not read yet. The broker handles one client's packets in order, so
+        once it answers a request sent after them, they have all been processed. SUBSCRIBE
+        to the filter we already hold is such a request that changes nothing.
+        """
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.subscribe(self._subscription, options=options, timeout=5)
 
     @staticmethod
     async def _close(client: aiomqtt.Client) -> None:

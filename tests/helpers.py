@@ -70,13 +70,13 @@ def count_rows(db_path: Path, table: str = "energy_data") -> int:
 
 
 async def wait_until(
-    predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
+    predicate: Callable[[], bool], within: float = 20.0, what: str = "condition"
 ) -> None:
-    """Poll `predicate` until it holds; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll `predicate` until it holds; fail with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.02)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ from types import TracebackType
 from typing import Self
 
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "mosquitto.conf"
-_REPLACED = ("listener", "persistence_location", "log_dest", "pid_file")
+_REPLACED = ("listener", "persistence_location", "log_dest", "pid_file", "user")
 
 
 def free_port() -> int:
@@ -44,6 +45,9 @@ def render_config(directory: Path, port: int) -> Path:
         f"listener {port} 127.0.0.1",
         f"persistence_location {data}/",
         f"log_dest file {directory / 'mosquitto.log'}",
+        # Started as root, Mosquitto would switch to the `mosquitto` user and then fail,
+        # silently but for its log, to write the persistence file in our directory.
+        f"user {getpass.getuser()}",
     ]
     path = directory / "mosquitto.conf"
     path.write_text("\n".join(lines) + "\n")
@@ -68,7 +72,7 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._process = subprocess.Popen(  # noqa: S603
+        self._process = subprocess.Popen(
             [self.binary, "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

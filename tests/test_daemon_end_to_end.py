@@ -61,7 +61,9 @@ async def test_readings_in_two_months_make_two_partitions_under_one_view(
     october = datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)
     november = datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)
     async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
-        await publish_all(publisher, [(topic, payload("m-1", october)), (topic, payload("m-1", november))])
+        await publish_all(
+            publisher, [(topic, payload("m-1", october)), (topic, payload("m-1", november))]
+        )
         await wait_until(lambda: daemon.stats.stored == 2, what="both readings stored")
     tables = {
         name

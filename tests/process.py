@@ -1,0 +1,76 @@
+"""The daemon as a separate process, for tests that kill it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+METERFLOW = str(Path(sys.executable).with_name("meterflow"))
+
+
+class DaemonProcess:
+    def __init__(self, broker_url: str, db_path: Path, prefix: str, log_path: Path) -> None:
+        self.command = [METERFLOW, "run", "--broker", broker_url, "--db", f"sqlite:///{db_path}"]
+        self.env = os.environ | {
+            "METERFLOW_MQTT__TOPIC_PREFIX": prefix,
+            "METERFLOW_MQTT__CLIENT_ID": f"meterflow-{prefix}",
+            "METERFLOW_MQTT__RECONNECT_INITIAL_S": "0.1",
+            "METERFLOW_MQTT__RECONNECT_MAX_S": "1",
+            "METERFLOW_BATCH__MAX_ROWS": "500",
+            "METERFLOW_BATCH__MAX_DELAY_MS": "50",
+            "METERFLOW_LOG__FORMAT": "json",
+            "METERFLOW_LOG__SUMMARY_INTERVAL_S": "1",
+        }
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log)
+        self.wait_for_log('"subscribed"', occurrences=self.log().count('"subscribed"') + 1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, text: str, occurrences: int = 1, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < occurrences:
+            process = self._process
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"daemon exited with {process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text} in the daemon's log:\n{self.log()}")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.wait()
+
+    def signal(self, signum: int) -> None:
+        if self._process is not None:
+            self._process.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self._process is not None
+        code = self._process.wait(timeout=timeout)
+        self._process = None
+        return code
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self.kill()
