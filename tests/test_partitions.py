@@ -1,0 +1,69 @@
+"""Monthly partition naming and the view over the partitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from partitions import InvalidMonthError, Month, month_of_table, view_ddl
+from storage import energy_partition
+
+
+def test_month_of_an_offset_instant_is_its_utc_month() -> None:
+    """00:30 on 1 December at +01:00 is still November in UTC."""
+    moment = datetime(2026, 12, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert Month.of(moment) == Month(2026, 11)
+    assert Month.of(moment).table_name == "energy_data_2026_11"
+
+
+def test_naive_datetimes_have_no_month() -> None:
+    """A time without an offset is refused rather than guessed."""
+    with pytest.raises(InvalidMonthError):
+        Month.of(datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+@pytest.mark.parametrize(("year", "month"), [(1969, 12), (2026, 0), (2026, 13), (10000, 1)])
+def test_impossible_months_are_refused(year: int, month: int) -> None:
+    """Only real months between 1970 and 9999 can name a partition."""
+    with pytest.raises(InvalidMonthError):
+        Month(year, month)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "energy_data",
+        "energy_data_2026_13",
+        "energy_data_2026_1",
+        "energy_data_2026_11; DROP TABLE x",
+        "iot_devices",
+        "energy_data_2026_11_old",
+    ],
+)
+def test_only_partition_shaped_names_are_partitions(name: str) -> None:
+    """Names that are not exactly energy_data_YYYY_MM with a real month are not partitions."""
+    assert month_of_table(name) is None
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 11, 30)))  # noqa: DTZ001
+def test_every_instant_falls_inside_its_partition_bounds(naive: datetime) -> None:
+    """For any instant, its month's partition starts at or before it and ends after it."""
+    moment = naive.replace(tzinfo=UTC)
+    month = Month.of(moment)
+    assert month.start <= moment < month.end
+    assert month_of_table(month.table_name) == month
+    assert month.next().start == month.end
+
+
+def test_view_unions_partitions_in_month_order_and_exists_empty() -> None:
+    """The view names every partition once, oldest first; with none it still has columns."""
+    template = energy_partition("template")
+    ddl = view_ddl([Month(2026, 11), Month(2025, 1)], template)
+    assert ddl.index("energy_data_2025_01") < ddl.index("energy_data_2026_11")
+    assert ddl.count("UNION ALL") == 1
+    empty = view_ddl([], template)
+    assert "WHERE 0 = 1" in empty
+    assert '"recorded_at"' in empty
