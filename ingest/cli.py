@@ -117,3 +117,7 @@ def simulate(
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"published {publisher.published} messages, all acknowledged by the broker")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,8 +18,20 @@ from ingest.errors import BrokerError
 
 
 class Publisher:
+    """Publishes from the calling thread while paho's own thread handles the network.
+
+    At most `max_outstanding` messages wait for their PUBACK at once: paho numbers messages
+    with 16-bit ids and refuses a publish whose id is still outstanding.
+    """
+
     def __init__(
-        self, host: str, port: int, *, client_id: str = "", max_inflight: int = 1000
+        self,
+        host: str,
+        port: int,
+        *,
+        client_id: str = "",
+        max_inflight: int = 1000,
+        max_outstanding: int = 20000,
     ) -> None:
         self._url = f"mqtt://{host}:{port}"
         self._host, self._port = host, port
@@ -32,6 +44,7 @@ class Publisher:
         self._client.on_connect = self._on_connect
         self._lock = threading.Condition()
         self._connected = False
+        self._max_outstanding = max_outstanding
         self.published = 0
         self.acknowledged = 0
 
@@ -43,7 +56,7 @@ class Publisher:
     def _on_publish(self, *_args: Any) -> None:  # noqa: ANN401
         with self._lock:
             self.acknowledged += 1
-            if self.acknowledged == self.published:
+            if self.published - self.acknowledged in {0, self._max_outstanding - 1}:
                 self._lock.notify_all()
 
     def __enter__(self) -> Self:
@@ -68,6 +81,7 @@ class Publisher:
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         with self._lock:
+            self._lock.wait_for(lambda: self.published - self.acknowledged < self._max_outstanding)
             self.published += 1
         info = self._client.publish(topic, payload, qos=qos)
         if info.rc != paho.MQTT_ERR_SUCCESS:

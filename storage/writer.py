@@ -7,22 +7,21 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import cache
 from types import TracebackType
 from typing import Any, Literal, Self
 
 import structlog
-from sqlalchemy import Insert, Table, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from partitions import Month, PartitionSet
-from storage.devices import owners, record_sightings, sightings
+from storage.devices import sightings
 from storage.errors import WriteError
 from storage.records import DeadLetter, Reading, WriteBatch, WriteResult
 from storage.retry import Backoff
 from storage.schema import create_schema
+from storage.sqlite_bulk import insert_readings, registered_owners, upsert_devices
 from storage.tables import dead_letters, energy_partition
 
 UnknownDevices = Literal["register", "reject"]
@@ -34,12 +33,6 @@ def _is_transient(exc: DBAPIError) -> bool:
     # A locked or full database, or a lost server connection, heals by itself; anything
     # else is a statement the database will refuse however often it is sent.
     return isinstance(exc, OperationalError) or exc.connection_invalidated
-
-
-@cache
-def _insert_ignoring_duplicates(table: Table, dialect: str) -> Insert:
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return dialect_insert(table).on_conflict_do_nothing()
 
 
 class BatchWriter:
@@ -131,14 +124,14 @@ class BatchWriter:
         readings = list(batch.readings)
         rejected = list(batch.dead_letters)
         async with conn.begin():
-            registered = await owners(conn, sorted({r.device_id for r in readings}))
+            registered = await registered_owners(conn, sorted({r.device_id for r in readings}))
             if self._unknown_devices == "reject":
                 readings, unknown = _split_registered(readings, registered)
                 rejected.extend(_unregistered(r, now) for r in unknown)
             created = await self._partitions.ensure(
                 conn, {Month.of(r.recorded_at) for r in readings}
             )
-            await record_sightings(conn, sightings(readings), now)
+            await upsert_devices(conn, sightings(readings), now)
             refused: list[DeadLetter] = []
             if isolate:
                 inserted, refused = await self._insert_each(conn, readings, registered, now)
@@ -162,16 +155,12 @@ class BatchWriter:
         registered: dict[str, str | None],
         now: datetime,
     ) -> int:
-        by_month: dict[Month, list[dict[str, Any]]] = defaultdict(list)
+        by_month: dict[Month, list[Reading]] = defaultdict(list)
         for reading in readings:
-            by_month[Month.of(reading.recorded_at)].append(
-                _reading_row(reading, registered.get(reading.device_id), now)
-            )
+            by_month[Month.of(reading.recorded_at)].append(reading)
         inserted = 0
-        for month, rows in by_month.items():
-            stmt = _insert_ignoring_duplicates(self._partitions.table(month), conn.dialect.name)
-            result = await conn.execute(stmt, rows)
-            inserted += result.rowcount
+        for month, group in by_month.items():
+            inserted += await insert_readings(conn, month.table_name, group, registered, now)
         return inserted
 
     async def _insert_each(
@@ -184,20 +173,15 @@ class BatchWriter:
         inserted = 0
         refused: list[DeadLetter] = []
         for reading in readings:
-            table = self._partitions.table(Month.of(reading.recorded_at))
-            stmt = _insert_ignoring_duplicates(table, conn.dialect.name)
+            table = Month.of(reading.recorded_at).table_name
             try:
                 async with conn.begin_nested():
-                    result = await conn.execute(
-                        stmt, _reading_row(reading, registered.get(reading.device_id), now)
-                    )
+                    inserted += await insert_readings(conn, table, [reading], registered, now)
             except IntegrityError as exc:
                 reason = f"database refused the reading: {exc.orig}"
                 refused.append(
                     DeadLetter(reading.topic, reading.to_payload(), reason, received_at=now)
                 )
-                continue
-            inserted += result.rowcount
         return inserted, refused
 
 
@@ -214,26 +198,6 @@ def _unregistered(reading: Reading, now: datetime) -> DeadLetter:
         f"device {reading.device_id!r} is not registered and ingest.unknown_devices is 'reject'"
     )
     return DeadLetter(reading.topic, reading.to_payload(), reason, received_at=now)
-
-
-def _reading_row(reading: Reading, user_id: str | None, now: datetime) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "device_id": reading.device_id,
-        "data_type": reading.data_type,
-        "energy_amount": reading.energy_kwh,
-        "instantaneous_power": reading.power_kw,
-        "voltage": reading.voltage,
-        "current": reading.current,
-        "battery_pct": reading.battery_pct,
-        "irradiance_wm2": reading.irradiance_wm2,
-        "panel_temp_c": reading.panel_temp_c,
-        "recorded_at": reading.recorded_at,
-        "quality": reading.quality,
-        "validated": True,
-        "metadata": reading.metadata,
-        "created_at": now,
-    }
 
 
 def _dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
