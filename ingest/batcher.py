@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ingest.mqtt import Delivery
+from ingest.connection import Delivery
 from storage import DeadLetter, Reading, WriteBatch
 
 

@@ -106,12 +106,15 @@ class Daemon:
     async def _receive(self, source: MqttSource, batcher: Batcher) -> None:
         decode = self._decoder.decode
         stats = self.stats
-        async for delivery in source.deliveries():
-            item = decode(delivery.topic, delivery.payload, datetime.now(UTC))
-            stats.received += 1
-            if isinstance(item, DeadLetter):
-                log.debug("rejected", topic=item.topic, reason=item.reason)
-            batcher.add(item, delivery)
+        while True:
+            deliveries = await source.take()
+            received_at = datetime.now(UTC)
+            stats.received += len(deliveries)
+            for delivery in deliveries:
+                item = decode(delivery.topic, delivery.payload, received_at)
+                if isinstance(item, DeadLetter):
+                    log.debug("rejected", topic=item.topic, reason=item.reason)
+                batcher.add(item, delivery)
 
     async def _write(self, source: MqttSource, writer: BatchWriter, batcher: Batcher) -> None:
         while (batch := await batcher.next_batch()) is not None:

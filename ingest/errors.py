@@ -19,6 +19,10 @@ class ConfigError(IngestError):
 class BrokerError(IngestError):
     """The connection to the MQTT broker failed or was lost."""
 
-    def __init__(self, message: str, *, url: str) -> None:
-        super().__init__(f"{message} ({url})")
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(f"{message} ({url})" if url else message)
         self.url = url
+
+
+class ProtocolError(BrokerError):
+    """The broker sent something that is not valid MQTT 5 for a QoS 1 subscriber."""

@@ -1,0 +1,274 @@
+"""One MQTT 5 connection of a QoS 1 subscriber that acknowledges messages itself.
+
+Written on `asyncio.Protocol` rather than taken from a client library for two reasons the
+daemon's promises depend on:
+
+- Acknowledgement is ours: a PUBACK goes out only when `ack` is called, after the commit.
+- Flow control is ours: the broker may send at most `receive_maximum` unacknowledged
+  messages, but Mosquitto 2.0.11 sends a whole window more for every PUBACK once acks
+  flow (tests/test_connection.py shows it). When that many messages are unacknowledged,
+  we stop reading the socket; TCP pushes back and the broker keeps the backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+from dataclasses import dataclass
+
+from ingest import packets
+from ingest.errors import BrokerError, ProtocolError
+
+# How long CONNACK, SUBACK and the broker's goodbye may take before we give up on them.
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as the broker delivered it, with what it takes to acknowledge it."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class SubscriberProtocol(asyncio.Protocol):
+    """Parses the broker's bytes into deliveries; the owner takes them with `take`."""
+
+    def __init__(self, window: int) -> None:
+        self._window = window
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._ready: deque[Delivery] = deque()
+        self._unacked = 0
+        self._paused = False
+        self._wakeup = asyncio.Event()
+        self._replies: dict[type[packets.Incoming], asyncio.Future[packets.Incoming]] = {}
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last_received = asyncio.get_running_loop().time()
+
+    @property
+    def unacked(self) -> int:
+        """Messages received and not yet acknowledged, whether taken or not."""
+        return self._unacked
+
+    @property
+    def paused(self) -> bool:
+        """Whether reading is paused because the window is full."""
+        return self._paused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = asyncio.get_running_loop().time()
+        buffer = self._buffer
+        buffer += data
+        position = 0
+        view = memoryview(buffer)
+        try:
+            while (found := packets.split_packet(buffer, position)) is not None:
+                first, body, position = found
+                self._handle(packets.parse(first, view[body:position]))
+        except ProtocolError as exc:
+            view.release()
+            self.fail(exc)
+            return
+        view.release()
+        del buffer[:position]
+        if self._window <= self._unacked and not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+
+    def _handle(self, packet: packets.Incoming) -> None:
+        if isinstance(packet, packets.Publish):
+            self._ready.append(Delivery(packet.topic, packet.payload, packet.packet_id, packet.qos))
+            if packet.qos:
+                self._unacked += 1
+            self._wakeup.set()
+        elif isinstance(packet, packets.Disconnect):
+            reason = f" ({packet.reason_string})" if packet.reason_string else ""
+            self.fail(
+                BrokerError(f"broker disconnected us: reason 0x{packet.reason_code:02x}{reason}")
+            )
+        elif not isinstance(packet, packets.Pingresp):
+            waiter = self._replies.pop(type(packet), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(packet)
+
+    def expect(self, kind: type[packets.Incoming]) -> asyncio.Future[packets.Incoming]:
+        """A future for the next packet of `kind` (CONNACK, SUBACK, PINGRESP)."""
+        waiter: asyncio.Future[packets.Incoming] = asyncio.get_running_loop().create_future()
+        self._replies[kind] = waiter
+        return waiter
+
+    def send(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise BrokerError("connection is closed")
+        self._transport.write(data)
+
+    def ack(self, deliveries: list[Delivery]) -> None:
+        """One write of PUBACKs for every QoS 1 delivery, in the order given."""
+        ids = [d.mid for d in deliveries if d.qos]
+        if not ids:
+            return
+        self._unacked -= len(ids)
+        if self._transport is None or self._transport.is_closing():
+            # Lost already: the broker redelivers whatever we could not acknowledge.
+            return
+        self._transport.write(packets.pubacks(ids))
+        if self._paused and self._unacked < self._window:
+            self._transport.resume_reading()
+            self._paused = False
+
+    async def take(self) -> list[Delivery]:
+        """Every delivery received so far, waiting for at least one."""
+        while not self._ready:
+            if self._closed.done():
+                self._closed.result()
+            self._wakeup.clear()
+            waiter = asyncio.ensure_future(self._wakeup.wait())
+            await asyncio.wait((waiter, self._closed), return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        taken = list(self._ready)
+        self._ready.clear()
+        return taken
+
+    def fail(self, exc: BrokerError) -> None:
+        """End the connection with `exc`, which every waiter then raises."""
+        for waiter in self._replies.values():
+            if not waiter.done():
+                waiter.set_exception(exc)
+        self._replies.clear()
+        if not self._closed.done():
+            self._closed.set_exception(exc)
+            # Retrieved by whoever waits; nobody waiting is not an error of its own.
+            self._closed.exception()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(BrokerError(f"connection lost: {exc or 'closed by the broker'}"))
+
+    def resume(self) -> None:
+        """Read again whatever the window says (used on the way out, to drain the socket)."""
+        if self._paused and self._transport is not None:
+            self._transport.resume_reading()
+            self._paused = False
+
+    async def closed(self) -> None:
+        with contextlib.suppress(BrokerError):
+            await asyncio.shield(self._closed)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class Connection:
+    """Connect, subscribe, keep alive; hand out deliveries; acknowledge; leave cleanly."""
+
+    def __init__(self, protocol: SubscriberProtocol, keepalive: float) -> None:
+        self._protocol = protocol
+        self._keepalive = keepalive
+        self._packet_ids = itertools.cycle(range(1, 65536))
+        self._pinger: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        client_id: str,
+        keepalive: int,
+        session_expiry: int,
+        receive_maximum: int,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> Connection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            _, protocol = await loop.create_connection(
+                lambda: SubscriberProtocol(receive_maximum), host, port
+            )
+            connack = protocol.expect(packets.Connack)
+            protocol.send(
+                packets.connect(
+                    client_id,
+                    keepalive=keepalive,
+                    clean_start=False,
+                    session_expiry=session_expiry,
+                    receive_maximum=receive_maximum,
+                    username=username,
+                    password=password,
+                )
+            )
+            reply = await connack
+        assert isinstance(reply, packets.Connack)
+        if reply.reason_code >= 0x80:
+            protocol.close()
+            detail = f" ({reply.reason_string})" if reply.reason_string else ""
+            raise BrokerError(f"connection refused: reason 0x{reply.reason_code:02x}{detail}")
+        connection = cls(protocol, reply.server_keep_alive or keepalive)
+        connection._pinger = asyncio.create_task(connection._keep_alive(), name="mqtt.keepalive")
+        return connection
+
+    async def subscribe(self, topic_filter: str) -> None:
+        """Subscribe at QoS 1; retained messages only when the subscription is new."""
+        packet_id = next(self._packet_ids)
+        suback = self._protocol.expect(packets.Suback)
+        self._protocol.send(
+            packets.subscribe(packet_id, topic_filter, 1, packets.RETAIN_SEND_IF_NEW)
+        )
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            reply = await suback
+        assert isinstance(reply, packets.Suback)
+        if not reply.reason_codes or reply.reason_codes[0] >= 0x80:
+            raise BrokerError(f"subscription to {topic_filter!r} refused: {reply.reason_codes}")
+
+    @property
+    def unacked(self) -> int:
+        return self._protocol.unacked
+
+    async def take(self) -> list[Delivery]:
+        return await self._protocol.take()
+
+    def ack(self, deliveries: list[Delivery]) -> None:
+        self._protocol.ack(deliveries)
+
+    async def _keep_alive(self) -> None:
+        """PINGREQ at half the keepalive; a silent broker (while we read) is a lost one."""
+        interval = self._keepalive / 2
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            protocol = self._protocol
+            silent = loop.time() - protocol.last_received
+            if not protocol.paused and silent > 2 * self._keepalive:
+                protocol.fail(BrokerError(f"broker silent for {silent:.0f} s despite pings"))
+                return
+            protocol.send(packets.PINGREQ)
+
+    async def close(self) -> None:
+        """DISCONNECT, then read until the broker closes, so our last PUBACKs are processed.
+
+        Closing a socket that still holds unread data makes the kernel reset the
+        connection, and the broker would drop the PUBACKs it had not read yet.
+        """
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+        protocol = self._protocol
+        with contextlib.suppress(BrokerError):
+            protocol.resume()
+            protocol.send(packets.DISCONNECT)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                await protocol.closed()
+        protocol.close()

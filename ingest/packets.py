@@ -1,0 +1,295 @@
+"""The MQTT 5 packets a QoS 1 subscriber sends and receives, as bytes.
+
+Only what meterflow needs: it sends CONNECT, SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT, and
+reads CONNACK, SUBACK, PUBLISH, PINGRESP and DISCONNECT. Every function here is pure, so
+the wire format is tested without a socket (tests/test_packets.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ingest.errors import ProtocolError
+
+
+class PacketType(IntEnum):
+    CONNECT = 1
+    CONNACK = 2
+    PUBLISH = 3
+    PUBACK = 4
+    SUBSCRIBE = 8
+    SUBACK = 9
+    PINGREQ = 12
+    PINGRESP = 13
+    DISCONNECT = 14
+
+
+# Property identifiers (MQTT 5 §2.2.2.2) and the shape of their values.
+SESSION_EXPIRY_INTERVAL = 0x11
+SERVER_KEEP_ALIVE = 0x13
+RECEIVE_MAXIMUM = 0x21
+REASON_STRING = 0x1F
+_BYTE, _U16, _U32, _VARINT, _UTF8, _BINARY, _PAIR = range(7)
+_PROPERTY_SHAPES = {
+    0x01: _BYTE, 0x02: _U32, 0x03: _UTF8, 0x08: _UTF8, 0x09: _BINARY, 0x0B: _VARINT,
+    0x11: _U32, 0x12: _UTF8, 0x13: _U16, 0x15: _UTF8, 0x16: _BINARY, 0x17: _BYTE,
+    0x18: _U32, 0x19: _BYTE, 0x1A: _UTF8, 0x1C: _UTF8, 0x1F: _UTF8, 0x21: _U16,
+    0x22: _U16, 0x23: _U16, 0x24: _BYTE, 0x25: _BYTE, 0x26: _PAIR, 0x27: _U32,
+    0x28: _BYTE, 0x29: _BYTE, 0x2A: _BYTE,
+}  # fmt: skip
+
+PINGREQ = bytes([PacketType.PINGREQ << 4, 0])
+DISCONNECT = bytes([PacketType.DISCONNECT << 4, 0])
+_PUBACK_HEADER = bytes([PacketType.PUBACK << 4, 2])
+MAX_REMAINING_LENGTH = 268_435_455
+
+
+def encode_varint(value: int) -> bytes:
+    if not 0 <= value <= MAX_REMAINING_LENGTH:
+        raise ValueError(f"{value} does not fit a variable byte integer")
+    out = bytearray()
+    while True:
+        byte, value = value % 128, value // 128
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def decode_varint(data: bytes | bytearray | memoryview, start: int) -> tuple[int, int] | None:
+    """(value, position after it), or None when `data` ends before the integer does."""
+    value, shift, position = 0, 0, start
+    while position < len(data):
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if not byte & 0x80:
+            return value, position
+        shift += 7
+        if shift > 21:
+            raise ProtocolError("variable byte integer longer than four bytes")
+    return None
+
+
+def _utf8(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _binary(raw: bytes) -> bytes:
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _packet(kind: PacketType, flags: int, body: bytes) -> bytes:
+    return bytes([kind << 4 | flags]) + encode_varint(len(body)) + body
+
+
+def connect(
+    client_id: str,
+    *,
+    keepalive: int,
+    clean_start: bool,
+    session_expiry: int,
+    receive_maximum: int,
+    username: str | None = None,
+    password: str | None = None,
+) -> bytes:
+    flags = (0x02 if clean_start else 0) | (0x80 if username is not None else 0)
+    flags |= 0x40 if password is not None else 0
+    properties = struct.pack("!BIBH", SESSION_EXPIRY_INTERVAL, session_expiry,
+                             RECEIVE_MAXIMUM, receive_maximum)  # fmt: skip
+    body = _utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive)
+    body += encode_varint(len(properties)) + properties + _utf8(client_id)
+    if username is not None:
+        body += _utf8(username)
+    if password is not None:
+        body += _binary(password.encode())
+    return _packet(PacketType.CONNECT, 0, body)
+
+
+RETAIN_SEND_ON_SUBSCRIBE = 0
+RETAIN_SEND_IF_NEW = 1
+
+
+def subscribe(packet_id: int, topic_filter: str, qos: int, retain_handling: int) -> bytes:
+    options = qos | retain_handling << 4
+    body = struct.pack("!H", packet_id) + b"\x00" + _utf8(topic_filter) + bytes([options])
+    return _packet(PacketType.SUBSCRIBE, 0b0010, body)
+
+
+def pubacks(packet_ids: list[int]) -> bytes:
+    """PUBACKs (success, no properties) for many messages, ready for one write."""
+    return b"".join(_PUBACK_HEADER + packet_id.to_bytes(2, "big") for packet_id in packet_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Connack:
+    session_present: bool
+    reason_code: int
+    server_keep_alive: int | None
+    reason_string: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Suback:
+    packet_id: int
+    reason_codes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    packet_id: int
+    dup: bool
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    reason_code: int
+    reason_string: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pingresp:
+    pass
+
+
+Incoming = Connack | Suback | Publish | Disconnect | Pingresp
+
+
+def split_packet(buffer: bytearray, start: int) -> tuple[int, int, int] | None:
+    """(first byte, body start, body end) of the packet at `start`, if it is complete."""
+    if start >= len(buffer):
+        return None
+    length = decode_varint(buffer, start + 1)
+    if length is None:
+        return None
+    remaining, body = length
+    end = body + remaining
+    if end > len(buffer):
+        return None
+    return buffer[start], body, end
+
+
+def parse(first: int, body: memoryview) -> Incoming:
+    """The packet whose first byte is `first` and whose body is `body`."""
+    try:
+        return _parse(first, body)
+    except IndexError as exc:
+        raise ProtocolError(f"packet type {first >> 4} ends early") from exc
+
+
+def _parse(first: int, body: memoryview) -> Incoming:
+    kind = first >> 4
+    if kind == PacketType.PUBLISH:
+        return _publish(first, body)
+    if kind == PacketType.CONNACK:
+        return _connack(body)
+    if kind == PacketType.SUBACK:
+        return _suback(body)
+    if kind == PacketType.PINGRESP:
+        return Pingresp()
+    if kind == PacketType.DISCONNECT:
+        return _disconnect(body)
+    raise ProtocolError(f"unexpected packet type {kind} from the broker")
+
+
+def _publish(first: int, body: memoryview) -> Publish:
+    qos = first >> 1 & 0x03
+    if qos > 1:
+        raise ProtocolError(f"PUBLISH at QoS {qos} on a QoS 1 subscription")
+    topic_length = int.from_bytes(body[0:2], "big")
+    position = 2 + topic_length
+    topic = bytes(body[2:position]).decode(errors="replace")
+    packet_id = 0
+    if qos:
+        packet_id = int.from_bytes(body[position : position + 2], "big")
+        position += 2
+    decoded = decode_varint(body, position)
+    if decoded is None:
+        raise ProtocolError("PUBLISH properties run past the packet")
+    properties_length, position = decoded
+    position += properties_length
+    if position > len(body):
+        raise ProtocolError("PUBLISH properties run past the packet")
+    return Publish(topic, bytes(body[position:]), qos, packet_id, bool(first & 0x08),
+                   bool(first & 0x01))  # fmt: skip
+
+
+def _connack(body: memoryview) -> Connack:
+    if len(body) < 2:
+        raise ProtocolError("CONNACK too short")
+    properties = _properties(body, 2) if len(body) > 2 else {}
+    keep_alive = properties.get(SERVER_KEEP_ALIVE)
+    reason = properties.get(REASON_STRING)
+    return Connack(
+        session_present=bool(body[0] & 0x01),
+        reason_code=body[1],
+        server_keep_alive=keep_alive if isinstance(keep_alive, int) else None,
+        reason_string=reason if isinstance(reason, str) else None,
+    )
+
+
+def _suback(body: memoryview) -> Suback:
+    packet_id = int.from_bytes(body[0:2], "big")
+    decoded = decode_varint(body, 2)
+    if decoded is None:
+        raise ProtocolError("SUBACK too short")
+    properties_length, position = decoded
+    return Suback(packet_id, tuple(body[position + properties_length :]))
+
+
+def _disconnect(body: memoryview) -> Disconnect:
+    if not body:
+        return Disconnect(0, None)
+    properties = _properties(body, 1) if len(body) > 1 else {}
+    reason = properties.get(REASON_STRING)
+    return Disconnect(body[0], reason if isinstance(reason, str) else None)
+
+
+def _properties(body: memoryview, start: int) -> dict[int, int | str | bytes]:
+    decoded = decode_varint(body, start)
+    if decoded is None:
+        raise ProtocolError("properties length runs past the packet")
+    length, position = decoded
+    end = position + length
+    if end > len(body):
+        raise ProtocolError("properties run past the packet")
+    found: dict[int, int | str | bytes] = {}
+    while position < end:
+        identifier = body[position]
+        shape = _PROPERTY_SHAPES.get(identifier)
+        if shape is None:
+            raise ProtocolError(f"unknown property 0x{identifier:02x}")
+        value, position = _property_value(body, position + 1, shape)
+        if value is not None:
+            found[identifier] = value
+    if position != end:
+        raise ProtocolError("properties run past their stated length")
+    return found
+
+
+def _property_value(
+    body: memoryview, position: int, shape: int
+) -> tuple[int | str | bytes | None, int]:
+    """One property's value and the position after it; None for user properties (skipped)."""
+    if shape == _BYTE:
+        return body[position], position + 1
+    if shape in {_U16, _U32}:
+        size = 2 if shape == _U16 else 4
+        return int.from_bytes(body[position : position + size], "big"), position + size
+    if shape == _VARINT:
+        decoded = decode_varint(body, position)
+        if decoded is None:
+            raise ProtocolError("property runs past the packet")
+        return decoded
+    size = int.from_bytes(body[position : position + 2], "big")
+    raw = bytes(body[position + 2 : position + 2 + size])
+    position += 2 + size
+    if shape == _PAIR:
+        return None, position + 2 + int.from_bytes(body[position : position + 2], "big")
+    return (raw.decode(errors="replace") if shape == _UTF8 else raw), position
