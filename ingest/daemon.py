@@ -36,6 +36,7 @@ class Daemon:
         self._scheme = TopicScheme(settings.mqtt.topic_prefix)
         self._decoder = CanonicalDecoder(self._scheme, settings.ingest)
         self._batcher: Batcher | None = None
+        self._source: MqttSource | None = None
 
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""
@@ -68,6 +69,7 @@ class Daemon:
             lost: BaseException | None = None
             try:
                 async with MqttSource(mqtt, self._scheme.subscription) as source:
+                    self._source = source
                     attempt = 0
                     log.info("subscribed", broker=mqtt.url, topic=self._scheme.subscription)
                     self.connected.set()
@@ -79,7 +81,7 @@ class Daemon:
                 lost = exc
             finally:
                 self.connected.clear()
-                self._batcher = None
+                self._batcher = self._source = None
             if lost is None:
                 return
             self.stats.reconnects += 1
@@ -129,10 +131,11 @@ class Daemon:
         interval = self.settings.log.summary_interval_s
         while True:
             await asyncio.sleep(interval)
-            batcher = self._batcher
+            batcher, source = self._batcher, self._source
             log.info(
                 "summary",
                 pending=batcher.pending if batcher else 0,
+                in_flight=source.unacked if source else 0,
                 connected=self.connected.is_set(),
                 **self.stats.summary(),
             )
