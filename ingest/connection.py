@@ -7,7 +7,8 @@ daemon's promises depend on:
 - Flow control is ours: the broker may send at most `receive_maximum` unacknowledged
   messages, but Mosquitto 2.0.11 sends a whole window more for every PUBACK once acks
   flow (tests/test_connection.py shows it). When that many messages are unacknowledged,
-  we stop reading the socket; TCP pushes back and the broker keeps the backlog.
+  we hold further messages back unparsed and stop reading; TCP pushes back and the broker
+  keeps the backlog.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class SubscriberProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._ready: deque[Delivery] = deque()
+        self._held: deque[tuple[int, bytes]] = deque()
+        self._discarding = False
         self._unacked = 0
         self._paused = False
         self._wakeup = asyncio.Event()
@@ -66,23 +69,60 @@ class SubscriberProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_received = asyncio.get_running_loop().time()
+        if self._discarding:
+            return
+        self._buffer += data
+        self._drain()
+
+    def _drain(self) -> None:
+        """Parse what is buffered; hold back PUBLISHes past the window and stop reading.
+
+        Control packets (SUBACK, PINGRESP, DISCONNECT) are handled at once, wherever they
+        stand. A PUBLISH that would overfill the window is kept as raw bytes, in order,
+        until acknowledgements make room: at most one socket read (256 KiB) of them, far
+        cheaper than the Python objects a parsed message becomes.
+        """
         buffer = self._buffer
-        buffer += data
         position = 0
         view = memoryview(buffer)
         try:
             while (found := packets.split_packet(buffer, position)) is not None:
                 first, body, position = found
-                self._handle(packets.parse(first, view[body:position]))
+                if first >> 4 == packets.PacketType.PUBLISH and (
+                    self._held or self._unacked >= self._window
+                ):
+                    self._held.append((first, bytes(view[body:position])))
+                else:
+                    self._handle(packets.parse(first, view[body:position]))
         except ProtocolError as exc:
             view.release()
             self.fail(exc)
             return
         view.release()
         del buffer[:position]
-        if self._window <= self._unacked and not self._paused and self._transport is not None:
-            self._transport.pause_reading()
+        self._throttle()
+
+    def _release_held(self) -> None:
+        try:
+            while self._held and self._unacked < self._window:
+                first, body = self._held.popleft()
+                self._handle(packets.parse(first, memoryview(body)))
+        except ProtocolError as exc:
+            self.fail(exc)
+            return
+        self._throttle()
+
+    def _throttle(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        full = bool(self._held) or self._unacked >= self._window
+        if full and not self._paused:
+            transport.pause_reading()
             self._paused = True
+        elif not full and self._paused:
+            transport.resume_reading()
+            self._paused = False
 
     def _handle(self, packet: packets.Incoming) -> None:
         if isinstance(packet, packets.Publish):
@@ -121,9 +161,8 @@ class SubscriberProtocol(asyncio.Protocol):
             # Lost already: the broker redelivers whatever we could not acknowledge.
             return
         self._transport.write(packets.pubacks(ids))
-        if self._paused and self._unacked < self._window:
-            self._transport.resume_reading()
-            self._paused = False
+        if self._paused:
+            self._release_held()
 
     async def take(self) -> list[Delivery]:
         """Every delivery received so far, waiting for at least one."""
@@ -154,8 +193,14 @@ class SubscriberProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(BrokerError(f"connection lost: {exc or 'closed by the broker'}"))
 
-    def resume(self) -> None:
-        """Read again whatever the window says (used on the way out, to drain the socket)."""
+    def discard_incoming(self) -> None:
+        """On the way out: read and drop everything, so the socket can close without a reset.
+
+        Nothing dropped here was acknowledged; the broker redelivers it next time.
+        """
+        self._discarding = True
+        self._held.clear()
+        self._buffer.clear()
         if self._paused and self._transport is not None:
             self._transport.resume_reading()
             self._paused = False
@@ -266,7 +311,7 @@ class Connection:
                 await self._pinger
         protocol = self._protocol
         with contextlib.suppress(BrokerError):
-            protocol.resume()
+            protocol.discard_incoming()
             protocol.send(packets.DISCONNECT)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):

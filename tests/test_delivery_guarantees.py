@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -15,7 +19,15 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest import Publisher, TopicScheme
-from tests.helpers import count_rows, payload, query, recent, wait_until
+from tests.helpers import (
+    count_rows,
+    make_settings,
+    payload,
+    query,
+    recent,
+    running_daemon,
+    wait_until,
+)
 from tests.mosquitto import Mosquitto
 from tests.process import DaemonProcess
 
@@ -157,3 +169,69 @@ async def test_broker_restart_mid_stream_loses_nothing_and_daemon_reconnects(
             publisher.wait_acknowledged()
         await wait_until(lambda: count_rows(db_path) == 2000, within=30, what="all 2000 rows")
     assert stored_sequence_numbers(db_path) == list(range(2000))
+
+
+async def test_a_slow_writer_stops_reading_and_the_broker_keeps_the_backlog(
+    broker: Mosquitto, db_path: Path, prefix: str
+) -> None:
+    """Commits crawling behind a lock keep in-flight messages near the window; all land.
+
+    Each commit acknowledges a batch, and Mosquitto 2.0.11 answers acknowledgements with
+    more than the window allows, so this only holds because the daemon stops reading.
+    """
+    settings = make_settings(
+        broker.url,
+        db_path,
+        prefix,
+        **{
+            "mqtt.receive_maximum": 300,
+            "batch.max_rows": 100,
+            "storage.sqlite_busy_timeout_ms": 20,
+            "storage.retry_initial_s": 0.01,
+            "storage.retry_max_s": 0.05,
+        },
+    )
+    messages = numbered(prefix, 3000)
+    stats_seen: list[int] = []
+    async with running_daemon(settings) as daemon:
+        await asyncio.to_thread(publish_in_thread, broker.port, messages[:1])
+        await wait_until(lambda: daemon.stats.stored == 1, what="the first reading")
+        with sluggish(db_path):
+            await asyncio.to_thread(publish_in_thread, broker.port, messages[1:])
+            for _ in range(100):
+                stats = daemon.stats
+                stats_seen.append(stats.received - stats.stored - stats.duplicates)
+                await asyncio.sleep(0.02)
+        await wait_until(lambda: count_rows(db_path) == 3000, within=30, what="all 3000 rows")
+    assert max(stats_seen) <= 300, "the daemon read on past its window"
+    assert stored_sequence_numbers(db_path) == list(range(3000))
+
+
+def publish_in_thread(port: int, messages: list[tuple[str, bytes]]) -> None:
+    with Publisher("127.0.0.1", port) as publisher:
+        for topic, body in messages:
+            publisher.publish(topic, body)
+        publisher.wait_acknowledged()
+
+
+@contextmanager
+def sluggish(db_path: Path) -> Iterator[None]:
+    """Another connection takes SQLite's exclusive lock for 200 ms of every 210 ms."""
+    done = threading.Event()
+
+    def hog() -> None:
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        while not done.is_set():
+            conn.execute("BEGIN EXCLUSIVE")
+            done.wait(0.2)
+            conn.execute("COMMIT")
+            time.sleep(0.01)
+        conn.close()
+
+    thread = threading.Thread(target=hog)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
