@@ -110,7 +110,14 @@ def simulate(
         rng=rng,
     )
     try:
-        with Publisher(settings.mqtt.host, settings.mqtt.port) as publisher:
+        mqtt = settings.mqtt
+        with Publisher(
+            mqtt.host,
+            mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password.get_secret_value() if mqtt.password else None,
+            tls=mqtt.ssl_context(),
+        ) as publisher:
             for _, (topic, payload) in zip(paced(rate, duration), stream, strict=False):
                 publisher.publish(topic, payload)
             publisher.wait_acknowledged()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 from collections import deque
 from dataclasses import dataclass
 
@@ -131,10 +132,8 @@ class SubscriberProtocol(asyncio.Protocol):
                 self._unacked += 1
             self._wakeup.set()
         elif isinstance(packet, packets.Disconnect):
-            reason = f" ({packet.reason_string})" if packet.reason_string else ""
-            self.fail(
-                BrokerError(f"broker disconnected us: reason 0x{packet.reason_code:02x}{reason}")
-            )
+            reason = packets.reason_text(packet.reason_code, packet.reason_string)
+            self.fail(BrokerError(f"broker disconnected us: {reason}"))
         elif not isinstance(packet, packets.Pingresp):
             waiter = self._replies.pop(type(packet), None)
             if waiter is not None and not waiter.done():
@@ -235,11 +234,12 @@ class Connection:
         receive_maximum: int,
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> Connection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
             _, protocol = await loop.create_connection(
-                lambda: SubscriberProtocol(receive_maximum), host, port
+                lambda: SubscriberProtocol(receive_maximum), host, port, ssl=tls
             )
             connack = protocol.expect(packets.Connack)
             protocol.send(
@@ -257,8 +257,8 @@ class Connection:
         assert isinstance(reply, packets.Connack)
         if reply.reason_code >= 0x80:
             protocol.close()
-            detail = f" ({reply.reason_string})" if reply.reason_string else ""
-            raise BrokerError(f"connection refused: reason 0x{reply.reason_code:02x}{detail}")
+            reason = packets.reason_text(reply.reason_code, reply.reason_string)
+            raise BrokerError(f"connection refused: {reason}")
         connection = cls(protocol, reply.server_keep_alive or keepalive)
         connection._pinger = asyncio.create_task(connection._keep_alive(), name="mqtt.keepalive")
         return connection

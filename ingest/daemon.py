@@ -23,6 +23,7 @@ from ingest.settings import Settings
 from ingest.stats import Stats
 from ingest.topics import TopicScheme
 from storage import Backoff, BatchWriter, DeadLetter, open_engine
+from storage.faults import crash_point
 
 log = structlog.get_logger("meterflow.daemon")
 
@@ -120,11 +121,13 @@ class Daemon:
 
     async def _write(self, source: MqttSource, writer: BatchWriter, batcher: Batcher) -> None:
         while (batch := await batcher.next_batch()) is not None:
+            crash_point("before-commit")
             started = time.perf_counter()
             result = await writer.write(batch.to_write())
             self.stats.committed(result, time.perf_counter() - started)
             for name in result.created_partitions:
                 log.info("partition created", partition=name)
+            crash_point("after-commit")
             source.ack(batch.deliveries)
 
     async def _summarise(self) -> None:

@@ -32,6 +32,7 @@ class MqttSource:
                 receive_maximum=settings.receive_maximum,
                 username=settings.username,
                 password=settings.password.get_secret_value() if settings.password else None,
+                tls=settings.ssl_context(),
             )
         except (OSError, TimeoutError) as exc:
             raise BrokerError(f"cannot connect: {exc or 'timed out'}", url=settings.url) from exc

@@ -40,6 +40,25 @@ _PROPERTY_SHAPES = {
     0x28: _BYTE, 0x29: _BYTE, 0x2A: _BYTE,
 }  # fmt: skip
 
+# Reason codes a broker may give for refusing or ending a connection (MQTT 5 §3.2.2.2).
+REASONS = {
+    0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error",
+    0x83: "implementation specific error", 0x84: "unsupported protocol version",
+    0x85: "client identifier not valid", 0x86: "bad user name or password",
+    0x87: "not authorized", 0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned",
+    0x8B: "server shutting down", 0x8C: "bad authentication method",
+    0x8D: "keep alive timeout", 0x8E: "session taken over", 0x95: "packet too large",
+    0x97: "quota exceeded", 0x9C: "use another server", 0x9D: "server moved",
+    0x9F: "connection rate exceeded",
+}  # fmt: skip
+
+
+def reason_text(code: int, detail: str | None = None) -> str:
+    """`not authorized (0x87)`, with the broker's own words appended when it sent some."""
+    text = f"{REASONS.get(code, 'reason')} (0x{code:02x})"
+    return f"{text}: {detail}" if detail else text
+
+
 PINGREQ = bytes([PacketType.PINGREQ << 4, 0])
 DISCONNECT = bytes([PacketType.DISCONNECT << 4, 0])
 _PUBACK_HEADER = bytes([PacketType.PUBACK << 4, 2])

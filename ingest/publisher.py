@@ -6,6 +6,7 @@ publisher instead of the daemon.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from types import TracebackType
@@ -32,12 +33,19 @@ class Publisher:
         client_id: str = "",
         max_inflight: int = 1000,
         max_outstanding: int = 20000,
+        username: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._url = f"mqtt://{host}:{port}"
         self._host, self._port = host, port
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
         )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.on_publish = self._on_publish

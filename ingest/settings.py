@@ -6,6 +6,7 @@ Nested keys map to variables with a double underscore: `[mqtt] url` is
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -43,6 +44,15 @@ class MqttSettings(_Section):
     receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 10000
     reconnect_initial_s: Annotated[float, Field(gt=0)] = 0.5
     reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
+    # TLS (mqtts:// URLs): the CA that signed the broker's certificate (the system's trust
+    # store when unset), and a client certificate with its key for brokers that ask for one.
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
 
     @property
     def host(self) -> str:
@@ -50,13 +60,26 @@ class MqttSettings(_Section):
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 1883
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     @model_validator(mode="after")
     def _check_url(self) -> Self:
-        if urlsplit(self.url).scheme not in {"mqtt", "tcp"}:
-            raise ValueError(f"mqtt.url must look like mqtt://HOST:PORT, not {self.url!r}")
+        if urlsplit(self.url).scheme not in {"mqtt", "mqtts", "tcp"}:
+            raise ValueError(
+                f"mqtt.url must look like mqtt://HOST:PORT or mqtts://HOST:PORT, not {self.url!r}"
+            )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("mqtt.tls_cert_file and mqtt.tls_key_file go together")
         return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for an mqtts:// URL: server certificate and host name verified."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        if self.tls_cert_file is not None:
+            context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+        return context
 
 
 class StorageSettings(_Section):

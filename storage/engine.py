@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -49,10 +51,20 @@ def open_engine(url: str, sqlite: SQLiteOptions | None = None) -> AsyncEngine:
     parsed = database_url(url)
     options = sqlite or SQLiteOptions()
     if parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(parsed.database))
     engine = create_async_engine(parsed)
     _configure_sqlite(engine, options)
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file (and its directory) readable by its owner only.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so this covers them.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from partitions import Month, PartitionSet
 from storage.devices import sightings
 from storage.errors import WriteError
+from storage.faults import crash_point
 from storage.records import DeadLetter, Reading, WriteBatch, WriteResult
 from storage.retry import Backoff
 from storage.schema import create_schema
@@ -140,6 +141,7 @@ class BatchWriter:
                 inserted = await self._insert_all(conn, readings, registered, now)
             if rejected:
                 await conn.execute(insert(dead_letters), [_dead_letter_row(d) for d in rejected])
+            crash_point("during-commit")
         self._partitions.confirm(created)
         return WriteResult(
             inserted=inserted,

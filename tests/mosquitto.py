@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -32,12 +33,16 @@ def mosquitto_binary() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def render_config(directory: Path, port: int) -> Path:
-    """The project's config with only the listener, persistence directory and log moved."""
+def render_config(directory: Path, port: int, extra: Sequence[str] = ()) -> Path:
+    """The project's config with the listener, persistence directory and log moved.
+
+    `extra` lines are appended; an option they set replaces the project's own setting.
+    """
+    replaced = {*_REPLACED, *(line.split(" ", 1)[0] for line in extra)}
     lines = [
         line
         for line in PROJECT_CONFIG.read_text().splitlines()
-        if line.split(" ", 1)[0] not in _REPLACED
+        if line.split(" ", 1)[0] not in replaced
     ]
     data = directory / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -48,6 +53,7 @@ def render_config(directory: Path, port: int) -> Path:
         # Started as root, Mosquitto would switch to the `mosquitto` user and then fail,
         # silently but for its log, to write the persistence file in our directory.
         f"user {getpass.getuser()}",
+        *extra,
     ]
     path = directory / "mosquitto.conf"
     path.write_text("\n".join(lines) + "\n")
@@ -57,14 +63,16 @@ def render_config(directory: Path, port: int) -> Path:
 class Mosquitto:
     """One broker process on its own port and persistence directory; restartable."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra_config: Sequence[str] = ()
+    ) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed (scripts/test installs it)")
         self.binary = binary
         self.directory = directory
         self.port = port or free_port()
-        self.config = render_config(directory, self.port)
+        self.config = render_config(directory, self.port, extra_config)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

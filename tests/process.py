@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,13 +10,20 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 METERFLOW = str(Path(sys.executable).with_name("meterflow"))
 
 
 class DaemonProcess:
-    def __init__(self, broker_url: str, db_path: Path, prefix: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        db_path: Path,
+        prefix: str,
+        log_path: Path,
+        **extra_env: str,
+    ) -> None:
         self.command = [METERFLOW, "run", "--broker", broker_url, "--db", f"sqlite:///{db_path}"]
         self.env = os.environ | {
             "METERFLOW_MQTT__TOPIC_PREFIX": prefix,
@@ -26,6 +34,7 @@ class DaemonProcess:
             "METERFLOW_BATCH__MAX_DELAY_MS": "50",
             "METERFLOW_LOG__FORMAT": "json",
             "METERFLOW_LOG__SUMMARY_INTERVAL_S": "1",
+            **extra_env,
         }
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -47,6 +56,13 @@ class DaemonProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {text} in the daemon's log:\n{self.log()}")
             time.sleep(0.02)
+
+    def last_summary(self, event: str = "stopped") -> dict[str, Any]:
+        """The daemon's last log line for `event`, parsed."""
+        lines = [line for line in self.log().splitlines() if f'"event": "{event}"' in line]
+        assert lines, f"no {event} line in the daemon's log:\n{self.log()}"
+        summary: dict[str, Any] = json.loads(lines[-1])
+        return summary
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

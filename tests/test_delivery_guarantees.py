@@ -80,6 +80,10 @@ class Background:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def join(self, timeout: float = 60) -> None:
         self._thread.join(timeout)
         assert not self._thread.is_alive(), "publisher did not finish"

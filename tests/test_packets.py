@@ -133,3 +133,12 @@ def test_arbitrary_bytes_split_and_parse_or_raise_protocol_error(data: bytes) ->
             packets.parse(first, memoryview(buffer)[start:position])
     except ProtocolError:
         return
+
+
+def test_reason_codes_read_as_words() -> None:
+    """Refusals are explained in words, with the code and the broker's own text."""
+    assert packets.reason_text(0x87) == "not authorized (0x87)"
+    assert (
+        packets.reason_text(0x8E, "another client") == "session taken over (0x8e): another client"
+    )
+    assert packets.reason_text(0xF0) == "reason (0xf0)"

@@ -1,0 +1,140 @@
+"""TLS with verified certificates, client certificates and passwords, against a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from ingest import Daemon, Publisher, TopicScheme
+from ingest.settings import Settings
+from tests.helpers import make_settings, payload, recent, running_daemon, wait_until
+from tests.mosquitto import Mosquitto, mosquitto_binary
+
+pytestmark = pytest.mark.mqtt
+
+PASSWORD = "s3cret-Pa55"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(directory: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, all EC P-256."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=meterflow test CA", cwd=directory)  # fmt: skip
+    for name, extension in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN=meterflow {name}", cwd=directory)  # fmt: skip
+        (directory / f"{name}.ext").write_text(extension + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2",
+                "-extfile", f"{name}.ext", cwd=directory)  # fmt: skip
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto that speaks only TLS, wants a client certificate and a password."""
+    mosquitto_passwd = shutil.which("mosquitto_passwd")
+    if mosquitto_binary() is None or mosquitto_passwd is None or shutil.which("openssl") is None:
+        pytest.skip(
+            "mosquitto, mosquitto_passwd and openssl are needed (scripts/setup installs them)"
+        )
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_certificates(certs)
+    passwords = certs / "passwords"
+    subprocess.run(
+        [mosquitto_passwd, "-b", "-c", str(passwords), "meterflow", PASSWORD],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    extra = [
+        f"cafile {certs / 'ca.crt'}",
+        f"certfile {certs / 'server.crt'}",
+        f"keyfile {certs / 'server.key'}",
+        "require_certificate true",
+        f"password_file {passwords}",
+        "allow_anonymous false",
+    ]
+    with Mosquitto(tmp_path / "mosquitto", extra_config=extra) as mosquitto:
+        yield mosquitto
+
+
+def tls_settings(
+    broker: Mosquitto, db_path: Path, prefix: str, *, password: str = PASSWORD, trusted: bool = True
+) -> Settings:
+    certs = broker.directory.parent / "certs"
+    return make_settings(
+        f"mqtts://127.0.0.1:{broker.port}",
+        db_path,
+        prefix,
+        **{
+            "mqtt.username": "meterflow",
+            "mqtt.password": password,
+            "mqtt.tls_ca_file": certs / "ca.crt" if trusted else None,
+            "mqtt.tls_cert_file": certs / "client.crt",
+            "mqtt.tls_key_file": certs / "client.key",
+        },
+    )
+
+
+async def test_daemon_ingests_over_tls_with_client_certificate_and_password(
+    tls_broker: Mosquitto, db_path: Path, prefix: str
+) -> None:
+    """With the CA, a client certificate and the password, readings flow over TLS."""
+    settings = tls_settings(tls_broker, db_path, prefix)
+    mqtt = settings.mqtt
+    async with running_daemon(settings) as daemon:
+        with Publisher(
+            mqtt.host, mqtt.port, username="meterflow", password=PASSWORD, tls=mqtt.ssl_context()
+        ) as publisher:
+            publisher.publish(
+                TopicScheme(prefix).telemetry("smart_meter", "m"), payload("m", recent())
+            )
+            await asyncio.to_thread(publisher.wait_acknowledged)
+        await wait_until(lambda: daemon.stats.stored == 1, what="the reading over TLS")
+
+
+async def refused(settings: Settings) -> list[MutableMapping[str, Any]]:
+    """Run the daemon until it has failed to connect twice; return what it logged."""
+    daemon = Daemon(settings)
+    with capture_logs() as logs:
+        task = asyncio.create_task(daemon.run())
+        await wait_until(lambda: daemon.stats.reconnects >= 2, what="two failed attempts")
+        daemon.request_stop()
+        async with asyncio.timeout(10):
+            await task
+    assert not daemon.connected.is_set()
+    return logs
+
+
+async def test_wrong_password_is_refused_with_the_reason_and_never_logged(
+    tls_broker: Mosquitto, db_path: Path, prefix: str
+) -> None:
+    """A bad password is a refusal the log explains; no log line contains a password."""
+    wrong = "not-the-Pa55word"
+    logs = await refused(tls_settings(tls_broker, db_path, prefix, password=wrong))
+    errors = [str(entry.get("error")) for entry in logs if "error" in entry]
+    # Mosquitto answers "not authorized" where MQTT 5 would also allow "bad user name or password".
+    assert any("connection refused: not authorized (0x87)" in error for error in errors), errors
+    assert not any(wrong in repr(entry) or PASSWORD in repr(entry) for entry in logs)
+
+
+async def test_broker_certificate_from_an_unknown_ca_is_refused(
+    tls_broker: Mosquitto, db_path: Path, prefix: str
+) -> None:
+    """Without the broker's CA the certificate does not verify and no connection is made."""
+    logs = await refused(tls_settings(tls_broker, db_path, prefix, trusted=False))
+    errors = [str(entry.get("error")) for entry in logs if "error" in entry]
+    assert any("CERTIFICATE_VERIFY_FAILED" in error for error in errors), errors
