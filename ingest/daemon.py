@@ -38,6 +38,13 @@ class Daemon:
         self._decoder = CanonicalDecoder(self._scheme, settings.ingest)
         self._batcher: Batcher | None = None
         self._source: MqttSource | None = None
+        self._writer: BatchWriter | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Connected to the broker, and the last commit did not fail (it is being retried)."""
+        writer = self._writer
+        return self.connected.is_set() and writer is not None and writer.failing_since is None
 
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""
@@ -55,6 +62,7 @@ class Daemon:
                 ) as writer,
                 asyncio.TaskGroup() as tasks,
             ):
+                self._writer = writer
                 summary = tasks.create_task(self._summarise(), name="meterflow.summary")
                 await self._consume(writer)
                 summary.cancel()
@@ -140,5 +148,6 @@ class Daemon:
                 pending=batcher.pending if batcher else 0,
                 in_flight=source.unacked if source else 0,
                 connected=self.connected.is_set(),
+                ready=self.ready,
                 **self.stats.summary(),
             )

@@ -138,3 +138,46 @@ async def test_broker_certificate_from_an_unknown_ca_is_refused(
     logs = await refused(tls_settings(tls_broker, db_path, prefix, trusted=False))
     errors = [str(entry.get("error")) for entry in logs if "error" in entry]
     assert any("CERTIFICATE_VERIFY_FAILED" in error for error in errors), errors
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto with passwords for the daemon and two devices and the shipped topic ACL."""
+    mosquitto_passwd = shutil.which("mosquitto_passwd")
+    if mosquitto_binary() is None or mosquitto_passwd is None:
+        pytest.skip("mosquitto and mosquitto_passwd are needed (scripts/setup installs them)")
+    passwords = tmp_path / "passwords"
+    for number, user in enumerate(("meterflow", "meter-1", "meter-2")):
+        create = ["-c"] if number == 0 else []
+        subprocess.run(
+            [mosquitto_passwd, "-b", *create, str(passwords), user, f"{user}-{PASSWORD}"],
+            check=True,
+            capture_output=True,
+        )
+    acl = Path(__file__).resolve().parent.parent / "config" / "mosquitto-acl.conf"
+    extra = [f"password_file {passwords}", f"acl_file {acl}", "allow_anonymous false"]
+    with Mosquitto(tmp_path / "mosquitto", extra_config=extra) as mosquitto:
+        yield mosquitto
+
+
+async def test_the_shipped_acl_lets_a_device_publish_only_under_its_own_id(
+    acl_broker: Mosquitto, db_path: Path
+) -> None:
+    """meter-1 may publish its own telemetry; what it publishes as meter-2 is never stored."""
+    settings = make_settings(
+        acl_broker.url,
+        db_path,
+        "meterflow",
+        **{"mqtt.username": "meterflow", "mqtt.password": f"meterflow-{PASSWORD}"},
+    )
+    scheme = TopicScheme("meterflow")
+    async with running_daemon(settings) as daemon:
+        with Publisher(
+            "127.0.0.1", acl_broker.port, username="meter-1", password=f"meter-1-{PASSWORD}"
+        ) as device:
+            device.publish(scheme.telemetry("smart_meter", "meter-2"), payload("meter-2", recent()))
+            device.publish(scheme.telemetry("smart_meter", "meter-1"), payload("meter-1", recent()))
+            await asyncio.to_thread(device.wait_acknowledged)
+        await wait_until(lambda: daemon.stats.received >= 1, what="meter-1's reading")
+        await asyncio.sleep(0.3)
+    assert (daemon.stats.received, daemon.stats.stored) == (1, 1)
