@@ -92,7 +92,9 @@ class Publisher:
             self._lock.wait_for(lambda: self.published - self.acknowledged < self._max_outstanding)
             self.published += 1
         info = self._client.publish(topic, payload, qos=qos)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
+        # While reconnecting, paho keeps a QoS 1 message and sends it once connected again.
+        queued = qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN
+        if info.rc != paho.MQTT_ERR_SUCCESS and not queued:
             raise BrokerError(f"publish failed: {paho.error_string(info.rc)}", url=self._url)
 
     def wait_acknowledged(self, timeout: float = 60.0) -> None:

@@ -44,6 +44,11 @@ class DaemonProcess:
             self._process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log)
         self.wait_for_log('"subscribed"', occurrences=self.log().count('"subscribed"') + 1)
 
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
