@@ -121,6 +121,15 @@ def test_oversized_payload_is_rejected_before_parsing_and_kept_truncated() -> No
     assert (len(letter.payload), letter.payload_size) == (256, 5002)
 
 
+def test_a_one_megabyte_payload_costs_no_parsing() -> None:
+    """Even a 1 MiB document of valid JSON is refused by its size alone, with a bounded copy."""
+    body = json.dumps(good(padding="x" * 2**20)).encode()
+    letter = DECODER.decode(METER, body, NOW)
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason.startswith(f"payload of {len(body)} bytes exceeds the limit")
+    assert len(letter.payload) == IngestSettings().dead_letter_max_bytes
+
+
 def test_prefix_may_contain_slashes() -> None:
     """A prefix like `site/7/meterflow` is matched as a whole."""
     decoder = CanonicalDecoder(TopicScheme("site/7/meterflow"), IngestSettings())
