@@ -42,9 +42,15 @@ class Daemon:
 
     @property
     def ready(self) -> bool:
-        """Connected to the broker, and the last commit did not fail (it is being retried)."""
+        """Connected to the broker, and commits are not failing for long (see unready_after_s)."""
         writer = self._writer
-        return self.connected.is_set() and writer is not None and writer.failing_since is None
+        if not self.connected.is_set() or writer is None:
+            return False
+        failing_since = writer.failing_since
+        return (
+            failing_since is None
+            or time.monotonic() - failing_since < self.settings.storage.unready_after_s
+        )
 
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""

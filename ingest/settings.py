@@ -88,6 +88,9 @@ class StorageSettings(_Section):
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
     retry_initial_s: Annotated[float, Field(gt=0)] = 0.1
     retry_max_s: Annotated[float, Field(gt=0)] = 10.0
+    # Commits failing (and being retried) for longer than this make the daemon unready;
+    # a lock that clears in a moment should not.
+    unready_after_s: Annotated[float, Field(ge=0)] = 10.0
 
     @property
     def sqlite(self) -> SQLiteOptions:

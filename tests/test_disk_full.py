@@ -52,7 +52,10 @@ async def test_full_disk_stops_acks_reports_unready_and_resumes_when_space_retur
     """Commits fail with SQLITE_FULL: nothing is acked or lost; after cleanup all land."""
     db_path = small_disk / "data" / "meterflow.db"
     settings = make_settings(
-        broker.url, db_path, prefix, **{"batch.max_rows": 100, "storage.retry_max_s": 0.2}
+        broker.url,
+        db_path,
+        prefix,
+        **{"batch.max_rows": 100, "storage.retry_max_s": 0.2, "storage.unready_after_s": 0.3},
     )
     messages = numbered(prefix, 3000)
     async with running_daemon(settings) as daemon:
