@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.sqlite_bulk import READING_COLUMNS, sqlite_timestamp
+from storage.sqlite import READING_COLUMNS, sqlite_timestamp
 
 LAYOUTS = {
     "device-first unique key (chosen)": [

@@ -1,8 +1,10 @@
-"""Monthly partitions of `energy_data`: naming, creation and the view over them."""
+"""Monthly partitions of `energy_data`: naming, creation and the one name analysts query."""
 
+from partitions.base import Partitions
 from partitions.errors import InvalidMonthError, PartitionError
-from partitions.manager import PartitionFactory, PartitionSet
 from partitions.naming import BASE_NAME, Month, month_of_table
+from partitions.native import NativePartitions, partition_ddl
+from partitions.union_view import PartitionFactory, UnionViewPartitions
 from partitions.view import VIEW_NAME, view_ddl
 
 __all__ = [
@@ -10,9 +12,12 @@ __all__ = [
     "VIEW_NAME",
     "InvalidMonthError",
     "Month",
+    "NativePartitions",
     "PartitionError",
     "PartitionFactory",
-    "PartitionSet",
+    "Partitions",
+    "UnionViewPartitions",
     "month_of_table",
+    "partition_ddl",
     "view_ddl",
 ]

@@ -1,5 +1,6 @@
 """Storage: engines, tables, the single batch writer and the device registry."""
 
+from storage.backend import Backend, backend_for
 from storage.engine import SQLiteOptions, Synchronous, database_url, open_engine
 from storage.errors import StorageError, UnsupportedDatabaseError, WriteError
 from storage.records import (
@@ -12,12 +13,12 @@ from storage.records import (
     WriteResult,
 )
 from storage.retry import Backoff
-from storage.schema import create_schema
-from storage.tables import dead_letters, energy_partition, iot_devices, metadata
+from storage.tables import dead_letters, energy_parent, energy_partition, iot_devices, metadata
 from storage.writer import BatchWriter, UnknownDevices
 
 __all__ = [
     "DATA_TYPE_OF",
+    "Backend",
     "Backoff",
     "BatchWriter",
     "DataType",
@@ -32,9 +33,10 @@ __all__ = [
     "WriteBatch",
     "WriteError",
     "WriteResult",
-    "create_schema",
+    "backend_for",
     "database_url",
     "dead_letters",
+    "energy_parent",
     "energy_partition",
     "iot_devices",
     "metadata",

@@ -33,13 +33,13 @@ class SQLiteOptions:
 def database_url(url: str) -> URL:
     """Parse a user-facing URL, choosing the async driver for it."""
     try:
-        parsed = make_url(url)
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     except ArgumentError as exc:
         raise UnsupportedDatabaseError(url) from exc
-    if parsed.get_backend_name() != "sqlite" or parsed.get_driver_name() not in {
-        "pysqlite",
-        "aiosqlite",
-    }:
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "postgresql" and driver in {"psycopg2", "asyncpg"}:
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend != "sqlite" or driver not in {"pysqlite", "aiosqlite"}:
         raise UnsupportedDatabaseError(url)
     if not parsed.database or parsed.database == ":memory:":
         raise UnsupportedDatabaseError(url)
@@ -49,11 +49,13 @@ def database_url(url: str) -> URL:
 def open_engine(url: str, sqlite: SQLiteOptions | None = None) -> AsyncEngine:
     """An engine whose connections are configured for meterflow's writer."""
     parsed = database_url(url)
-    options = sqlite or SQLiteOptions()
+    if parsed.get_backend_name() == "postgresql":
+        # pre_ping replaces a connection the server dropped before the writer uses it.
+        return create_async_engine(parsed, pool_pre_ping=True)
     if parsed.database:
         _create_private(Path(parsed.database))
     engine = create_async_engine(parsed)
-    _configure_sqlite(engine, options)
+    _configure_sqlite(engine, sqlite or SQLiteOptions())
     return engine
 
 

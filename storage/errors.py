@@ -16,7 +16,10 @@ class UnsupportedDatabaseError(StorageError, ValueError):
     """The database URL names a backend meterflow does not support."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(f"unsupported database URL {url!r}: use sqlite:///PATH")
+        super().__init__(
+            f"unsupported database URL {url!r}: use sqlite:///PATH or "
+            "postgresql+asyncpg://USER@HOST/DATABASE"
+        )
         self.url = url
 
 

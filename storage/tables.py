@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -18,8 +20,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    true,
 )
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.schema import SchemaItem
 
+from partitions import BASE_NAME
 from storage.types import UTCDateTime
 
 metadata = MetaData()
@@ -67,16 +73,9 @@ dead_letters = Table(
 )
 
 
-def energy_partition(name: str, target: MetaData | None = None) -> Table:
-    """The table holding one month of readings.
-
-    One index only: the unique key starts with the device, so it also serves every
-    per-device time-range query; a second time index would slow inserts for no reader.
-    """
-    return Table(
-        name,
-        target if target is not None else MetaData(),
-        Column("id", Integer, primary_key=True),
+def _reading_columns(name: str) -> list[SchemaItem]:
+    """Every column and constraint of a readings table but its id."""
+    return [
         Column("user_id", String(128)),
         Column(
             "device_id",
@@ -94,10 +93,40 @@ def energy_partition(name: str, target: MetaData | None = None) -> Table:
         Column("panel_temp_c", Float),
         Column("recorded_at", UTCDateTime, nullable=False),
         Column("quality", String(32), nullable=False, server_default="good"),
-        Column("validated", Boolean, nullable=False, server_default="1"),
-        Column("metadata", JSON),
+        Column("validated", Boolean, nullable=False, server_default=true()),
+        Column("metadata", JSON().with_variant(JSONB(), "postgresql")),
         Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
         UniqueConstraint("device_id", "data_type", "recorded_at", name=f"uq_{name}_reading"),
         CheckConstraint(f"data_type IN {DATA_TYPES!r}", name=f"ck_{name}_data_type"),
         CheckConstraint("energy_amount >= 0", name=f"ck_{name}_energy"),
+    ]
+
+
+def energy_partition(name: str, target: MetaData | None = None) -> Table:
+    """SQLite: the table holding one month of readings (the view unions them).
+
+    One index only: the unique key starts with the device, so it also serves every
+    per-device time-range query; a second time index would slow inserts for no reader.
+    """
+    return Table(
+        name,
+        target if target is not None else MetaData(),
+        Column("id", Integer, primary_key=True),
+        *_reading_columns(name),
+    )
+
+
+def energy_parent(target: MetaData | None = None) -> Table:
+    """PostgreSQL: `energy_data`, range-partitioned by month on recorded_at.
+
+    A primary key of a partitioned table must contain the partition key, so id is an
+    identity column without one; the unique key (which ends in recorded_at) identifies a
+    reading, as on SQLite.
+    """
+    return Table(
+        BASE_NAME,
+        target if target is not None else MetaData(),
+        Column("id", BigInteger, Identity(), nullable=False),
+        *_reading_columns(BASE_NAME),
+        postgresql_partition_by="RANGE (recorded_at)",
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -15,15 +14,14 @@ from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from partitions import Month, PartitionSet
+from partitions import Month, Partitions
+from storage.backend import backend_for
 from storage.devices import sightings
 from storage.errors import WriteError
 from storage.faults import crash_point
 from storage.records import DeadLetter, Reading, WriteBatch, WriteResult
 from storage.retry import Backoff
-from storage.schema import create_schema
-from storage.sqlite_bulk import insert_readings, registered_owners, upsert_devices
-from storage.tables import dead_letters, energy_partition
+from storage.tables import dead_letters
 
 UnknownDevices = Literal["register", "reject"]
 
@@ -54,7 +52,7 @@ class BatchWriter:
         self._engine = engine
         self._unknown_devices = unknown_devices
         self._backoff = backoff or Backoff()
-        self._partitions = PartitionSet(energy_partition)
+        self._backend = backend_for(engine.dialect.name)
         self._conn: AsyncConnection | None = None
         self.last_commit_at: float | None = None
         self.failing_since: float | None = None
@@ -74,13 +72,13 @@ class BatchWriter:
             self._conn = None
 
     @property
-    def partitions(self) -> PartitionSet:
-        return self._partitions
+    def partitions(self) -> Partitions:
+        return self._backend.partitions
 
     async def _connect(self) -> AsyncConnection:
         conn = await self._engine.connect()
         try:
-            await create_schema(conn, self._partitions)
+            await self._backend.create_schema(conn)
         except BaseException:
             await conn.close()
             raise
@@ -125,45 +123,33 @@ class BatchWriter:
         readings = list(batch.readings)
         rejected = list(batch.dead_letters)
         async with conn.begin():
-            registered = await registered_owners(conn, sorted({r.device_id for r in readings}))
+            backend = self._backend
+            registered = await backend.registered_owners(
+                conn, sorted({r.device_id for r in readings})
+            )
             if self._unknown_devices == "reject":
                 readings, unknown = _split_registered(readings, registered)
                 rejected.extend(_unregistered(r, now) for r in unknown)
-            created = await self._partitions.ensure(
+            created = await backend.partitions.ensure(
                 conn, {Month.of(r.recorded_at) for r in readings}
             )
-            await upsert_devices(conn, sightings(readings), now)
+            await backend.upsert_devices(conn, sightings(readings), now)
             refused: list[DeadLetter] = []
             if isolate:
                 inserted, refused = await self._insert_each(conn, readings, registered, now)
                 rejected.extend(refused)
             else:
-                inserted = await self._insert_all(conn, readings, registered, now)
+                inserted = await backend.insert_readings(conn, readings, registered, now)
             if rejected:
                 await conn.execute(insert(dead_letters), [_dead_letter_row(d) for d in rejected])
             crash_point("during-commit")
-        self._partitions.confirm(created)
+        backend.partitions.confirm(created)
         return WriteResult(
             inserted=inserted,
             duplicates=len(readings) - inserted - len(refused),
             dead_letters=len(rejected),
             created_partitions=tuple(m.table_name for m in created),
         )
-
-    async def _insert_all(
-        self,
-        conn: AsyncConnection,
-        readings: Sequence[Reading],
-        registered: dict[str, str | None],
-        now: datetime,
-    ) -> int:
-        by_month: dict[Month, list[Reading]] = defaultdict(list)
-        for reading in readings:
-            by_month[Month.of(reading.recorded_at)].append(reading)
-        inserted = 0
-        for month, group in by_month.items():
-            inserted += await insert_readings(conn, month.table_name, group, registered, now)
-        return inserted
 
     async def _insert_each(
         self,
@@ -175,10 +161,11 @@ class BatchWriter:
         inserted = 0
         refused: list[DeadLetter] = []
         for reading in readings:
-            table = Month.of(reading.recorded_at).table_name
             try:
                 async with conn.begin_nested():
-                    inserted += await insert_readings(conn, table, [reading], registered, now)
+                    inserted += await self._backend.insert_readings(
+                        conn, [reading], registered, now
+                    )
             except IntegrityError as exc:
                 reason = f"database refused the reading: {exc.orig}"
                 refused.append(

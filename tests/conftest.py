@@ -7,6 +7,12 @@ from pathlib import Path
 import pytest
 
 from ingest import Publisher
+from tests.databases import (
+    Database,
+    SQLiteDatabase,
+    fresh_postgres,
+    postgres_unavailable,
+)
 from tests.mosquitto import Mosquitto, mosquitto_binary
 
 
@@ -40,6 +46,19 @@ def prefix() -> str:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "meterflow.db"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """Each backend in turn: a SQLite file, then a PostgreSQL database made for the test."""
+    if request.param == "sqlite":
+        yield SQLiteDatabase(tmp_path / "data" / "meterflow.db")
+        return
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with fresh_postgres() as postgres:
+        yield postgres
 
 
 @pytest.fixture

@@ -16,15 +16,15 @@ from ingest import Daemon, Settings
 from ingest.settings import load_settings
 
 
-def make_settings(broker_url: str, db_path: Path, prefix: str, **overrides: Any) -> Settings:
-    """Settings for one test: its own topic prefix, client id and database file."""
+def make_settings(broker_url: str, database: Path | str, prefix: str, **overrides: Any) -> Settings:
+    """Settings for one test: its own topic prefix, client id and database (file or URL)."""
     values: dict[str, Any] = {
         "mqtt.url": broker_url,
         "mqtt.topic_prefix": prefix,
         "mqtt.client_id": f"meterflow-{prefix}",
         "mqtt.reconnect_initial_s": 0.1,
         "mqtt.reconnect_max_s": 1.0,
-        "storage.url": f"sqlite:///{db_path}",
+        "storage.url": f"sqlite:///{database}" if isinstance(database, Path) else database,
         "batch.max_delay_ms": 50,
         "log.summary_interval_s": 3600,
     }

@@ -1,24 +1,15 @@
-"""The daemon against a real Mosquitto and a real SQLite file."""
+"""The daemon against a real Mosquitto and each real database: a SQLite file, PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from ingest import Publisher, TopicScheme
-from tests.helpers import (
-    count_rows,
-    make_settings,
-    payload,
-    query,
-    recent,
-    running_daemon,
-    scalar,
-    wait_until,
-)
+from tests.databases import Database, as_utc, count_readings, partition_tables
+from tests.helpers import make_settings, payload, recent, running_daemon, wait_until
 from tests.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt
@@ -31,7 +22,7 @@ async def publish_all(publisher: Publisher, messages: list[tuple[str, bytes]]) -
 
 
 async def test_every_published_reading_becomes_one_row(
-    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+    broker: Mosquitto, publisher: Publisher, database: Database, prefix: str
 ) -> None:
     """N readings published at QoS 1 from many devices end as exactly N rows."""
     scheme = TopicScheme(prefix)
@@ -43,44 +34,37 @@ async def test_every_published_reading_becomes_one_row(
         )
         for n in range(1200)
     ]
-    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+    async with running_daemon(make_settings(broker.url, database.url, prefix)) as daemon:
         await publish_all(publisher, messages)
         await wait_until(lambda: daemon.stats.stored == 1200, what="1200 rows stored")
-    assert count_rows(db_path) == 1200
-    assert scalar(db_path, "SELECT count(*) FROM iot_devices") == 40
-    kinds = dict(query(db_path, "SELECT data_type, count(*) FROM energy_data GROUP BY 1"))
+    assert count_readings(database) == 1200
+    assert database.query("SELECT count(*) FROM iot_devices") == [(40,)]
+    kinds = dict(database.query("SELECT data_type, count(*) FROM energy_data GROUP BY 1"))
     assert kinds == {"consumption": 800, "production": 400}
 
 
-async def test_readings_in_two_months_make_two_partitions_under_one_view(
-    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+async def test_readings_in_two_months_make_two_partitions_under_one_name(
+    broker: Mosquitto, publisher: Publisher, database: Database, prefix: str
 ) -> None:
-    """A reading in a new month creates that month's table; the view spans both months."""
-    scheme = TopicScheme(prefix)
-    topic = scheme.telemetry("smart_meter", "m-1")
+    """A reading in a new month creates that month's partition; energy_data spans both."""
+    topic = TopicScheme(prefix).telemetry("smart_meter", "m-1")
     october = datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)
     november = datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)
-    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+    settings = make_settings(broker.url, database.url, prefix)
+    async with running_daemon(settings) as daemon:
         await publish_all(
             publisher, [(topic, payload("m-1", october)), (topic, payload("m-1", november))]
         )
         await wait_until(lambda: daemon.stats.stored == 2, what="both readings stored")
-    tables = {
-        name
-        for (name,) in query(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")
-        if name.startswith("energy_data_")
-    }
-    assert tables == {"energy_data_2026_10", "energy_data_2026_11"}
-    assert scalar(db_path, "SELECT count(*) FROM energy_data_2026_10") == 1
-    assert scalar(db_path, "SELECT count(*) FROM energy_data_2026_11") == 1
-    assert query(db_path, "SELECT recorded_at FROM energy_data ORDER BY recorded_at") == [
-        ("2026-10-31 23:59:59.000000",),
-        ("2026-11-01 00:00:01.000000",),
-    ]
+    assert partition_tables(database) == {"energy_data_2026_10", "energy_data_2026_11"}
+    assert database.query("SELECT count(*) FROM energy_data_2026_10") == [(1,)]
+    assert database.query("SELECT count(*) FROM energy_data_2026_11") == [(1,)]
+    times = database.query("SELECT recorded_at FROM energy_data ORDER BY recorded_at")
+    assert [as_utc(at) for (at,) in times] == [october, november]
 
 
 async def test_malformed_payload_becomes_a_dead_letter_and_later_messages_still_land(
-    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+    broker: Mosquitto, publisher: Publisher, database: Database, prefix: str
 ) -> None:
     """A bad message is stored with a readable reason; the good ones after it are stored."""
     scheme = TopicScheme(prefix)
@@ -93,13 +77,14 @@ async def test_malformed_payload_becomes_a_dead_letter_and_later_messages_still_
         (f"{prefix}/toaster/t-1/telemetry", payload("t-1", base)),
         (topic, payload("m-1", base + timedelta(seconds=2))),
     ]
-    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+    settings = make_settings(broker.url, database.url, prefix)
+    async with running_daemon(settings) as daemon:
         await publish_all(publisher, messages)
         await wait_until(lambda: daemon.stats.received == 5, what="all five messages")
         await wait_until(lambda: daemon.stats.rejected == 3, what="three dead letters")
-    assert count_rows(db_path) == 2
-    letters = query(db_path, "SELECT topic, payload, reason FROM dead_letters ORDER BY id")
-    assert [(t, p) for t, p, _ in letters] == [(t, p) for t, p in messages[1:4]]
+    assert count_readings(database) == 2
+    letters = database.query("SELECT topic, payload, reason FROM dead_letters ORDER BY id")
+    assert [(t, bytes(p)) for t, p, _ in letters] == [(t, p) for t, p in messages[1:4]]
     reasons = [reason for _, _, reason in letters]
     assert reasons[0].startswith("payload is not valid JSON")
     assert reasons[1] == "energy_kwh: Input should be greater than or equal to 0"
@@ -107,28 +92,28 @@ async def test_malformed_payload_becomes_a_dead_letter_and_later_messages_still_
 
 
 async def test_republished_reading_is_stored_once(
-    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+    broker: Mosquitto, publisher: Publisher, database: Database, prefix: str
 ) -> None:
     """The same reading published three times is one row; the others count as duplicates."""
     topic = TopicScheme(prefix).telemetry("solar_panel", "pv-1")
     body = payload("pv-1", recent(), irradiance_wm2=640.0)
-    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+    async with running_daemon(make_settings(broker.url, database.url, prefix)) as daemon:
         for _ in range(3):
             await publish_all(publisher, [(topic, body)])
         await wait_until(
             lambda: daemon.stats.stored + daemon.stats.duplicates == 3, what="3 messages"
         )
-    assert count_rows(db_path) == 1
+    assert count_readings(database) == 1
     assert daemon.stats.duplicates == 2
 
 
 async def test_device_last_seen_and_battery_follow_the_newest_reading(
-    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+    broker: Mosquitto, publisher: Publisher, database: Database, prefix: str
 ) -> None:
     """A late, older reading moves neither last_seen nor the battery level back."""
     topic = TopicScheme(prefix).telemetry("smart_meter", "m-1")
     newest = recent(60)
-    async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
+    async with running_daemon(make_settings(broker.url, database.url, prefix)) as daemon:
         await publish_all(publisher, [(topic, payload("m-1", newest, battery_pct=80.0))])
         await wait_until(lambda: daemon.stats.stored == 1, what="first reading")
         await publish_all(
@@ -139,23 +124,25 @@ async def test_device_last_seen_and_battery_follow_the_newest_reading(
             ],
         )
         await wait_until(lambda: daemon.stats.stored == 3, what="all three readings")
-    row = query(
-        db_path, "SELECT last_seen, battery_level, status FROM iot_devices WHERE device_id = 'm-1'"
+    [(last_seen, battery, status)] = database.query(
+        "SELECT last_seen, battery_level, status FROM iot_devices WHERE device_id = 'm-1'"
     )
-    expected_last_seen = (newest + timedelta(seconds=30)).replace(tzinfo=None)
-    assert row == [(expected_last_seen.isoformat(sep=" ", timespec="microseconds"), 80.0, "active")]
+    assert (as_utc(last_seen), battery, status) == (newest + timedelta(seconds=30), 80.0, "active")
 
 
 async def test_unregistered_device_is_rejected_when_configured(
-    broker: Mosquitto, publisher: Publisher, db_path: Path, prefix: str
+    broker: Mosquitto, publisher: Publisher, database: Database, prefix: str
 ) -> None:
     """With unknown_devices = reject, an unregistered device's reading is a dead letter."""
     topic = TopicScheme(prefix).telemetry("smart_meter", "stranger")
-    settings = make_settings(broker.url, db_path, prefix, **{"ingest.unknown_devices": "reject"})
+    settings = make_settings(
+        broker.url, database.url, prefix, **{"ingest.unknown_devices": "reject"}
+    )
     async with running_daemon(settings) as daemon:
         await publish_all(publisher, [(topic, payload("stranger", recent()))])
         await wait_until(lambda: daemon.stats.rejected == 1, what="the dead letter")
-    assert count_rows(db_path) == 0
-    assert scalar(db_path, "SELECT count(*) FROM iot_devices") == 0
-    reason = scalar(db_path, "SELECT reason FROM dead_letters")
-    assert reason == "device 'stranger' is not registered and ingest.unknown_devices is 'reject'"
+    assert count_readings(database) == 0
+    assert database.query("SELECT count(*) FROM iot_devices") == [(0,)]
+    assert database.query("SELECT reason FROM dead_letters") == [
+        ("device 'stranger' is not registered and ingest.unknown_devices is 'reject'",)
+    ]

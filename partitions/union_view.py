@@ -1,4 +1,4 @@
-"""Creating monthly partitions on demand, and keeping the view over them current."""
+"""SQLite: one table per month, and a UNION ALL view named `energy_data` over them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from partitions.view import drop_view_ddl, view_ddl
 PartitionFactory = Callable[[str, MetaData], Table]
 
 
-class PartitionSet:
-    """The partitions a database holds, as seen by its single writer.
+class UnionViewPartitions:
+    """The monthly tables a SQLite database holds, as seen by its single writer.
 
     `ensure` runs inside the caller's transaction, so a partition, the view that names it
     and the first rows stored in it commit together or not at all; the caller `confirm`s
@@ -32,8 +32,7 @@ class PartitionSet:
     def months(self) -> frozenset[Month]:
         return frozenset(self._existing)
 
-    def table(self, month: Month) -> Table:
-        """The SQLAlchemy table of a month's partition (whether or not it exists yet)."""
+    def _table(self, month: Month) -> Table:
         table = self._tables.get(month)
         if table is None:
             table = self._factory(month.table_name, self._metadata)
@@ -51,7 +50,7 @@ class PartitionSet:
         if not missing:
             return []
         for month in missing:
-            await conn.run_sync(self.table(month).create, checkfirst=True)
+            await conn.run_sync(self._table(month).create, checkfirst=True)
         await self._rebuild_view(conn, self._existing | set(missing))
         return missing
 

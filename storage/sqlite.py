@@ -1,4 +1,4 @@
-"""Set-based statements for SQLite: a whole batch in one statement, passed as one JSON text.
+"""The SQLite backend: a whole batch in one statement per partition, passed as one JSON text.
 
 aiosqlite runs statements in its own thread. With `executemany`, the sqlite3 module takes
 the GIL back for every row, and while the event loop thread is busy receiving, each of
@@ -10,13 +10,17 @@ unpack it keeps every per-row step inside SQLite, which runs without the GIL.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from partitions import VIEW_NAME, Month, UnionViewPartitions
 from storage.devices import DeviceSighting
 from storage.records import Reading
+from storage.tables import energy_partition, metadata
 
 READING_COLUMNS = (
     "user_id",
@@ -58,14 +62,13 @@ def _insert_readings_sql(table: str) -> str:
     )
 
 
-async def insert_readings(
+async def _insert_partition(
     conn: AsyncConnection,
     table: str,
     readings: Sequence[Reading],
     owners: dict[str, str | None],
     now: datetime,
 ) -> int:
-    """Insert readings into one partition, ignoring duplicates; return how many were new."""
     created_at = sqlite_timestamp(now)
     rows = [
         (
@@ -91,10 +94,9 @@ async def insert_readings(
     return int(result.rowcount)
 
 
-async def registered_owners(
+async def _registered_owners(
     conn: AsyncConnection, device_ids: Sequence[str]
 ) -> dict[str, str | None]:
-    """The registered devices among `device_ids`, each with its owner's user id."""
     result = await conn.exec_driver_sql(
         "SELECT json_group_array(json_array(device_id, user_id)) FROM iot_devices "
         "WHERE device_id IN (SELECT value FROM json_each(?))",
@@ -125,10 +127,9 @@ ON CONFLICT (device_id) DO UPDATE SET
 """
 
 
-async def upsert_devices(
+async def _upsert_devices(
     conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
 ) -> None:
-    """Upsert every sighted device: last_seen never moves backwards, status back to active."""
     if not seen:
         return
     rows = [
@@ -144,3 +145,47 @@ async def upsert_devices(
     await conn.exec_driver_sql(
         _UPSERT_DEVICES, {"rows": json.dumps(rows), "now": sqlite_timestamp(now)}
     )
+
+
+class SQLiteBackend:
+    """Monthly tables under a UNION ALL view; statements unpack JSON with json_each."""
+
+    def __init__(self) -> None:
+        self._partitions = UnionViewPartitions(energy_partition)
+
+    @property
+    def partitions(self) -> UnionViewPartitions:
+        return self._partitions
+
+    async def create_schema(self, conn: AsyncConnection) -> None:
+        async with conn.begin():
+            await conn.run_sync(metadata.create_all)
+            await self._partitions.load(conn)
+            views = await conn.run_sync(lambda sync: inspect(sync).get_view_names())
+            if VIEW_NAME not in views:
+                await self._partitions.rebuild_view(conn)
+
+    async def registered_owners(
+        self, conn: AsyncConnection, device_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        return await _registered_owners(conn, device_ids)
+
+    async def insert_readings(
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        owners: dict[str, str | None],
+        now: datetime,
+    ) -> int:
+        by_month: dict[Month, list[Reading]] = defaultdict(list)
+        for reading in readings:
+            by_month[Month.of(reading.recorded_at)].append(reading)
+        inserted = 0
+        for month, group in by_month.items():
+            inserted += await _insert_partition(conn, month.table_name, group, owners, now)
+        return inserted
+
+    async def upsert_devices(
+        self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
+    ) -> None:
+        await _upsert_devices(conn, seen, now)

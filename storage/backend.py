@@ -1,0 +1,57 @@
+"""The one storage interface the writer uses; SQLite and PostgreSQL each implement it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from partitions import Partitions
+from storage.devices import DeviceSighting
+from storage.records import Reading
+
+
+class Backend(Protocol):
+    """Set-based statements for one database: a batch costs a few statements, not rows."""
+
+    @property
+    def partitions(self) -> Partitions: ...
+
+    async def create_schema(self, conn: AsyncConnection) -> None:
+        """Create what is missing (in a transaction of its own) and load the partitions."""
+        ...
+
+    async def registered_owners(
+        self, conn: AsyncConnection, device_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """The registered devices among `device_ids`, each with its owner's user id."""
+        ...
+
+    async def insert_readings(
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        owners: dict[str, str | None],
+        now: datetime,
+    ) -> int:
+        """Insert readings into existing partitions, skipping duplicates; return the new count."""
+        ...
+
+    async def upsert_devices(
+        self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
+    ) -> None:
+        """Upsert every sighted device: last_seen never moves backwards, status active."""
+        ...
+
+
+def backend_for(dialect: str) -> Backend:
+    # Imported here so that each backend's driver-specific module loads only when used.
+    if dialect == "postgresql":
+        from storage.postgres import PostgresBackend  # noqa: PLC0415
+
+        return PostgresBackend()
+    from storage.sqlite import SQLiteBackend  # noqa: PLC0415
+
+    return SQLiteBackend()
