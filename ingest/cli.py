@@ -47,9 +47,19 @@ def main() -> None:
 @config_option
 @broker_option
 @db_option
-def run(config_file: Path | None, broker: str | None, db: str | None) -> None:
+@click.option(
+    "--instance",
+    type=click.IntRange(min=1),
+    help="Number of this daemon among several; its MQTT client id gets -N appended.",
+)
+def run(config_file: Path | None, broker: str | None, db: str | None, instance: int | None) -> None:
     """Run the ingest daemon until SIGTERM or SIGINT."""
     settings = _settings(config_file, **{"mqtt.url": broker, "storage.url": db})
+    if instance is not None:
+        mqtt = settings.mqtt.model_copy(
+            update={"client_id": f"{settings.mqtt.client_id}-{instance}"}
+        )
+        settings = settings.model_copy(update={"mqtt": mqtt})
     configure_logging(settings.log.level, settings.log.format)
     asyncio.run(_run(settings))
 

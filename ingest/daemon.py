@@ -27,6 +27,10 @@ from storage.faults import crash_point
 
 log = structlog.get_logger("meterflow.daemon")
 
+# Months turn over rarely; checking every few hours keeps the partitions ahead in place
+# across a month boundary however long the daemon runs.
+CREATE_AHEAD_EVERY_S = 6 * 3600
+
 
 class Daemon:
     def __init__(self, settings: Settings) -> None:
@@ -35,6 +39,10 @@ class Daemon:
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._scheme = TopicScheme(settings.mqtt.topic_prefix)
+        group = settings.mqtt.shared_group
+        self._subscription = (
+            f"$share/{group}/{self._scheme.subscription}" if group else self._scheme.subscription
+        )
         self._decoder = CanonicalDecoder(self._scheme, settings.ingest)
         self._batcher: Batcher | None = None
         self._source: MqttSource | None = None
@@ -70,8 +78,10 @@ class Daemon:
             ):
                 self._writer = writer
                 summary = tasks.create_task(self._summarise(), name="meterflow.summary")
+                ahead = tasks.create_task(self._create_ahead(writer), name="meterflow.ahead")
                 await self._consume(writer)
                 summary.cancel()
+                ahead.cancel()
         finally:
             await engine.dispose()
         log.info("stopped", **self.stats.summary())
@@ -83,10 +93,15 @@ class Daemon:
         while not self._stop.is_set():
             lost: BaseException | None = None
             try:
-                async with MqttSource(mqtt, self._scheme.subscription) as source:
+                async with MqttSource(mqtt, self._subscription) as source:
                     self._source = source
                     attempt = 0
-                    log.info("subscribed", broker=mqtt.url, topic=self._scheme.subscription)
+                    log.info(
+                        "subscribed",
+                        broker=mqtt.url,
+                        topic=self._subscription,
+                        client_id=mqtt.client_id,
+                    )
                     self.connected.set()
                     try:
                         await self._pump(source, writer)
@@ -143,6 +158,14 @@ class Daemon:
                 log.info("partition created", partition=name)
             crash_point("after-commit")
             source.ack(batch.deliveries)
+
+    async def _create_ahead(self, writer: BatchWriter) -> None:
+        """Keep partitions for the coming months in place, from start-up on."""
+        while True:
+            created = await writer.create_ahead(self.settings.storage.partitions_ahead)
+            for name in created:
+                log.info("partition created", partition=name, ahead=True)
+            await asyncio.sleep(CREATE_AHEAD_EVERY_S)
 
     async def _summarise(self) -> None:
         interval = self.settings.log.summary_interval_s

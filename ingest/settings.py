@@ -33,6 +33,10 @@ class MqttSettings(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     client_id: str = "meterflow-ingest"
     topic_prefix: str = "meterflow"
+    # Several daemons sharing the load: each subscribes as $share/<shared_group>/... with a
+    # client id of its own (`meterflow run --instance N` appends -N), so a restarted daemon
+    # resumes its own session and the messages that were in flight to it.
+    shared_group: str | None = None
     username: str | None = None
     password: SecretStr | None = None
     keepalive_s: Annotated[int, Field(ge=5, le=65535)] = 30
@@ -88,6 +92,9 @@ class StorageSettings(_Section):
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
     retry_initial_s: Annotated[float, Field(gt=0)] = 0.1
     retry_max_s: Annotated[float, Field(gt=0)] = 10.0
+    # Partitions for the current month and this many ahead exist from start-up on, and are
+    # topped up by the daemon every few hours; other months are created by their first reading.
+    partitions_ahead: Annotated[int, Field(ge=0, le=120)] = 3
     # Commits failing (and being retried) for longer than this make the daemon unready;
     # a lock that clears in a moment should not.
     unready_after_s: Annotated[float, Field(ge=0)] = 10.0

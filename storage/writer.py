@@ -54,6 +54,9 @@ class BatchWriter:
         self._backoff = backoff or Backoff()
         self._backend = backend_for(engine.dialect.name)
         self._conn: AsyncConnection | None = None
+        # The connection serves one transaction at a time: batches and partition upkeep
+        # (called from different tasks) take turns.
+        self._turn = asyncio.Lock()
         self.last_commit_at: float | None = None
         self.failing_since: float | None = None
 
@@ -85,8 +88,36 @@ class BatchWriter:
         self._conn = conn
         return conn
 
+    async def create_ahead(self, months_ahead: int) -> list[str]:
+        """Create the partitions of this month and the next `months_ahead`; return new names."""
+        month = Month.of(datetime.now(UTC))
+        wanted = [month]
+        for _ in range(months_ahead):
+            month = month.next()
+            wanted.append(month)
+        async with self._turn:
+            return await self._create(wanted)
+
+    async def _create(self, wanted: list[Month]) -> list[str]:
+        while True:
+            conn = self._conn or await self._connect()
+            try:
+                async with conn.begin():
+                    created = await self._backend.partitions.ensure(conn, wanted)
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    raise WriteError(f"partitions could not be created: {exc.orig}") from exc
+                await self._recover(exc, 0)
+                continue
+            self._backend.partitions.confirm(created)
+            return [m.table_name for m in created]
+
     async def write(self, batch: WriteBatch) -> WriteResult:
         """Store the batch in one transaction; return once it has committed."""
+        async with self._turn:
+            return await self._write(batch)
+
+    async def _write(self, batch: WriteBatch) -> WriteResult:
         attempt = 0
         while True:
             try:

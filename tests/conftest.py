@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,24 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "sqlite":
         yield SQLiteDatabase(tmp_path / "data" / "meterflow.db")
         return
+    with _fresh_postgres_or_skip() as postgres:
+        yield postgres
+
+
+@pytest.fixture
+def postgres() -> Iterator[Database]:
+    """A PostgreSQL database made for this test, dropped afterwards."""
+    with _fresh_postgres_or_skip() as database:
+        yield database
+
+
+@contextmanager
+def _fresh_postgres_or_skip() -> Iterator[Database]:
     reason = postgres_unavailable()
     if reason is not None:
         pytest.skip(reason)
-    with fresh_postgres() as postgres:
-        yield postgres
+    with fresh_postgres() as database:
+        yield database
 
 
 @pytest.fixture

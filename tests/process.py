@@ -19,12 +19,13 @@ class DaemonProcess:
     def __init__(
         self,
         broker_url: str,
-        db_path: Path,
+        database: Path | str,
         prefix: str,
         log_path: Path,
         **extra_env: str,
     ) -> None:
-        self.command = [METERFLOW, "run", "--broker", broker_url, "--db", f"sqlite:///{db_path}"]
+        url = f"sqlite:///{database}" if isinstance(database, Path) else database
+        self.command = [METERFLOW, "run", "--broker", broker_url, "--db", url]
         self.env = os.environ | {
             "METERFLOW_MQTT__TOPIC_PREFIX": prefix,
             "METERFLOW_MQTT__CLIENT_ID": f"meterflow-{prefix}",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ingest import Publisher, TopicScheme
+from partitions import Month
 from tests.databases import Database, as_utc, count_readings, partition_tables
 from tests.helpers import make_settings, payload, recent, running_daemon, wait_until
 from tests.mosquitto import Mosquitto
@@ -48,17 +49,17 @@ async def test_readings_in_two_months_make_two_partitions_under_one_name(
 ) -> None:
     """A reading in a new month creates that month's partition; energy_data spans both."""
     topic = TopicScheme(prefix).telemetry("smart_meter", "m-1")
-    october = datetime(2026, 10, 31, 23, 59, 59, tzinfo=UTC)
-    november = datetime(2026, 11, 1, 0, 0, 1, tzinfo=UTC)
+    october = datetime(2025, 10, 31, 23, 59, 59, tzinfo=UTC)
+    november = datetime(2025, 11, 1, 0, 0, 1, tzinfo=UTC)
     settings = make_settings(broker.url, database.url, prefix)
     async with running_daemon(settings) as daemon:
         await publish_all(
             publisher, [(topic, payload("m-1", october)), (topic, payload("m-1", november))]
         )
         await wait_until(lambda: daemon.stats.stored == 2, what="both readings stored")
-    assert partition_tables(database) == {"energy_data_2026_10", "energy_data_2026_11"}
-    assert database.query("SELECT count(*) FROM energy_data_2026_10") == [(1,)]
-    assert database.query("SELECT count(*) FROM energy_data_2026_11") == [(1,)]
+    assert {"energy_data_2025_10", "energy_data_2025_11"} <= partition_tables(database)
+    assert database.query("SELECT count(*) FROM energy_data_2025_10") == [(1,)]
+    assert database.query("SELECT count(*) FROM energy_data_2025_11") == [(1,)]
     times = database.query("SELECT recorded_at FROM energy_data ORDER BY recorded_at")
     assert [as_utc(at) for (at,) in times] == [october, november]
 
@@ -146,3 +147,31 @@ async def test_unregistered_device_is_rejected_when_configured(
     assert database.query("SELECT reason FROM dead_letters") == [
         ("device 'stranger' is not registered and ingest.unknown_devices is 'reject'",)
     ]
+
+
+async def test_this_month_and_three_ahead_have_partitions_from_start_up(
+    broker: Mosquitto, database: Database, prefix: str
+) -> None:
+    """Before any reading arrives, the current month and the next three are partitioned."""
+    month = Month.of(datetime.now(UTC))
+    expected = set()
+    for _ in range(4):
+        expected.add(month.table_name)
+        month = month.next()
+    async with running_daemon(make_settings(broker.url, database.url, prefix)):
+        await wait_until(lambda: expected <= partition_tables(database), what="4 partitions")
+    assert count_readings(database) == 0
+
+
+async def test_a_reading_two_years_late_gets_its_own_partition(
+    broker: Mosquitto, publisher: Publisher, database: Database, prefix: str
+) -> None:
+    """Backfilled data far in the past creates its month's partition and lands in it."""
+    late = datetime.now(UTC).replace(microsecond=0) - timedelta(days=730)
+    topic = TopicScheme(prefix).telemetry("solar_panel", "pv-9")
+    async with running_daemon(make_settings(broker.url, database.url, prefix)) as daemon:
+        await publish_all(publisher, [(topic, payload("pv-9", late))])
+        await wait_until(lambda: daemon.stats.stored == 1, what="the late reading")
+    table = Month.of(late).table_name
+    assert table in partition_tables(database)
+    assert database.query(f"SELECT device_id FROM {table}") == [("pv-9",)]
