@@ -9,17 +9,27 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_compose_runs_the_shipped_broker_config_and_points_the_daemon_at_it() -> None:
-    """docker-compose.yml parses, mounts config/mosquitto.conf and wires the daemon to it."""
+def test_compose_runs_two_daemons_on_postgres_behind_the_shipped_broker_config() -> None:
+    """docker-compose.yml: the shipped mosquitto.conf, PostgreSQL, two distinct instances.
+
+    This mirrors tests/test_scale_out.py, which starts the same topology from processes.
+    """
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"mosquitto", "meterflow"} <= set(services)
+    assert {"mosquitto", "postgres", "meterflow-1", "meterflow-2", "simulator"} <= set(services)
     mounts = [volume.split(":")[0] for volume in services["mosquitto"]["volumes"]]
     assert "./config/mosquitto.conf" in mounts
     for mount in mounts:
         if mount.startswith("./"):
             assert (ROOT / mount).exists(), mount
-    assert services["meterflow"]["environment"]["METERFLOW_MQTT__URL"] == "mqtt://mosquitto:1883"
+    daemons = [services["meterflow-1"], services["meterflow-2"]]
+    for number, daemon in enumerate(daemons, start=1):
+        environment = daemon["environment"]
+        assert environment["METERFLOW_MQTT__URL"] == "mqtt://mosquitto:1883"
+        assert environment["METERFLOW_MQTT__SHARED_GROUP"] == "meterflow"
+        assert environment["METERFLOW_STORAGE__URL"].startswith("postgresql+asyncpg://")
+        assert daemon["command"] == ["run", "--instance", str(number)]
+    assert services["simulator"]["profiles"] == ["simulator"]
     assert (ROOT / "Dockerfile").exists()
 
 
