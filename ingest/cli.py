@@ -19,6 +19,7 @@ from ingest.publisher import Publisher
 from ingest.settings import Settings, load_settings
 from ingest.simulate import fleet, messages, paced
 from ingest.topics import TopicScheme
+from storage import SCHEMA_VERSION, StorageError, backend_for, open_engine, upgrade
 
 config_option = click.option(
     "--config",
@@ -61,7 +62,10 @@ def run(config_file: Path | None, broker: str | None, db: str | None, instance: 
         )
         settings = settings.model_copy(update={"mqtt": mqtt})
     configure_logging(settings.log.level, settings.log.format)
-    asyncio.run(_run(settings))
+    try:
+        asyncio.run(_run(settings))
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 async def _run(settings: Settings) -> None:
@@ -73,6 +77,35 @@ async def _run(settings: Settings) -> None:
         "starting", database=settings.storage.url, broker=settings.mqtt.url
     )
     await daemon.run()
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@config_option
+@db_option
+def db_upgrade(config_file: Path | None, db: str | None) -> None:
+    """Bring the database's schema to the version this meterflow needs."""
+    settings = _settings(config_file, **{"storage.url": db})
+    try:
+        applied = asyncio.run(_upgrade(settings))
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if applied:
+        click.echo(f"applied schema versions {', '.join(map(str, applied))}")
+    click.echo(f"schema is at version {SCHEMA_VERSION}")
+
+
+async def _upgrade(settings: Settings) -> list[int]:
+    engine = open_engine(settings.storage.url, settings.storage.sqlite)
+    try:
+        async with engine.connect() as conn:
+            return await upgrade(conn, backend_for(engine.dialect.name))
+    finally:
+        await engine.dispose()
 
 
 @main.group()

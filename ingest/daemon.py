@@ -71,6 +71,7 @@ class Daemon:
             async with (
                 BatchWriter(
                     engine,
+                    url=settings.storage.url,
                     unknown_devices=settings.ingest.unknown_devices,
                     backoff=Backoff(settings.storage.retry_initial_s, settings.storage.retry_max_s),
                 ) as writer,

@@ -2,7 +2,13 @@
 
 from storage.backend import Backend, backend_for
 from storage.engine import SQLiteOptions, Synchronous, database_url, open_engine
-from storage.errors import StorageError, UnsupportedDatabaseError, WriteError
+from storage.errors import (
+    SchemaVersionError,
+    StorageError,
+    UnsupportedDatabaseError,
+    WriteError,
+)
+from storage.migrations import SCHEMA_VERSION, schema_version, upgrade
 from storage.records import (
     DATA_TYPE_OF,
     DataType,
@@ -18,6 +24,7 @@ from storage.writer import BatchWriter, UnknownDevices
 
 __all__ = [
     "DATA_TYPE_OF",
+    "SCHEMA_VERSION",
     "Backend",
     "Backoff",
     "BatchWriter",
@@ -26,6 +33,7 @@ __all__ = [
     "DeviceType",
     "Reading",
     "SQLiteOptions",
+    "SchemaVersionError",
     "StorageError",
     "Synchronous",
     "UnknownDevices",
@@ -41,4 +49,6 @@ __all__ = [
     "iot_devices",
     "metadata",
     "open_engine",
+    "schema_version",
+    "upgrade",
 ]

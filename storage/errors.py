@@ -25,3 +25,15 @@ class UnsupportedDatabaseError(StorageError, ValueError):
 
 class WriteError(StorageError):
     """A batch failed for a reason retrying cannot fix."""
+
+
+class SchemaVersionError(StorageError):
+    """The database's schema is older or newer than the one this meterflow speaks."""
+
+    def __init__(self, found: int, needed: int, url: str) -> None:
+        if found < needed:
+            advice = f"run `meterflow db upgrade --db {url}` first"
+        else:
+            advice = "this meterflow is older than the database; upgrade meterflow"
+        super().__init__(f"database schema is version {found}, meterflow needs {needed}: {advice}")
+        self.found, self.needed, self.url = found, needed, url

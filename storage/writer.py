@@ -19,6 +19,7 @@ from storage.backend import backend_for
 from storage.devices import sightings
 from storage.errors import WriteError
 from storage.faults import crash_point
+from storage.migrations import require_current
 from storage.records import DeadLetter, Reading, WriteBatch, WriteResult
 from storage.retry import Backoff
 from storage.tables import dead_letters
@@ -46,10 +47,12 @@ class BatchWriter:
         self,
         engine: AsyncEngine,
         *,
+        url: str = "",
         unknown_devices: UnknownDevices = "register",
         backoff: Backoff | None = None,
     ) -> None:
         self._engine = engine
+        self._url = url
         self._unknown_devices = unknown_devices
         self._backoff = backoff or Backoff()
         self._backend = backend_for(engine.dialect.name)
@@ -81,7 +84,7 @@ class BatchWriter:
     async def _connect(self) -> AsyncConnection:
         conn = await self._engine.connect()
         try:
-            await self._backend.create_schema(conn)
+            await require_current(conn, self._backend, self._url)
         except BaseException:
             await conn.close()
             raise

@@ -24,6 +24,8 @@ class Database(Protocol):
 
     def query(self, sql: str) -> list[tuple[Any, ...]]: ...
 
+    def execute(self, sql: str) -> None: ...
+
 
 class SQLiteDatabase:
     kind = "sqlite"
@@ -38,6 +40,10 @@ class SQLiteDatabase:
         with closing(sqlite3.connect(self.path)) as conn:
             return conn.execute(sql).fetchall()
 
+    def execute(self, sql: str) -> None:
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+            conn.execute(sql)
+
 
 class PostgresDatabase:
     kind = "postgres"
@@ -50,6 +56,10 @@ class PostgresDatabase:
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             return conn.execute(sql.encode()).fetchall()
+
+    def execute(self, sql: str) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(sql.encode())
 
 
 def postgres_unavailable() -> str | None:

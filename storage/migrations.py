@@ -1,0 +1,68 @@
+"""Schema versions, and bringing a database to the version this meterflow needs.
+
+A database records its version in `meterflow_schema`. `meterflow run` creates the schema on
+an empty database, and refuses one whose version is older (or newer) than its own, naming
+the command that fixes it; `meterflow db upgrade` applies what is missing, in order, each
+step in its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.backend import Backend
+from storage.errors import SchemaVersionError
+
+Migration = Callable[[AsyncConnection, Backend], Awaitable[None]]
+
+_versions = Table(
+    "meterflow_schema",
+    MetaData(),
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+async def _initial(conn: AsyncConnection, backend: Backend) -> None:
+    await backend.create_schema(conn)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _initial}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+async def schema_version(conn: AsyncConnection) -> int | None:
+    """The database's schema version; None for a database without meterflow's tables."""
+    async with conn.begin():
+        names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+        if _versions.name not in names:
+            return 0 if "iot_devices" in names else None
+        version = await conn.scalar(select(func.max(_versions.c.version)))
+    return int(version or 0)
+
+
+async def upgrade(conn: AsyncConnection, backend: Backend) -> list[int]:
+    """Apply every migration the database lacks; return the versions applied."""
+    current = await schema_version(conn) or 0
+    applied = []
+    for version in sorted(v for v in MIGRATIONS if v > current):
+        await MIGRATIONS[version](conn, backend)
+        async with conn.begin():
+            await conn.run_sync(_versions.create, checkfirst=True)
+            await conn.execute(_versions.insert().values(version=version))
+        applied.append(version)
+    return applied
+
+
+async def require_current(conn: AsyncConnection, backend: Backend, url: str) -> None:
+    """Create the schema on an empty database; refuse any other version than ours."""
+    version = await schema_version(conn)
+    if version is None:
+        await upgrade(conn, backend)
+        return
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(version, SCHEMA_VERSION, url)
+    await backend.create_schema(conn)
