@@ -81,10 +81,10 @@ def run_checked(command: list[str]) -> str:
     return done.stdout
 
 
-def prime_session(port: int, client_id: str) -> None:
+def prime_session(port: int, client_id: str, topic: str = TOPIC) -> None:
     """Create the consumer's persistent session and subscription, so the backlog queues."""
     run_checked([sys.executable, "-m", "bench.consumers", "aiomqtt-count", "--port", str(port),
-                 "--client-id", client_id, "--topic", TOPIC, "--expect", "0"])  # fmt: skip
+                 "--client-id", client_id, "--topic", topic, "--expect", "0"])  # fmt: skip
 
 
 def publish_backlog(port: int, readings: int, devices: int) -> float:

@@ -19,8 +19,16 @@ class Backend(Protocol):
     @property
     def partitions(self) -> Partitions: ...
 
-    async def create_schema(self, conn: AsyncConnection) -> None:
-        """Create what is missing (in a transaction of its own) and load the partitions."""
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        """Within the caller's transaction, keep other daemons out of schema changes."""
+        ...
+
+    async def create_tables(self, conn: AsyncConnection) -> None:
+        """Create whatever of the schema is missing, within the caller's transaction."""
+        ...
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        """Learn the existing partitions (and mend the SQLite view), in the caller's transaction."""
         ...
 
     async def registered_owners(

@@ -27,42 +27,55 @@ _versions = Table(
 
 
 async def _initial(conn: AsyncConnection, backend: Backend) -> None:
-    await backend.create_schema(conn)
+    await backend.create_tables(conn)
 
 
 MIGRATIONS: dict[int, Migration] = {1: _initial}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-async def schema_version(conn: AsyncConnection) -> int | None:
-    """The database's schema version; None for a database without meterflow's tables."""
-    async with conn.begin():
-        names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-        if _versions.name not in names:
-            return 0 if "iot_devices" in names else None
-        version = await conn.scalar(select(func.max(_versions.c.version)))
+async def _version(conn: AsyncConnection) -> int | None:
+    names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    if _versions.name not in names:
+        return 0 if "iot_devices" in names else None
+    version = await conn.scalar(select(func.max(_versions.c.version)))
     return int(version or 0)
 
 
-async def upgrade(conn: AsyncConnection, backend: Backend) -> list[int]:
-    """Apply every migration the database lacks; return the versions applied."""
-    current = await schema_version(conn) or 0
+async def _apply(conn: AsyncConnection, backend: Backend, current: int) -> list[int]:
     applied = []
     for version in sorted(v for v in MIGRATIONS if v > current):
         await MIGRATIONS[version](conn, backend)
-        async with conn.begin():
-            await conn.run_sync(_versions.create, checkfirst=True)
-            await conn.execute(_versions.insert().values(version=version))
+        await conn.run_sync(_versions.create, checkfirst=True)
+        await conn.execute(_versions.insert().values(version=version))
         applied.append(version)
     return applied
 
 
+async def schema_version(conn: AsyncConnection) -> int | None:
+    """The database's schema version; None for a database without meterflow's tables."""
+    async with conn.begin():
+        return await _version(conn)
+
+
+async def upgrade(conn: AsyncConnection, backend: Backend) -> list[int]:
+    """Apply every migration the database lacks, in one transaction; return their versions."""
+    async with conn.begin():
+        await backend.lock_schema(conn)
+        return await _apply(conn, backend, await _version(conn) or 0)
+
+
 async def require_current(conn: AsyncConnection, backend: Backend, url: str) -> None:
-    """Create the schema on an empty database; refuse any other version than ours."""
-    version = await schema_version(conn)
-    if version is None:
-        await upgrade(conn, backend)
-        return
-    if version != SCHEMA_VERSION:
-        raise SchemaVersionError(version, SCHEMA_VERSION, url)
-    await backend.create_schema(conn)
+    """Create the schema on an empty database; refuse any other version than ours.
+
+    Version check and creation share one transaction under the schema lock, so daemons
+    starting together on an empty database create it once.
+    """
+    async with conn.begin():
+        await backend.lock_schema(conn)
+        version = await _version(conn)
+        if version is None:
+            await _apply(conn, backend, 0)
+        elif version != SCHEMA_VERSION:
+            raise SchemaVersionError(version, SCHEMA_VERSION, url)
+        await backend.prepare(conn)

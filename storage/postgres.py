@@ -18,7 +18,8 @@ from storage.devices import DeviceSighting
 from storage.records import Reading
 from storage.tables import energy_parent, metadata
 
-# Held for the creating transaction, so daemons starting together create the schema once.
+# Held by a transaction that reads or changes the schema version, so that daemons starting
+# together on an empty database create the schema once.
 _SCHEMA_LOCK = 0x6D666C77  # "mflw"
 
 _INSERT_READINGS = f"""
@@ -62,12 +63,15 @@ class PostgresBackend:
     def partitions(self) -> NativePartitions:
         return self._partitions
 
-    async def create_schema(self, conn: AsyncConnection) -> None:
-        async with conn.begin():
-            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-            await conn.run_sync(metadata.create_all)
-            await conn.run_sync(energy_parent().create, checkfirst=True)
-            await self._partitions.load(conn)
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+
+    async def create_tables(self, conn: AsyncConnection) -> None:
+        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(energy_parent().create, checkfirst=True)
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        await self._partitions.load(conn)
 
     async def registered_owners(
         self, conn: AsyncConnection, device_ids: Sequence[str]

@@ -157,13 +157,17 @@ class SQLiteBackend:
     def partitions(self) -> UnionViewPartitions:
         return self._partitions
 
-    async def create_schema(self, conn: AsyncConnection) -> None:
-        async with conn.begin():
-            await conn.run_sync(metadata.create_all)
-            await self._partitions.load(conn)
-            views = await conn.run_sync(lambda sync: inspect(sync).get_view_names())
-            if VIEW_NAME not in views:
-                await self._partitions.rebuild_view(conn)
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        """Nothing to do: every transaction here begins IMMEDIATE, holding the write lock."""
+
+    async def create_tables(self, conn: AsyncConnection) -> None:
+        await conn.run_sync(metadata.create_all)
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        await self._partitions.load(conn)
+        views = await conn.run_sync(lambda sync: inspect(sync).get_view_names())
+        if VIEW_NAME not in views:
+            await self._partitions.rebuild_view(conn)
 
     async def registered_owners(
         self, conn: AsyncConnection, device_ids: Sequence[str]

@@ -59,3 +59,18 @@ def test_a_newer_schema_is_refused(database: Database) -> None:
     create_schema(database)
     database.execute("INSERT INTO meterflow_schema (version) VALUES (99)")
     assert "this meterflow is older than the database" in refuses_to_run(database)
+
+
+async def test_daemons_starting_together_on_an_empty_database_create_it_once(
+    database: Database,
+) -> None:
+    """Three writers opening a new database at the same moment: one schema, one version row."""
+
+    async def open_writer() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url):
+            pass
+        await engine.dispose()
+
+    await asyncio.gather(*(open_writer() for _ in range(3)))
+    assert database.query("SELECT version FROM meterflow_schema") == [(SCHEMA_VERSION,)]

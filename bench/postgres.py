@@ -1,0 +1,171 @@
+"""PostgreSQL against SQLite, and two daemons against one.
+
+    python -m bench.postgres [--readings 200000] [--devices 1000]
+
+Like bench.ingest, each run drains the same backlog of QoS 1 readings from a fresh
+Mosquitto, timed from the first daemon's subscription to the last committed row: (1) one
+daemon on SQLite, (2) one daemon on PostgreSQL, (3) two daemons on PostgreSQL sharing a
+subscription. Prints readings/s, the ratios the issue targets, and the CPU seconds the
+broker and the PostgreSQL server spent in each run (the machine has two cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from bench.ingest import BIN, PREFIX, TOPIC, prime_session, publish_backlog, wait_until
+from tests.databases import POSTGRES_ADMIN_URL
+from tests.mosquitto import Mosquitto
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    stored: int
+    broker_cpu: float
+    postgres_cpu: float
+
+
+def postgres_cpu() -> float:
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "postgres":
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
+
+
+def run_daemons(
+    broker: Mosquitto, url: str, count: Callable[[], int], *, readings: int, daemons: int,
+    devices: int, scratch: Path,
+) -> tuple[float, int, float, float]:  # fmt: skip
+    shared = daemons > 1
+    client_ids = [f"bench-meterflow-{n}" for n in range(1, daemons + 1)]
+    topic = f"$share/bench/{TOPIC}" if shared else TOPIC
+    for client_id in client_ids:
+        prime_session(broker.port, client_id, topic)
+    publish_backlog(broker.port, readings, devices)
+    broker_process = psutil.Process(broker.pid)
+    broker_before = sum(broker_process.cpu_times()[:2])
+    postgres_before = postgres_cpu()
+    processes, logs = [], []
+    for client_id in client_ids:
+        env = {"METERFLOW_MQTT__TOPIC_PREFIX": PREFIX, "METERFLOW_MQTT__CLIENT_ID": client_id,
+               "METERFLOW_LOG__FORMAT": "json", "PATH": str(BIN)}  # fmt: skip
+        if shared:
+            env["METERFLOW_MQTT__SHARED_GROUP"] = "bench"
+        log = scratch / f"{client_id}.log"
+        logs.append(log)
+        with log.open("w") as out:
+            processes.append(subprocess.Popen(
+                [str(BIN / "meterflow"), "run", "--broker", broker.url, "--db", url],
+                env=env, stdout=out, stderr=out,
+            ))  # fmt: skip
+    wait_until(lambda: count() >= readings, 900, poll=0.02)
+    done = time.time()
+    broker_cpu = sum(broker_process.cpu_times()[:2]) - broker_before
+    database_cpu = postgres_cpu() - postgres_before
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=60)
+    started = min(
+        datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp()
+        for log in logs
+        for line in log.read_text().splitlines()
+        if '"subscribed"' in line
+    )
+    return done - started, count(), broker_cpu, database_cpu
+
+
+def sqlite_count(path: Path) -> Callable[[], int]:
+    def count() -> int:
+        try:
+            with sqlite3.connect(path) as conn:
+                return int(conn.execute("SELECT count(*) FROM energy_data").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    return count
+
+
+def postgres_count(dsn: str) -> Callable[[], int]:
+    def count() -> int:
+        try:
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute(b"SELECT count(*) FROM energy_data").fetchone()
+                return int(row[0]) if row else 0
+        except psycopg.Error:
+            return 0
+
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--devices", type=int, default=1_000)
+    args = parser.parse_args()
+    n = args.readings
+    print(f"workload: {n:,} readings from {args.devices:,} devices, QoS 1, as a backlog")
+    runs: dict[str, Run] = {}
+    with tempfile.TemporaryDirectory(prefix="meterflow-bench-pg-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        for key, daemons, backend in (("sqlite", 1, "sqlite"), ("pg-1", 1, "postgres"),
+                                      ("pg-2", 2, "postgres")):  # fmt: skip
+            directory = scratch / key
+            directory.mkdir()
+            name = f"meterflow_bench_{uuid.uuid4().hex[:8]}"
+            admin_dsn = POSTGRES_ADMIN_URL
+            dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+            if backend == "postgres":
+                with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                    admin.execute(f'CREATE DATABASE "{name}"'.encode())
+                url, count = (
+                    dsn.replace("postgresql://", "postgresql+asyncpg://"),
+                    postgres_count(dsn),
+                )
+            else:
+                db = directory / "meterflow.db"
+                url, count = f"sqlite:///{db}", sqlite_count(db)
+            try:
+                with Mosquitto(directory / "mosquitto") as broker:
+                    seconds, stored, broker_cpu, database_cpu = run_daemons(
+                        broker, url, count, readings=n, daemons=daemons,
+                        devices=args.devices, scratch=directory,
+                    )  # fmt: skip
+            finally:
+                if backend == "postgres":
+                    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+            run = runs[key] = Run(key, seconds, stored, broker_cpu, database_cpu)
+            db_cpu = f"{run.postgres_cpu:6.1f} s" if backend == "postgres" else "   -    "
+            print(f"{key:7} {daemons} daemon(s)  {n / run.seconds:9,.0f} readings/s  "
+                  f"{run.seconds:6.2f} s  stored {run.stored:,}  broker CPU {run.broker_cpu:5.1f} s"
+                  f"  PostgreSQL CPU {db_cpu}", flush=True)  # fmt: skip
+    rate = {key: n / run.seconds for key, run in runs.items()}
+    print(f"PostgreSQL 1 daemon / SQLite:    {rate['pg-1'] / rate['sqlite']:5.2f}   target >= 0.70")
+    print(f"PostgreSQL 2 daemons / 1 daemon: {rate['pg-2'] / rate['pg-1']:5.2f}   target >= 1.60")
+    print(f"rows lost: {sum(n - run.stored for run in runs.values())}")
+
+
+if __name__ == "__main__":
+    main()
