@@ -31,7 +31,10 @@ RSS_BOUND_MIB = 120
 def hog_lock(db: Path, share: float, stop: threading.Event) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     while not stop.is_set():
-        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
+        except sqlite3.OperationalError:
+            continue
         stop.wait(2.0 * share)
         conn.execute("COMMIT")
         time.sleep(2.0 * (1 - share))

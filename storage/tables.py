@@ -94,7 +94,9 @@ def _reading_columns(name: str) -> list[SchemaItem]:
         Column("recorded_at", UTCDateTime, nullable=False),
         Column("quality", String(32), nullable=False, server_default="good"),
         Column("validated", Boolean, nullable=False, server_default=true()),
-        Column("metadata", JSON().with_variant(JSONB(), "postgresql")),
+        Column(
+            "metadata", JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+        ),
         Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
         UniqueConstraint("device_id", "data_type", "recorded_at", name=f"uq_{name}_reading"),
         CheckConstraint(f"data_type IN {DATA_TYPES!r}", name=f"ck_{name}_data_type"),

@@ -226,7 +226,11 @@ def sluggish(db_path: Path) -> Iterator[None]:
     def hog() -> None:
         conn = sqlite3.connect(db_path, isolation_level=None)
         while not done.is_set():
-            conn.execute("BEGIN EXCLUSIVE")
+            try:
+                conn.execute("BEGIN EXCLUSIVE")
+            except sqlite3.OperationalError:
+                # The daemon holds the lock (its commit outlasted our wait): try again.
+                continue
             done.wait(0.2)
             conn.execute("COMMIT")
             time.sleep(0.01)

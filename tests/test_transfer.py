@@ -1,0 +1,90 @@
+"""meterflow migrate: a SQLite database copied into PostgreSQL, verified, and resumable."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage import BatchWriter, DeadLetter, Reading, WriteBatch, open_engine
+from tests.databases import Database, SQLiteDatabase, count_readings
+from tests.test_migrations import meterflow
+
+pytestmark = pytest.mark.postgres
+
+START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+
+
+def fill(database: Database) -> None:
+    """12,000 readings of 20 devices from 31 January into February, and four dead letters."""
+
+    async def write() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            for start in range(0, 12_000, 3000):
+                readings = [
+                    Reading(
+                        "t",
+                        f"d{n % 20}",
+                        "solar_panel" if n % 20 == 0 else "smart_meter",
+                        START + timedelta(minutes=15 * (n // 20)),
+                        0.001 * n,
+                        1.0 + n / 7,
+                        battery_pct=50.0 if n % 3 == 0 else None,
+                        metadata={"n": n} if n % 5 == 0 else None,
+                    )
+                    for n in range(start, start + 3000)
+                ]
+                letter = DeadLetter(
+                    "t", b"bad", f"reason {start}", START + timedelta(seconds=start)
+                )
+                await writer.write(WriteBatch(readings, [letter]))
+        await engine.dispose()
+
+    asyncio.run(write())
+
+
+def migrate(source: Database, target: Database) -> str:
+    done = meterflow("migrate", "--from", source.url, "--to", target.url)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_sqlite_copies_into_postgres_and_verifies_every_month(
+    tmp_path: Path, postgres: Database
+) -> None:
+    """Devices, 12,000 readings over two months and dead letters arrive; checksums agree."""
+    source = SQLiteDatabase(tmp_path / "data" / "meterflow.db")
+    fill(source)
+    output = migrate(source, postgres)
+    assert "copied 20 devices, 12000 readings, 4 new dead letters" in output
+    assert "verified: every month has equal counts and checksums" in output
+    assert [line for line in output.splitlines() if line.startswith("2026-")] == [
+        "2026-01: 960 -> 960 rows, ok",
+        "2026-02: 11040 -> 11040 rows, ok",
+    ]
+    assert count_readings(postgres) == 12_000
+    assert sorted(postgres.query("SELECT device_id, battery_level FROM iot_devices")) == sorted(
+        source.query("SELECT device_id, battery_level FROM iot_devices")
+    )
+    assert postgres.query("SELECT count(*) FROM energy_data WHERE metadata IS NOT NULL") == [
+        (2400,)
+    ]
+
+
+def test_an_interrupted_copy_is_finished_by_running_it_again(
+    tmp_path: Path, postgres: Database
+) -> None:
+    """Rows missing on the target are copied again; nothing is copied twice."""
+    source = SQLiteDatabase(tmp_path / "data" / "meterflow.db")
+    fill(source)
+    migrate(source, postgres)
+    postgres.execute("DELETE FROM energy_data WHERE device_id = 'd3'")
+    postgres.execute("DELETE FROM dead_letters WHERE reason = 'reason 0'")
+    output = migrate(source, postgres)
+    assert "1 new dead letters" in output
+    assert "verified" in output
+    assert count_readings(postgres) == 12_000
+    assert postgres.query("SELECT count(*) FROM dead_letters") == [(4,)]
