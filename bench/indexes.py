@@ -18,7 +18,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.sqlite import READING_COLUMNS, sqlite_timestamp
+from storage.records import READING_COLUMNS
+from storage.sqlite import sqlite_timestamp
 
 LAYOUTS = {
     "device-first unique key (chosen)": [
@@ -41,23 +42,22 @@ TABLE = (
     " metadata TEXT, created_at TEXT NOT NULL)"
 )
 INSERT = (
-    f"INSERT INTO t ({', '.join(READING_COLUMNS)}) SELECT "
+    f"INSERT INTO t ({', '.join(READING_COLUMNS)}, validated, created_at) SELECT "
     + ", ".join(f"value ->> {i}" for i in range(len(READING_COLUMNS)))
-    + " FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
+    + ", 1, '2026-03-01 00:00:00.000000' FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
 )
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def batches(rows: int, devices: int, size: int = 5000) -> list[str]:
     step = timedelta(seconds=(31 * 86400) // (rows // devices))
-    created = sqlite_timestamp(START)
     out, batch = [], []
     for n in range(rows):
         at = START + step * (n // devices)
         device = f"meter-{n % devices:05d}"
         batch.append(
             [None, device, "consumption", 0.01, 0.6, 230.0, 2.6, None, None, None,
-             sqlite_timestamp(at), "good", 1, None, created]
+             sqlite_timestamp(at), "good", None]
         )  # fmt: skip
         if len(batch) == size:
             out.append(json.dumps(batch))

@@ -9,7 +9,6 @@ VALUES, in the same run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -18,28 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import BASE_NAME, NativePartitions
 from storage.devices import DeviceSighting
-from storage.records import Reading
+from storage.records import READING_COLUMNS, Reading, reading_values
 from storage.tables import energy_parent, metadata
 
 # Held by a transaction that reads or changes the schema version, so that daemons starting
 # together on an empty database create the schema once.
 _SCHEMA_LOCK = 0x6D666C77  # "mflw"
 
-READING_COLUMNS = (
-    "user_id",
-    "device_id",
-    "data_type",
-    "energy_amount",
-    "instantaneous_power",
-    "voltage",
-    "current",
-    "battery_pct",
-    "irradiance_wm2",
-    "panel_temp_c",
-    "recorded_at",
-    "quality",
-    "metadata",
-)
 _COLUMN_LIST = ", ".join(READING_COLUMNS)
 _STAGING = "meterflow_staging"
 # Per session; ON COMMIT DELETE ROWS empties it at the end of every transaction.
@@ -113,24 +97,7 @@ class PostgresBackend:
     ) -> int:
         if not readings:
             return 0
-        records = [
-            (
-                owners.get(r.device_id),
-                r.device_id,
-                r.data_type,
-                r.energy_kwh,
-                r.power_kw,
-                r.voltage,
-                r.current,
-                r.battery_pct,
-                r.irradiance_wm2,
-                r.panel_temp_c,
-                r.recorded_at,
-                r.quality,
-                None if r.metadata is None else json.dumps(r.metadata),
-            )
-            for r in readings
-        ]
+        records = [reading_values(r, owners.get(r.device_id)) for r in readings]
         # Through SQLAlchemy first, so the transaction is open before COPY uses the
         # driver's connection underneath it.
         await conn.exec_driver_sql(_CREATE_STAGING)

@@ -46,6 +46,44 @@ class Reading:
         return json.dumps(document, sort_keys=True, default=str).encode()
 
 
+# What a stored reading row holds besides its id, `validated` and `created_at`, in the order
+# both backends' bulk statements take it.
+READING_COLUMNS = (
+    "user_id",
+    "device_id",
+    "data_type",
+    "energy_amount",
+    "instantaneous_power",
+    "voltage",
+    "current",
+    "battery_pct",
+    "irradiance_wm2",
+    "panel_temp_c",
+    "recorded_at",
+    "quality",
+    "metadata",
+)
+
+
+def reading_values(reading: Reading, owner: str | None) -> tuple[object, ...]:
+    """A reading's row in READING_COLUMNS order; metadata as JSON text."""
+    return (
+        owner,
+        reading.device_id,
+        reading.data_type,
+        reading.energy_kwh,
+        reading.power_kw,
+        reading.voltage,
+        reading.current,
+        reading.battery_pct,
+        reading.irradiance_wm2,
+        reading.panel_temp_c,
+        reading.recorded_at,
+        reading.quality,
+        None if reading.metadata is None else json.dumps(reading.metadata),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A message that could not become a reading, kept with the reason why."""

@@ -19,26 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import VIEW_NAME, Month, UnionViewPartitions
 from storage.devices import DeviceSighting
-from storage.records import Reading
+from storage.records import READING_COLUMNS, Reading, reading_values
 from storage.tables import energy_partition, metadata
-
-READING_COLUMNS = (
-    "user_id",
-    "device_id",
-    "data_type",
-    "energy_amount",
-    "instantaneous_power",
-    "voltage",
-    "current",
-    "battery_pct",
-    "irradiance_wm2",
-    "panel_temp_c",
-    "recorded_at",
-    "quality",
-    "validated",
-    "metadata",
-    "created_at",
-)
 
 
 def sqlite_timestamp(moment: datetime) -> str:
@@ -56,10 +38,16 @@ def _unpack(columns: Sequence[str]) -> str:
 def _insert_readings_sql(table: str) -> str:
     # `WHERE true` keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
     return (
-        f'INSERT INTO "{table}" ({", ".join(READING_COLUMNS)}) '
-        f"SELECT {_unpack(READING_COLUMNS)} FROM json_each(?) WHERE true "
+        f'INSERT INTO "{table}" ({", ".join(READING_COLUMNS)}, validated, created_at) '
+        f"SELECT {_unpack(READING_COLUMNS)}, 1, :created_at FROM json_each(:rows) WHERE true "
         "ON CONFLICT DO NOTHING"
     )
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return sqlite_timestamp(value)
+    raise TypeError(f"{type(value).__name__} is not a column value")
 
 
 async def _insert_partition(
@@ -69,28 +57,11 @@ async def _insert_partition(
     owners: dict[str, str | None],
     now: datetime,
 ) -> int:
-    created_at = sqlite_timestamp(now)
-    rows = [
-        (
-            owners.get(r.device_id),
-            r.device_id,
-            r.data_type,
-            r.energy_kwh,
-            r.power_kw,
-            r.voltage,
-            r.current,
-            r.battery_pct,
-            r.irradiance_wm2,
-            r.panel_temp_c,
-            sqlite_timestamp(r.recorded_at),
-            r.quality,
-            1,
-            None if r.metadata is None else json.dumps(r.metadata),
-            created_at,
-        )
-        for r in readings
-    ]
-    result = await conn.exec_driver_sql(_insert_readings_sql(table), (json.dumps(rows),))
+    rows = [reading_values(r, owners.get(r.device_id)) for r in readings]
+    result = await conn.exec_driver_sql(
+        _insert_readings_sql(table),
+        {"rows": json.dumps(rows, default=_json_value), "created_at": sqlite_timestamp(now)},
+    )
     return int(result.rowcount)
 
 
