@@ -20,6 +20,7 @@ from ingest.publisher import Publisher
 from ingest.settings import Settings, load_settings
 from ingest.simulate import fleet, messages, paced
 from ingest.topics import TopicScheme
+from partitions import Month, repair
 from storage import SCHEMA_VERSION, StorageError, backend_for, open_engine, upgrade
 from storage.transfer import CopyReport, Side, copy_database, count_readings
 
@@ -106,6 +107,37 @@ async def _upgrade(settings: Settings) -> list[int]:
     try:
         async with engine.connect() as conn:
             return await upgrade(conn, backend_for(engine.dialect.name))
+    finally:
+        await engine.dispose()
+
+
+@main.group()
+def partitions() -> None:
+    """Monthly partitions."""
+
+
+@partitions.command("repair")
+@config_option
+@db_option
+def partitions_repair(config_file: Path | None, db: str | None) -> None:
+    """PostgreSQL: move readings out of a DEFAULT partition into their months' partitions."""
+    settings = _settings(config_file, **{"storage.url": db})
+    try:
+        moved = asyncio.run(_repair(settings))
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for month, rows in sorted(moved.items()):
+        click.echo(f"{month}: moved {rows} readings into {month.table_name}")
+    click.echo("repaired" if moved else "no readings outside monthly partitions")
+
+
+async def _repair(settings: Settings) -> dict[Month, int]:
+    engine = open_engine(settings.storage.url, settings.storage.sqlite)
+    try:
+        if engine.dialect.name != "postgresql":
+            return {}
+        async with engine.connect() as conn, conn.begin():
+            return await repair(conn)
     finally:
         await engine.dispose()
 

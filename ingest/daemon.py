@@ -161,11 +161,18 @@ class Daemon:
             source.ack(batch.deliveries)
 
     async def _create_ahead(self, writer: BatchWriter) -> None:
-        """Keep partitions for the coming months in place, from start-up on."""
+        """Keep partitions for the coming months in place, and report stray readings."""
         while True:
             created = await writer.create_ahead(self.settings.storage.partitions_ahead)
             for name in created:
                 log.info("partition created", partition=name, ahead=True)
+            stray = await writer.stray_rows()
+            if stray:
+                log.warning(
+                    "readings in the default partition",
+                    rows=stray,
+                    fix="meterflow partitions repair",
+                )
             await asyncio.sleep(CREATE_AHEAD_EVERY_S)
 
     async def _summarise(self) -> None:

@@ -4,6 +4,7 @@ from partitions.base import Partitions
 from partitions.errors import InvalidMonthError, PartitionError
 from partitions.naming import BASE_NAME, Month, month_of_table
 from partitions.native import NativePartitions, partition_ddl
+from partitions.repair import default_partition, default_rows, repair
 from partitions.union_view import PartitionFactory, UnionViewPartitions
 from partitions.view import VIEW_NAME, view_ddl
 
@@ -17,7 +18,10 @@ __all__ = [
     "PartitionFactory",
     "Partitions",
     "UnionViewPartitions",
+    "default_partition",
+    "default_rows",
     "month_of_table",
     "partition_ddl",
+    "repair",
     "view_ddl",
 ]

@@ -10,7 +10,7 @@ from partitions.naming import BASE_NAME, Month, month_of_table
 
 # Any fixed number: every meterflow daemon on the database takes this transaction-level
 # lock before creating partitions, so two daemons meeting a new month create it once.
-_CREATION_LOCK = 0x6D657465  # "mete"
+CREATION_LOCK = 0x6D657465  # "mete"
 
 
 def partition_ddl(month: Month) -> str:
@@ -47,7 +47,7 @@ class NativePartitions:
         missing = sorted(set(months) - self._existing)
         if not missing:
             return []
-        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CREATION_LOCK})")
+        await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CREATION_LOCK})")
         for month in missing:
             await conn.exec_driver_sql(partition_ddl(month))
         return missing

@@ -31,6 +31,10 @@ class Backend(Protocol):
         """Learn the existing partitions (and mend the SQLite view), in the caller's transaction."""
         ...
 
+    async def stray_rows(self, conn: AsyncConnection) -> int:
+        """Readings in no monthly partition (a PostgreSQL DEFAULT partition); 0 if none."""
+        ...
+
     async def registered_owners(
         self, conn: AsyncConnection, device_ids: Sequence[str]
     ) -> dict[str, str | None]:

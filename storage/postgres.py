@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import BASE_NAME, NativePartitions
+from partitions import BASE_NAME, NativePartitions, default_rows
 from storage.devices import DeviceSighting
 from storage.records import READING_COLUMNS, Reading, reading_values
 from storage.tables import energy_parent, metadata
@@ -78,6 +78,9 @@ class PostgresBackend:
 
     async def prepare(self, conn: AsyncConnection) -> None:
         await self._partitions.load(conn)
+
+    async def stray_rows(self, conn: AsyncConnection) -> int:
+        return await default_rows(conn)
 
     async def registered_owners(
         self, conn: AsyncConnection, device_ids: Sequence[str]

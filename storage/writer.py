@@ -91,6 +91,13 @@ class BatchWriter:
         self._conn = conn
         return conn
 
+    async def stray_rows(self) -> int:
+        """Readings outside any monthly partition (PostgreSQL DEFAULT partition)."""
+        async with self._turn:
+            conn = self._conn or await self._connect()
+            async with conn.begin():
+                return await self._backend.stray_rows(conn)
+
     async def create_ahead(self, months_ahead: int) -> list[str]:
         """Create the partitions of this month and the next `months_ahead`; return new names."""
         month = Month.of(datetime.now(UTC))
