@@ -10,6 +10,7 @@ import pytest
 from ingest import Publisher
 from tests.databases import (
     Database,
+    PostgresDatabase,
     SQLiteDatabase,
     fresh_postgres,
     postgres_unavailable,
@@ -60,14 +61,14 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 
 @pytest.fixture
-def postgres() -> Iterator[Database]:
+def postgres() -> Iterator[PostgresDatabase]:
     """A PostgreSQL database made for this test, dropped afterwards."""
     with _fresh_postgres_or_skip() as database:
         yield database
 
 
 @contextmanager
-def _fresh_postgres_or_skip() -> Iterator[Database]:
+def _fresh_postgres_or_skip() -> Iterator[PostgresDatabase]:
     reason = postgres_unavailable()
     if reason is not None:
         pytest.skip(reason)

@@ -6,12 +6,14 @@ import asyncio
 import os
 import random
 import signal
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from ingest import Publisher
 from storage.faults import CRASH_EXIT_CODE
+from tests.databases import PostgresDatabase, count_readings
 from tests.helpers import count_rows, wait_until
 from tests.mosquitto import Mosquitto
 from tests.process import DaemonProcess
@@ -98,3 +100,31 @@ async def test_a_backlog_published_while_the_daemon_was_down_is_stored_on_start(
     with daemon:
         await wait_until(lambda: count_rows(db_path) == 10_000, within=60, what="10000 rows")
     assert stored_sequence_numbers(db_path) == list(range(10_000))
+
+
+def has_readings(database: PostgresDatabase, at_least: int) -> bool:
+    return count_readings(database) >= at_least
+
+
+@pytest.mark.postgres
+async def test_postgres_connections_killed_mid_stream_lose_and_double_nothing(
+    broker: Mosquitto, postgres: PostgresDatabase, prefix: str, tmp_path: Path
+) -> None:
+    """pg_terminate_backend on the daemon's connections, five times: it reconnects, catches up."""
+    messages = numbered(prefix, 6000)
+    daemon = DaemonProcess(broker.url, postgres.url, prefix, tmp_path / "daemon.log")
+    terminate = (
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        f"WHERE datname = '{postgres.name}' AND pid <> pg_backend_pid()"
+    )
+    killed = 0
+    with daemon, Background(broker.port, messages, per_second=2000) as publishing:
+        for at_least in (500, 1500, 2500, 3500, 4500):
+            await wait_until(partial(has_readings, postgres, at_least), what=f"{at_least} rows")
+            killed += postgres.query(terminate)[0][0]
+        publishing.join()
+        await wait_until(lambda: count_readings(postgres) == 6000, within=60, what="6000 rows")
+    assert killed >= 5
+    rows = postgres.query("SELECT (metadata->>'seq')::int FROM energy_data")
+    assert sorted(seq for (seq,) in rows) == list(range(6000))
+    assert '"commit failed, retrying"' in daemon.log()
