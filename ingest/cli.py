@@ -22,6 +22,7 @@ from ingest.simulate import fleet, messages, paced
 from ingest.topics import TopicScheme
 from partitions import Month, repair
 from storage import SCHEMA_VERSION, StorageError, backend_for, open_engine, upgrade
+from storage.backup import backup_sqlite
 from storage.transfer import CopyReport, Side, copy_database, count_readings
 
 config_option = click.option(
@@ -184,6 +185,27 @@ async def _migrate(source_url: str, target_url: str) -> CopyReport:
     finally:
         await source.engine.dispose()
         await target.engine.dispose()
+
+
+@main.command()
+@config_option
+@db_option
+@click.option(
+    "--to",
+    "directory",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory for the backups (created owner-only).",
+)
+@click.option("--keep", default=7, show_default=True, help="How many backups to keep.")
+def backup(config_file: Path | None, db: str | None, directory: Path, keep: int) -> None:
+    """Back up the SQLite database online (consistent while the daemon writes), gzipped."""
+    settings = _settings(config_file, **{"storage.url": db})
+    try:
+        made = backup_sqlite(settings.storage.url, directory, keep=keep)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backed up to {made}")
 
 
 @main.group()
