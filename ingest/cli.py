@@ -7,8 +7,9 @@ import json
 import random
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import structlog
@@ -43,6 +44,17 @@ def _settings(config_file: Path | None, **overrides: Any) -> Settings:  # noqa: 
         raise click.ClickException(str(exc)) from exc
 
 
+T = TypeVar("T")
+
+
+def _complete(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine to its end; a storage error becomes the command's error."""
+    try:
+        return asyncio.run(coroutine)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group()
 def main() -> None:
     """meterflow: MQTT smart-meter and solar readings into monthly-partitioned tables."""
@@ -66,10 +78,7 @@ def run(config_file: Path | None, broker: str | None, db: str | None, instance: 
         )
         settings = settings.model_copy(update={"mqtt": mqtt})
     configure_logging(settings.log.level, settings.log.format)
-    try:
-        asyncio.run(_run(settings))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    _complete(_run(settings))
 
 
 async def _run(settings: Settings) -> None:
@@ -94,10 +103,7 @@ def db() -> None:
 def db_upgrade(config_file: Path | None, db: str | None) -> None:
     """Bring the database's schema to the version this meterflow needs."""
     settings = _settings(config_file, **{"storage.url": db})
-    try:
-        applied = asyncio.run(_upgrade(settings))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    applied = _complete(_upgrade(settings))
     if applied:
         click.echo(f"applied schema versions {', '.join(map(str, applied))}")
     click.echo(f"schema is at version {SCHEMA_VERSION}")
@@ -123,10 +129,7 @@ def partitions() -> None:
 def partitions_repair(config_file: Path | None, db: str | None) -> None:
     """PostgreSQL: move readings out of a DEFAULT partition into their months' partitions."""
     settings = _settings(config_file, **{"storage.url": db})
-    try:
-        moved = asyncio.run(_repair(settings))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    moved = _complete(_repair(settings))
     for month, rows in sorted(moved.items()):
         click.echo(f"{month}: moved {rows} readings into {month.table_name}")
     click.echo("repaired" if moved else "no readings outside monthly partitions")
@@ -159,10 +162,7 @@ def migrate(source_url: str, target_url: str) -> None:
     Safe to run again after an interruption: it continues where it stopped. Stop the
     daemons writing to the source first.
     """
-    try:
-        report = asyncio.run(_migrate(source_url, target_url))
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = _complete(_migrate(source_url, target_url))
     click.echo(
         f"copied {report.devices} devices, {report.readings} readings, "
         f"{report.dead_letters} new dead letters"
