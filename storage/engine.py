@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +71,25 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
+def _switch_to_wal(cursor: Any, patience_s: float) -> None:  # noqa: ANN401
+    """Put the database in WAL mode, waiting out other connections doing the same.
+
+    Two connections switching a new database to WAL at once can get SQLITE_BUSY without
+    the busy handler being consulted, so busy_timeout does not cover this one statement.
+    Runs once per connection, so the short sleeps do not matter.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return
+
+
 def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401
@@ -76,9 +97,9 @@ def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
         # its own; we issue BEGIN ourselves so a new partition commits with its rows.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={options.synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
+        _switch_to_wal(cursor, options.busy_timeout_ms / 1000)
+        cursor.execute(f"PRAGMA synchronous={options.synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
