@@ -65,18 +65,6 @@ async def _insert_partition(
     return int(result.rowcount)
 
 
-async def _registered_owners(
-    conn: AsyncConnection, device_ids: Sequence[str]
-) -> dict[str, str | None]:
-    result = await conn.exec_driver_sql(
-        "SELECT json_group_array(json_array(device_id, user_id)) FROM iot_devices "
-        "WHERE device_id IN (SELECT value FROM json_each(?))",
-        (json.dumps(list(device_ids)),),
-    )
-    pairs: list[tuple[str, str | None]] = json.loads(result.scalar_one())
-    return dict(pairs)
-
-
 _DEVICE_COLUMNS = ("device_id", "device_type", "last_seen", "battery_level", "battery_updated_at")
 
 _NEWER_BATTERY = (
@@ -96,26 +84,6 @@ ON CONFLICT (device_id) DO UPDATE SET
     status = 'active',
     updated_at = excluded.updated_at
 """
-
-
-async def _upsert_devices(
-    conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
-) -> None:
-    if not seen:
-        return
-    rows = [
-        (
-            s.device_id,
-            s.device_type,
-            sqlite_timestamp(s.last_seen),
-            s.battery_level,
-            None if s.battery_updated_at is None else sqlite_timestamp(s.battery_updated_at),
-        )
-        for s in seen
-    ]
-    await conn.exec_driver_sql(
-        _UPSERT_DEVICES, {"rows": json.dumps(rows), "now": sqlite_timestamp(now)}
-    )
 
 
 class SQLiteBackend:
@@ -147,7 +115,14 @@ class SQLiteBackend:
     async def registered_owners(
         self, conn: AsyncConnection, device_ids: Sequence[str]
     ) -> dict[str, str | None]:
-        return await _registered_owners(conn, device_ids)
+        # One row of JSON back instead of a row per device: see the module docstring.
+        result = await conn.exec_driver_sql(
+            "SELECT json_group_array(json_array(device_id, user_id)) FROM iot_devices "
+            "WHERE device_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(device_ids)),),
+        )
+        pairs: list[tuple[str, str | None]] = json.loads(result.scalar_one())
+        return dict(pairs)
 
     async def insert_readings(
         self,
@@ -167,4 +142,18 @@ class SQLiteBackend:
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
     ) -> None:
-        await _upsert_devices(conn, seen, now)
+        if not seen:
+            return
+        rows = [
+            (
+                s.device_id,
+                s.device_type,
+                sqlite_timestamp(s.last_seen),
+                s.battery_level,
+                None if s.battery_updated_at is None else sqlite_timestamp(s.battery_updated_at),
+            )
+            for s in seen
+        ]
+        await conn.exec_driver_sql(
+            _UPSERT_DEVICES, {"rows": json.dumps(rows), "now": sqlite_timestamp(now)}
+        )
