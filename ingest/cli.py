@@ -22,7 +22,7 @@ from ingest.settings import Settings, load_settings
 from ingest.simulate import fleet, messages, paced
 from ingest.topics import TopicScheme
 from partitions import Month, repair
-from storage import SCHEMA_VERSION, StorageError, backend_for, open_engine, upgrade
+from storage import SCHEMA_VERSION, StorageError, backend_for, maintenance, open_engine, upgrade
 from storage.backup import backup_sqlite
 from storage.transfer import CopyReport, Side, copy_database, count_readings
 
@@ -107,6 +107,39 @@ def db_upgrade(config_file: Path | None, db: str | None) -> None:
     if applied:
         click.echo(f"applied schema versions {', '.join(map(str, applied))}")
     click.echo(f"schema is at version {SCHEMA_VERSION}")
+
+
+@db.command("check")
+@config_option
+@db_option
+def db_check(config_file: Path | None, db: str | None) -> None:
+    """SQLite: integrity check and counts (safe while the daemon runs)."""
+    settings = _settings(config_file, **{"storage.url": db})
+    try:
+        report = maintenance.check(settings.storage.url)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"integrity: {'ok' if report.ok else '; '.join(report.integrity)}")
+    click.echo(
+        f"size {report.size_bytes / 2**20:.1f} MiB, {report.partitions} partitions, "
+        f"{report.readings} readings, {report.devices} devices, "
+        f"{report.dead_letters} dead letters"
+    )
+    if not report.ok:
+        raise click.ClickException("the database failed its integrity check")
+
+
+@db.command("optimize")
+@config_option
+@db_option
+def db_optimize(config_file: Path | None, db: str | None) -> None:
+    """SQLite: ANALYZE, PRAGMA optimize and a WAL checkpoint (safe while the daemon runs)."""
+    settings = _settings(config_file, **{"storage.url": db})
+    try:
+        maintenance.optimize(settings.storage.url)
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("optimized")
 
 
 async def _upgrade(settings: Settings) -> list[int]:
