@@ -61,7 +61,7 @@ class SubscriberProtocol(asyncio.Protocol):
 
     @property
     def paused(self) -> bool:
-        """Whether reading is paused because the window is full."""
+        """Whether reading is paused because messages beyond the window are held back."""
         return self._paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,7 +117,10 @@ class SubscriberProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        full = bool(self._held) or self._unacked >= self._window
+        # Only messages beyond the window stop reading. A window that is merely full does
+        # not: the broker sends no more PUBLISHes then, and the control packets behind
+        # them (SUBACK, PINGRESP) must still be read.
+        full = bool(self._held)
         if full and not self._paused:
             transport.pause_reading()
             self._paused = True

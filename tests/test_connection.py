@@ -24,7 +24,11 @@ async def open_connection(broker: Mosquitto, client_id: str, window: int) -> Con
         session_expiry=300,
         receive_maximum=window,
     )
-    await connection.subscribe(f"{client_id}/#")
+    try:
+        await connection.subscribe(f"{client_id}/#")
+    except BaseException:
+        await connection.close()
+        raise
     return connection
 
 
