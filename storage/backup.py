@@ -16,9 +16,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
-from storage.errors import StorageError
+from storage.engine import sqlite_file
 
 PREFIX = "meterflow-"
 SUFFIX = ".db.gz"
@@ -26,12 +24,7 @@ SUFFIX = ".db.gz"
 
 def backup_sqlite(url: str, directory: Path, keep: int = 7) -> Path:
     """Back up the SQLite database at `url` into `directory`; return the new file."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        raise StorageError(f"backup works on SQLite; for {url!r} use pg_dump")
-    source_path = Path(parsed.database)
-    if not source_path.exists():
-        raise StorageError(f"no database at {source_path}")
+    source_path = sqlite_file(url, "backup (on PostgreSQL use pg_dump)")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = directory / f"{PREFIX}{stamp}{SUFFIX}"

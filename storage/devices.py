@@ -38,3 +38,26 @@ def sightings(readings: Iterable[Reading]) -> list[DeviceSighting]:
             by_device[reading.device_id] = sighting
         sighting.see(reading)
     return list(by_device.values())
+
+
+_NEWER_BATTERY = (
+    "excluded.battery_updated_at IS NOT NULL AND (iot_devices.battery_updated_at IS NULL"
+    " OR excluded.battery_updated_at >= iot_devices.battery_updated_at)"
+)
+
+
+def registry_update(latest_seen: str) -> str:
+    """The ON CONFLICT clause of both backends' registry upserts.
+
+    `latest_seen` is the dialect's expression for the later of the stored and the new
+    last_seen, so last_seen never moves backwards; the battery level changes only for a
+    reading at least as new as the one it came from.
+    """
+    return f"""ON CONFLICT (device_id) DO UPDATE SET
+    last_seen = {latest_seen},
+    battery_level = CASE WHEN {_NEWER_BATTERY} THEN excluded.battery_level
+                         ELSE iot_devices.battery_level END,
+    battery_updated_at = CASE WHEN {_NEWER_BATTERY} THEN excluded.battery_updated_at
+                              ELSE iot_devices.battery_updated_at END,
+    status = 'active',
+    updated_at = excluded.updated_at"""

@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from storage.errors import UnsupportedDatabaseError
+from storage.errors import StorageError, UnsupportedDatabaseError
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -46,6 +46,17 @@ def database_url(url: str) -> URL:
     if not parsed.database or parsed.database == ":memory:":
         raise UnsupportedDatabaseError(url)
     return parsed.set(drivername="sqlite+aiosqlite")
+
+
+def sqlite_file(url: str, purpose: str) -> Path:
+    """The existing SQLite file a URL names, for commands that work on SQLite only."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        raise StorageError(f"{purpose} works on SQLite databases, not {url!r}")
+    path = Path(parsed.database)
+    if not path.exists():
+        raise StorageError(f"no database at {path}")
+    return path
 
 
 def open_engine(url: str, sqlite: SQLiteOptions | None = None) -> AsyncEngine:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
-from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from partitions import month_of_table
-from storage.errors import StorageError
+from storage.engine import sqlite_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,19 +24,9 @@ class CheckReport:
         return self.integrity == ["ok"]
 
 
-def _sqlite_path(url: str) -> Path:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        raise StorageError(f"this works on SQLite databases, not {url!r}")
-    path = Path(parsed.database)
-    if not path.exists():
-        raise StorageError(f"no database at {path}")
-    return path
-
-
 def check(url: str) -> CheckReport:
     """PRAGMA integrity_check and a few counts; readers never block the daemon in WAL mode."""
-    path = _sqlite_path(url)
+    path = sqlite_file(url, "db check")
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
         names = [
@@ -61,7 +48,7 @@ def check(url: str) -> CheckReport:
 
 def optimize(url: str, busy_timeout_ms: int = 30_000) -> None:
     """PRAGMA optimize and ANALYZE, then a WAL checkpoint; each waits its turn for the lock."""
-    path = _sqlite_path(url)
+    path = sqlite_file(url, "db optimize")
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         conn.execute("ANALYZE")

@@ -16,7 +16,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import BASE_NAME, NativePartitions, default_rows
-from storage.devices import DeviceSighting
+from storage.devices import DeviceSighting, registry_update
 from storage.records import READING_COLUMNS, Reading, reading_values
 from storage.tables import energy_parent, metadata
 
@@ -39,10 +39,6 @@ _MOVE_STAGED = (
     f"SELECT {_COLUMN_LIST}, $1 FROM staged ON CONFLICT DO NOTHING"
 )
 
-_NEWER_BATTERY = (
-    "excluded.battery_updated_at IS NOT NULL AND (iot_devices.battery_updated_at IS NULL"
-    " OR excluded.battery_updated_at >= iot_devices.battery_updated_at)"
-)
 
 _UPSERT_DEVICES = f"""
 INSERT INTO iot_devices (device_id, device_type, last_seen, battery_level, battery_updated_at,
@@ -50,14 +46,7 @@ INSERT INTO iot_devices (device_id, device_type, last_seen, battery_level, batte
 SELECT d, t, l, b, bu, 'active', $6, $6
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::timestamptz[])
     AS x(d, t, l, b, bu)
-ON CONFLICT (device_id) DO UPDATE SET
-    last_seen = greatest(iot_devices.last_seen, excluded.last_seen),
-    battery_level = CASE WHEN {_NEWER_BATTERY} THEN excluded.battery_level
-                         ELSE iot_devices.battery_level END,
-    battery_updated_at = CASE WHEN {_NEWER_BATTERY} THEN excluded.battery_updated_at
-                              ELSE iot_devices.battery_updated_at END,
-    status = 'active',
-    updated_at = excluded.updated_at
+{registry_update("greatest(iot_devices.last_seen, excluded.last_seen)")}
 """
 
 

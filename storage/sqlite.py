@@ -18,7 +18,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import VIEW_NAME, Month, UnionViewPartitions
-from storage.devices import DeviceSighting
+from storage.devices import DeviceSighting, registry_update
 from storage.records import READING_COLUMNS, Reading, reading_values
 from storage.tables import energy_partition, metadata
 
@@ -67,22 +67,11 @@ async def _insert_partition(
 
 _DEVICE_COLUMNS = ("device_id", "device_type", "last_seen", "battery_level", "battery_updated_at")
 
-_NEWER_BATTERY = (
-    "excluded.battery_updated_at IS NOT NULL AND (iot_devices.battery_updated_at IS NULL"
-    " OR excluded.battery_updated_at >= iot_devices.battery_updated_at)"
-)
 
 _UPSERT_DEVICES = f"""
 INSERT INTO iot_devices ({", ".join(_DEVICE_COLUMNS)}, status, created_at, updated_at)
 SELECT {_unpack(_DEVICE_COLUMNS)}, 'active', :now, :now FROM json_each(:rows) WHERE true
-ON CONFLICT (device_id) DO UPDATE SET
-    last_seen = max(coalesce(iot_devices.last_seen, excluded.last_seen), excluded.last_seen),
-    battery_level = CASE WHEN {_NEWER_BATTERY} THEN excluded.battery_level
-                         ELSE iot_devices.battery_level END,
-    battery_updated_at = CASE WHEN {_NEWER_BATTERY} THEN excluded.battery_updated_at
-                              ELSE iot_devices.battery_updated_at END,
-    status = 'active',
-    updated_at = excluded.updated_at
+{registry_update("max(coalesce(iot_devices.last_seen, excluded.last_seen), excluded.last_seen)")}
 """
 
 
