@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.connection import Delivery
-from storage import DeadLetter, Reading, WriteBatch
+from storage import Availability, DeadLetter, Reading, WriteBatch
 
 
 @dataclass(slots=True)
@@ -19,13 +19,14 @@ class Batch:
     opened_at: float
     readings: list[Reading] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    availability: list[Availability] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.deliveries)
 
     def to_write(self) -> WriteBatch:
-        return WriteBatch(self.readings, self.dead_letters)
+        return WriteBatch(self.readings, self.dead_letters, self.availability)
 
 
 class Batcher:
@@ -51,17 +52,21 @@ class Batcher:
         """Messages waiting for the writer."""
         return sum(map(len, self._full)) + (len(self._current) if self._current else 0)
 
-    def add(self, item: Reading | DeadLetter, delivery: Delivery) -> None:
+    def add(self, items: Sequence[Reading | DeadLetter | Availability], delivery: Delivery) -> None:
+        """What one message decoded to (perhaps nothing), and the delivery to ack after it."""
         if self._closed:
             raise RuntimeError("Batcher.add after close")
         batch = self._current
         if batch is None:
             batch = self._current = Batch(opened_at=self._clock())
             self._wakeup.set()
-        if isinstance(item, Reading):
-            batch.readings.append(item)
-        else:
-            batch.dead_letters.append(item)
+        for item in items:
+            if isinstance(item, Reading):
+                batch.readings.append(item)
+            elif isinstance(item, DeadLetter):
+                batch.dead_letters.append(item)
+            else:
+                batch.availability.append(item)
         batch.deliveries.append(delivery)
         if len(batch) >= self._max_rows:
             self._full.append(batch)

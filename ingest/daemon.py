@@ -10,26 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 
 import structlog
 
 from ingest.batcher import Batcher
-from ingest.decoder import CanonicalDecoder
+from ingest.decoders import Router, build_decoders
 from ingest.errors import BrokerError
+from ingest.health import Health
+from ingest.http import HttpServer, Response
+from ingest.metrics import CONTENT_TYPE, DaemonCollector, exposition, metrics_registry
 from ingest.mqtt import MqttSource
 from ingest.settings import Settings
 from ingest.stats import Stats
-from ingest.topics import TopicScheme
-from storage import Backoff, BatchWriter, DeadLetter, open_engine
+from ingest.upkeep import Facts, Upkeep
+from storage import Backoff, BatchWriter, open_engine
+from storage.engine import DAEMON_APPLICATION
 from storage.faults import crash_point
+from storage.inuse import used_by_daemon
+from storage.partition_stores import partition_store
 
 log = structlog.get_logger("meterflow.daemon")
-
-# Months turn over rarely; checking every few hours keeps the partitions ahead in place
-# across a month boundary however long the daemon runs.
-CREATE_AHEAD_EVERY_S = 6 * 3600
 
 
 class Daemon:
@@ -38,27 +43,46 @@ class Daemon:
         self.stats = Stats()
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
-        self._scheme = TopicScheme(settings.mqtt.topic_prefix)
-        group = settings.mqtt.shared_group
-        self._subscription = (
-            f"$share/{group}/{self._scheme.subscription}" if group else self._scheme.subscription
-        )
-        self._decoder = CanonicalDecoder(self._scheme, settings.ingest)
+        self._router = Router(build_decoders(settings), settings.ingest)
+        # Availability topics are few, idempotent and often retained, which MQTT 5 never
+        # delivers to a shared subscription: every daemon takes all of them itself.
+        self._subscriptions = self._router.subscriptions(settings.mqtt.shared_group)
+        self._last_received_at = datetime.now(UTC)
         self._batcher: Batcher | None = None
         self._source: MqttSource | None = None
         self._writer: BatchWriter | None = None
+        self._upkeep: Upkeep | None = None
+        # When the pipeline last moved: a commit, or a fresh connection.
+        self._progress_at = time.monotonic()
+        self._http: HttpServer | None = None
 
     @property
     def ready(self) -> bool:
-        """Connected to the broker, and commits are not failing for long (see unready_after_s)."""
-        writer = self._writer
-        if not self.connected.is_set() or writer is None:
-            return False
-        failing_since = writer.failing_since
-        return (
-            failing_since is None
-            or time.monotonic() - failing_since < self.settings.storage.unready_after_s
+        return self.health().ready
+
+    @property
+    def http_port(self) -> int | None:
+        """The port of the metrics and health endpoints, once they listen."""
+        return None if self._http is None else self._http.port
+
+    def health(self) -> Health:
+        now = time.monotonic()
+        threshold = self.settings.storage.unready_after_s
+        writer, source, batcher = self._writer, self._source, self._batcher
+        failing_since = writer.failing_since if writer else None
+        last_commit = writer.last_commit_at if writer else None
+        in_flight = source.unacked if source else 0
+        return Health(
+            connected=self.connected.is_set() and writer is not None,
+            database_ok=failing_since is None or now - failing_since < threshold,
+            stalled=in_flight > 0 and now - self._progress_at > threshold,
+            in_flight=in_flight,
+            pending=batcher.pending if batcher else 0,
+            last_commit_age_s=None if last_commit is None else round(now - last_commit, 3),
         )
+
+    def facts(self) -> Facts:
+        return self._upkeep.facts if self._upkeep else Facts()
 
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""
@@ -66,7 +90,15 @@ class Daemon:
 
     async def run(self) -> None:
         settings = self.settings
-        engine = open_engine(settings.storage.url, settings.storage.sqlite)
+        with used_by_daemon(settings.storage.url):
+            await self._run()
+        log.info("stopped", **self.stats.summary())
+
+    async def _run(self) -> None:
+        settings = self.settings
+        engine = open_engine(
+            settings.storage.url, settings.storage.sqlite, application=DAEMON_APPLICATION
+        )
         try:
             async with (
                 BatchWriter(
@@ -75,17 +107,43 @@ class Daemon:
                     unknown_devices=settings.ingest.unknown_devices,
                     backoff=Backoff(settings.storage.retry_initial_s, settings.storage.retry_max_s),
                 ) as writer,
+                self._endpoints(),
                 asyncio.TaskGroup() as tasks,
             ):
                 self._writer = writer
+                store = partition_store(engine, settings.storage.url, settings.storage.sqlite)
+                upkeep = self._upkeep = Upkeep(writer, store, settings)
                 summary = tasks.create_task(self._summarise(), name="meterflow.summary")
-                ahead = tasks.create_task(self._create_ahead(writer), name="meterflow.ahead")
+                upkeeping = tasks.create_task(upkeep.run(), name="meterflow.upkeep")
                 await self._consume(writer)
                 summary.cancel()
-                ahead.cancel()
+                upkeeping.cancel()
         finally:
+            self._writer = None
             await engine.dispose()
-        log.info("stopped", **self.stats.summary())
+
+    def _endpoints(self) -> AbstractAsyncContextManager[object]:
+        metrics = self.settings.metrics
+        if metrics.port is None:
+            return contextlib.nullcontext()
+        registry = metrics_registry(DaemonCollector(self.stats, self.health, self.facts))
+
+        def readyz() -> Response:
+            health = self.health()
+            status = HTTPStatus.OK if health.ready else HTTPStatus.SERVICE_UNAVAILABLE
+            body = json.dumps(health.to_json()).encode() + b"\n"
+            return Response(status, body, "application/json")
+
+        self._http = HttpServer(
+            metrics.host,
+            metrics.port,
+            {
+                "/metrics": lambda: Response(HTTPStatus.OK, exposition(registry), CONTENT_TYPE),
+                "/healthz": lambda: Response(HTTPStatus.OK, b"ok\n"),
+                "/readyz": readyz,
+            },
+        )
+        return self._http
 
     async def _consume(self, writer: BatchWriter) -> None:
         mqtt = self.settings.mqtt
@@ -94,15 +152,16 @@ class Daemon:
         while not self._stop.is_set():
             lost: BaseException | None = None
             try:
-                async with MqttSource(mqtt, self._subscription) as source:
+                async with MqttSource(mqtt, self._subscriptions) as source:
                     self._source = source
                     attempt = 0
                     log.info(
                         "subscribed",
                         broker=mqtt.url,
-                        topic=self._subscription,
+                        topics=self._subscriptions,
                         client_id=mqtt.client_id,
                     )
+                    self._progress_at = time.monotonic()
                     self.connected.set()
                     try:
                         await self._pump(source, writer)
@@ -137,43 +196,40 @@ class Daemon:
             batcher.close()
 
     async def _receive(self, source: MqttSource, batcher: Batcher) -> None:
-        decode = self._decoder.decode
+        decode = self._router.decode
         stats = self.stats
+        tick = timedelta(microseconds=1)
         while True:
             deliveries = await source.take()
-            received_at = datetime.now(UTC)
+            # Readings stamped with the receive time need distinct times: two messages of
+            # one device must not meet on the unique key (device, data type, time).
+            received_at = max(datetime.now(UTC), self._last_received_at + tick)
             stats.received += len(deliveries)
             for delivery in deliveries:
-                item = decode(delivery.topic, delivery.payload, received_at)
-                if isinstance(item, DeadLetter):
-                    log.debug("rejected", topic=item.topic, reason=item.reason)
-                batcher.add(item, delivery)
+                items = decode(delivery.topic, delivery.payload, received_at)
+                if not items:
+                    stats.ignored += 1
+                batcher.add(items, delivery)
+                received_at += tick
+            self._last_received_at = received_at
 
     async def _write(self, source: MqttSource, writer: BatchWriter, batcher: Batcher) -> None:
         while (batch := await batcher.next_batch()) is not None:
             crash_point("before-commit")
             started = time.perf_counter()
             result = await writer.write(batch.to_write())
-            self.stats.committed(result, time.perf_counter() - started)
+            self._progress_at = time.monotonic()
+            now = time.time()
+            self.stats.committed(
+                result,
+                len(batch),
+                time.perf_counter() - started,
+                (now - r.recorded_at.timestamp() for r in batch.readings),
+            )
             for name in result.created_partitions:
                 log.info("partition created", partition=name)
             crash_point("after-commit")
             source.ack(batch.deliveries)
-
-    async def _create_ahead(self, writer: BatchWriter) -> None:
-        """Keep partitions for the coming months in place, and report stray readings."""
-        while True:
-            created = await writer.create_ahead(self.settings.storage.partitions_ahead)
-            for name in created:
-                log.info("partition created", partition=name, ahead=True)
-            stray = await writer.stray_rows()
-            if stray:
-                log.warning(
-                    "readings in the default partition",
-                    rows=stray,
-                    fix="meterflow partitions repair",
-                )
-            await asyncio.sleep(CREATE_AHEAD_EVERY_S)
 
     async def _summarise(self) -> None:
         interval = self.settings.log.summary_interval_s

@@ -1,4 +1,4 @@
-"""The MQTT source of the daemon: one connection with a persistent session and one subscription.
+"""The MQTT source of the daemon: one connection with a persistent session and its subscriptions.
 
 The daemon connects with a fixed client id and `clean_start=False`, so that the broker keeps
 its subscription and every unacknowledged message while it is away, and redelivers them.
@@ -6,6 +6,7 @@ its subscription and every unacknowledged message while it is away, and redelive
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -15,9 +16,9 @@ from ingest.settings import MqttSettings
 
 
 class MqttSource:
-    def __init__(self, settings: MqttSettings, subscription: str) -> None:
+    def __init__(self, settings: MqttSettings, subscriptions: Sequence[str]) -> None:
         self._settings = settings
-        self._subscription = subscription
+        self._subscriptions = subscriptions
         self._connection: Connection | None = None
 
     async def __aenter__(self) -> Self:
@@ -37,7 +38,8 @@ class MqttSource:
         except (OSError, TimeoutError) as exc:
             raise BrokerError(f"cannot connect: {exc or 'timed out'}", url=settings.url) from exc
         try:
-            await connection.subscribe(self._subscription)
+            for subscription in self._subscriptions:
+                await connection.subscribe(subscription)
         except (BrokerError, TimeoutError) as exc:
             await connection.close()
             raise BrokerError(f"cannot subscribe: {exc}", url=settings.url) from exc

@@ -87,11 +87,11 @@ class Publisher:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 1, *, retain: bool = False) -> None:
         with self._lock:
             self._lock.wait_for(lambda: self.published - self.acknowledged < self._max_outstanding)
             self.published += 1
-        info = self._client.publish(topic, payload, qos=qos)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
         # While reconnecting, paho keeps a QoS 1 message and sends it once connected again.
         queued = qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN
         if info.rc != paho.MQTT_ERR_SUCCESS and not queued:

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,9 +28,12 @@ from pydantic_settings import (
 )
 
 from ingest.errors import ConfigError
-from storage import SQLiteOptions, Synchronous, UnknownDevices
+from ingest.units import Measure, factor
+from partitions import MIN_KEEP_MONTHS, RetentionAction
+from storage import DataType, DeviceType, SQLiteOptions, Synchronous, UnknownDevices
 
 DEFAULT_DATABASE = "sqlite:///data/meterflow.db"
+DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = {"smart_meter": 60.0, "solar_panel": 60.0}
 
 
 class _Section(BaseModel):
@@ -123,6 +134,112 @@ class LogSettings(_Section):
     summary_interval_s: Annotated[float, Field(gt=0)] = 10.0
 
 
+class DevicesSettings(_Section):
+    # How often each device type publishes; a device silent for offline_factor times its
+    # interval is marked inactive, and turns active again with its next reading.
+    expected_interval_s: dict[DeviceType, Annotated[float, Field(gt=0)]] = (
+        DEFAULT_EXPECTED_INTERVAL_S
+    )
+    offline_factor: Annotated[float, Field(ge=1)] = 3.0
+    check_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    low_battery_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
+
+    @field_validator("expected_interval_s", mode="after")
+    @classmethod
+    def _every_type_has_an_interval(
+        cls, intervals: dict[DeviceType, float]
+    ) -> dict[DeviceType, float]:
+        # Setting one type's interval must not leave the others without one.
+        return {**DEFAULT_EXPECTED_INTERVAL_S, **intervals}
+
+
+class MetricsSettings(_Section):
+    # /metrics, /healthz and /readyz over HTTP; off unless a port is given.
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    host: str = "127.0.0.1"
+
+
+class RetentionSettings(_Section):
+    # Months to keep in the live database, counting the current one; unset keeps them all.
+    # The current and the previous month are never touched, so the least is 2.
+    keep_months: Annotated[int, Field(ge=MIN_KEEP_MONTHS)] | None = None
+    action: RetentionAction = "archive"
+    archive_dir: Path = Path("data/archive")
+    interval_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
+
+
+BUILT_IN_DECODERS = ("canonical", "tasmota", "shelly", "zigbee2mqtt")
+
+
+class GenericField(_Section):
+    """How one field of a device family maps onto a reading."""
+
+    measure: Measure
+    unit: str
+    # Energy only: a counter (kWh since some start) rather than energy per interval.
+    cumulative: bool = False
+    # consumption or production; by default what the decoder's device type implies.
+    kind: DataType | None = None
+
+    @model_validator(mode="after")
+    def _known_unit(self) -> Self:
+        factor(self.measure, self.unit)
+        if self.cumulative and self.measure != "energy":
+            raise ValueError("only an energy field can be cumulative")
+        return self
+
+
+class GenericDecoderSettings(_Section):
+    """A device family described by configuration alone.
+
+    `topics` are patterns with named levels; `{device_id}` (or `{device_id*}` for ids
+    with `/`) is required. With a `{field}` level each message is one plain number and
+    `fields` is keyed by that level's value; without one the payload is a JSON object and
+    `fields` is keyed by dotted paths into it (`SML.Total_in`).
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    topics: Annotated[list[str], Field(min_length=1)]
+    device_type: DeviceType = "smart_meter"
+    fields: Annotated[dict[str, GenericField], Field(min_length=1)]
+    # A dotted path to the device's own timestamp; unset stamps the receive time.
+    timestamp: str | None = None
+    timestamp_format: Literal["iso", "epoch_s", "epoch_ms"] = "iso"
+    # Patterns of availability topics (online/offline, true/false).
+    availability_topics: list[str] = []
+
+    @model_validator(mode="after")
+    def _device_id_in_every_topic(self) -> Self:
+        for topic in [*self.topics, *self.availability_topics]:
+            if "{device_id}" not in topic and "{device_id*}" not in topic:
+                raise ValueError(f"decoder {self.name!r}: topic {topic!r} has no {{device_id}}")
+        return self
+
+
+class DecodersSettings(_Section):
+    # Built-in decoders and generic ones (by name) that are switched on.
+    enabled: list[str] = ["canonical"]
+    # Replace a built-in decoder's topic patterns, e.g. tasmota = ["site/{device_id}/tele/SENSOR"].
+    topics: dict[str, list[str]] = {}
+    # The device type of a built-in decoder's readings (smart_meter unless given).
+    device_types: dict[str, DeviceType] = {}
+    generic: list[GenericDecoderSettings] = []
+
+    @model_validator(mode="after")
+    def _known_names(self) -> Self:
+        generic = [decoder.name for decoder in self.generic]
+        if len(generic) != len(set(generic)):
+            raise ValueError("two generic decoders share a name")
+        known = [*BUILT_IN_DECODERS, *generic]
+        unknown = sorted(set(self.enabled) - set(known))
+        if unknown:
+            raise ValueError(f"unknown decoders {unknown}: known are {known}")
+        for name in [*self.topics, *self.device_types]:
+            if name not in BUILT_IN_DECODERS or name == "canonical":
+                raise ValueError(f"{name!r} is not a built-in device decoder")
+        return self
+
+
 class Settings(BaseSettings):
     """Every setting of the daemon, with its default."""
 
@@ -135,6 +252,10 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     ingest: IngestSettings = IngestSettings()
     log: LogSettings = LogSettings()
+    devices: DevicesSettings = DevicesSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
+    decoders: DecodersSettings = DecodersSettings()
 
     @model_validator(mode="after")
     def _window_exceeds_batch(self) -> Self:

@@ -49,6 +49,10 @@ class UnionViewPartitions:
         missing = sorted(set(months) - self._existing)
         if not missing:
             return []
+        # Another process (`meterflow partitions archive`) may have removed months since:
+        # the view must name only tables that exist.
+        await self.load(conn)
+        missing = sorted(set(months) - self._existing)
         for month in missing:
             await conn.run_sync(self._table(month).create, checkfirst=True)
         await self._rebuild_view(conn, self._existing | set(missing))
@@ -62,5 +66,6 @@ class UnionViewPartitions:
         await self._rebuild_view(conn, self._existing)
 
     async def _rebuild_view(self, conn: AsyncConnection, months: set[Month]) -> None:
-        await conn.exec_driver_sql(drop_view_ddl())
-        await conn.exec_driver_sql(view_ddl(months, self._template))
+        views = await conn.run_sync(lambda sync: inspect(sync).get_view_names())
+        for statement in [*drop_view_ddl(views), *view_ddl(months, self._template)]:
+            await conn.exec_driver_sql(statement)

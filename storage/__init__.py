@@ -1,5 +1,6 @@
 """Storage: engines, tables, the single batch writer and the device registry."""
 
+from storage import registry
 from storage.backend import Backend, backend_for
 from storage.engine import SQLiteOptions, Synchronous, database_url, open_engine
 from storage.errors import (
@@ -11,10 +12,12 @@ from storage.errors import (
 from storage.migrations import SCHEMA_VERSION, schema_version, upgrade
 from storage.records import (
     DATA_TYPE_OF,
+    Availability,
     DataType,
     DeadLetter,
     DeviceType,
     Reading,
+    RejectKind,
     WriteBatch,
     WriteResult,
 )
@@ -25,6 +28,7 @@ from storage.writer import BatchWriter, UnknownDevices
 __all__ = [
     "DATA_TYPE_OF",
     "SCHEMA_VERSION",
+    "Availability",
     "Backend",
     "Backoff",
     "BatchWriter",
@@ -32,6 +36,7 @@ __all__ = [
     "DeadLetter",
     "DeviceType",
     "Reading",
+    "RejectKind",
     "SQLiteOptions",
     "SchemaVersionError",
     "StorageError",
@@ -49,6 +54,7 @@ __all__ = [
     "iot_devices",
     "metadata",
     "open_engine",
+    "registry",
     "schema_version",
     "upgrade",
 ]

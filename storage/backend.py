@@ -27,6 +27,10 @@ class Backend(Protocol):
         """Create whatever of the schema is missing, within the caller's transaction."""
         ...
 
+    async def relax_measures(self, conn: AsyncConnection) -> None:
+        """Schema v2: let energy_amount and instantaneous_power be NULL in every partition."""
+        ...
+
     async def prepare(self, conn: AsyncConnection) -> None:
         """Learn the existing partitions (and mend the SQLite view), in the caller's transaction."""
         ...
@@ -54,7 +58,7 @@ class Backend(Protocol):
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
     ) -> None:
-        """Upsert every sighted device: last_seen never moves backwards, status active."""
+        """Upsert every sighted device: last_seen never moves backwards, inactive turns active."""
         ...
 
 

@@ -51,7 +51,8 @@ def registry_update(latest_seen: str) -> str:
 
     `latest_seen` is the dialect's expression for the later of the stored and the new
     last_seen, so last_seen never moves backwards; the battery level changes only for a
-    reading at least as new as the one it came from.
+    reading at least as new as the one it came from. A reading brings an inactive device
+    back to active; a status an operator set (maintenance, error) stays until changed.
     """
     return f"""ON CONFLICT (device_id) DO UPDATE SET
     last_seen = {latest_seen},
@@ -59,5 +60,5 @@ def registry_update(latest_seen: str) -> str:
                          ELSE iot_devices.battery_level END,
     battery_updated_at = CASE WHEN {_NEWER_BATTERY} THEN excluded.battery_updated_at
                               ELSE iot_devices.battery_updated_at END,
-    status = 'active',
+    status = CASE WHEN iot_devices.status = 'inactive' THEN 'active' ELSE iot_devices.status END,
     updated_at = excluded.updated_at"""

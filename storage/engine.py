@@ -59,12 +59,24 @@ def sqlite_file(url: str, purpose: str) -> Path:
     return path
 
 
-def open_engine(url: str, sqlite: SQLiteOptions | None = None) -> AsyncEngine:
+# PostgreSQL sessions name themselves, so that an operator (and `meterflow restore`) can
+# tell a daemon's connections from a command's in pg_stat_activity.
+DAEMON_APPLICATION = "meterflow-daemon"
+COMMAND_APPLICATION = "meterflow"
+
+
+def open_engine(
+    url: str, sqlite: SQLiteOptions | None = None, *, application: str = COMMAND_APPLICATION
+) -> AsyncEngine:
     """An engine whose connections are configured for meterflow's writer."""
     parsed = database_url(url)
     if parsed.get_backend_name() == "postgresql":
         # pre_ping replaces a connection the server dropped before the writer uses it.
-        return create_async_engine(parsed, pool_pre_ping=True)
+        return create_async_engine(
+            parsed,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"application_name": application}},
+        )
     if parsed.database:
         _create_private(Path(parsed.database))
     engine = create_async_engine(parsed)
@@ -109,6 +121,9 @@ def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
+        # Takes effect only in a new, empty database: pages freed by dropping or
+        # archiving a month can then go back to the file system (`meterflow db optimize`).
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         _switch_to_wal(cursor, options.busy_timeout_ms / 1000)
         cursor.execute(f"PRAGMA synchronous={options.synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")

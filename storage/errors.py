@@ -2,7 +2,9 @@
 
 StorageError
 ├── UnsupportedDatabaseError   a URL naming a database meterflow does not speak
-└── WriteError                 a batch that could not be stored, with the cause
+├── WriteError                 a batch that could not be stored, with the cause
+├── SchemaVersionError         a database at another schema version, with the fix
+└── DatabaseInUseError         a database a daemon is using, which must not be replaced
 """
 
 from __future__ import annotations
@@ -37,3 +39,14 @@ class SchemaVersionError(StorageError):
             advice = "this meterflow is older than the database; upgrade meterflow"
         super().__init__(f"database schema is version {found}, meterflow needs {needed}: {advice}")
         self.found, self.needed, self.url = found, needed, url
+
+
+class DatabaseInUseError(StorageError):
+    """A daemon is using the database an operation would replace."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} is in use by another meterflow process (a running daemon, or a restore): "
+            "stop it first"
+        )
+        self.what = what

@@ -13,8 +13,11 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage.analytics import SUMMARY_VIEW, summary_view_ddl
 from storage.backend import Backend
 from storage.errors import SchemaVersionError
+from storage.rollups import DAILY, HOURLY, MONTHLY, backfill_sql
+from storage.tables import energy_daily, energy_hourly, energy_monthly, meter_counters
 
 Migration = Callable[[AsyncConnection, Backend], Awaitable[None]]
 
@@ -30,7 +33,29 @@ async def _initial(conn: AsyncConnection, backend: Backend) -> None:
     await backend.create_tables(conn)
 
 
-MIGRATIONS: dict[int, Migration] = {1: _initial}
+async def _counters_and_partial_readings(conn: AsyncConnection, backend: Backend) -> None:
+    """Version 2: `meter_counters`, and readings that may lack energy or power."""
+    await conn.run_sync(meter_counters.create, checkfirst=True)
+    await backend.relax_measures(conn)
+
+
+async def _rollups(conn: AsyncConnection, backend: Backend) -> None:
+    """Version 3: the hourly, daily and monthly rollups, filled from the readings already
+    stored, and the `user_energy_summary` view."""
+    rollups = ((HOURLY, energy_hourly), (DAILY, energy_daily), (MONTHLY, energy_monthly))
+    for rollup, table in rollups:
+        await conn.run_sync(table.create, checkfirst=True)
+        if not await conn.scalar(select(func.count()).select_from(table)):
+            await conn.exec_driver_sql(backfill_sql(rollup, conn.dialect.name))
+    await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
+    await conn.exec_driver_sql(summary_view_ddl(conn.dialect.name))
+
+
+MIGRATIONS: dict[int, Migration] = {
+    1: _initial,
+    2: _counters_and_partial_readings,
+    3: _rollups,
+}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from partitions import BASE_NAME, NativePartitions, default_rows
 from storage.devices import DeviceSighting, registry_update
 from storage.records import READING_COLUMNS, Reading, reading_values
+from storage.rollups import ROLLUPS, postgres_rollup_cte
 from storage.tables import energy_parent, metadata
 
 # Held by a transaction that reads or changes the schema version, so that daemons starting
@@ -32,12 +33,19 @@ _CREATE_STAGING = (
     f"SELECT {_COLUMN_LIST} FROM {BASE_NAME} WITH NO DATA"
 )
 # Moving rather than copying keeps the staging table empty between the savepoints of a
-# batch that is stored row by row.
-_MOVE_STAGED = (
-    f"WITH staged AS (DELETE FROM {_STAGING} RETURNING *) "
-    f"INSERT INTO {BASE_NAME} ({_COLUMN_LIST}, created_at) "
-    f"SELECT {_COLUMN_LIST}, $1 FROM staged ON CONFLICT DO NOTHING"
-)
+# batch that is stored row by row. The rows actually inserted (RETURNING skips conflicts)
+# are added to the rollups in the same statement, which returns how many were new.
+_ROLLUP_CTES = ",\n".join(postgres_rollup_cte(rollup, "inserted") for rollup in ROLLUPS)
+_MOVE_STAGED = f"""
+WITH staged AS (DELETE FROM {_STAGING} RETURNING *),
+inserted AS (
+    INSERT INTO {BASE_NAME} ({_COLUMN_LIST}, created_at)
+    SELECT {_COLUMN_LIST}, $1 FROM staged ON CONFLICT DO NOTHING
+    RETURNING device_id, data_type, recorded_at, energy_amount, instantaneous_power
+),
+{_ROLLUP_CTES}
+SELECT count(*) FROM inserted
+"""
 
 
 _UPSERT_DEVICES = f"""
@@ -64,6 +72,13 @@ class PostgresBackend:
     async def create_tables(self, conn: AsyncConnection) -> None:
         await conn.run_sync(metadata.create_all)
         await conn.run_sync(energy_parent().create, checkfirst=True)
+
+    async def relax_measures(self, conn: AsyncConnection) -> None:
+        # On the parent, it reaches every partition.
+        await conn.exec_driver_sql(
+            f"ALTER TABLE {BASE_NAME} ALTER COLUMN energy_amount DROP NOT NULL, "
+            "ALTER COLUMN instantaneous_power DROP NOT NULL"
+        )
 
     async def prepare(self, conn: AsyncConnection) -> None:
         await self._partitions.load(conn)
@@ -97,7 +112,7 @@ class PostgresBackend:
         driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
         await driver.copy_records_to_table(_STAGING, records=records, columns=READING_COLUMNS)
         result = await conn.exec_driver_sql(_MOVE_STAGED, (now,))
-        return int(result.rowcount)
+        return int(result.scalar_one())
 
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 DeviceType = Literal["smart_meter", "solar_panel"]
+# Why a message was rejected, in a word: a label for metrics, next to the readable reason.
+RejectKind = Literal[
+    "too_large",
+    "topic",
+    "payload",
+    "device_mismatch",
+    "timestamp",
+    "unknown_device",
+    "refused",
+]
 DataType = Literal["consumption", "production"]
 
 DATA_TYPE_OF: dict[DeviceType, DataType] = {
@@ -19,14 +30,22 @@ DATA_TYPE_OF: dict[DeviceType, DataType] = {
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One validated reading, in canonical units (kWh, kW, V, A, %), time in UTC."""
+    """One validated reading, in canonical units (kWh, kW, V, A, %), time in UTC.
+
+    `energy_kwh` is energy over the interval since the device's previous reading. A device
+    that reports a cumulative counter instead sets `counter` (its name, e.g. "import") and
+    `counter_kwh`; the writer turns the counter into interval energy against the value it
+    stored for that counter, in the batch's transaction. A reading may lack energy or power
+    (a device that publishes one number per topic); `kind` overrides the data type its
+    device type implies (a meter's export counter is production).
+    """
 
     topic: str
     device_id: str
     device_type: DeviceType
     recorded_at: datetime
-    energy_kwh: float
-    power_kw: float
+    energy_kwh: float | None
+    power_kw: float | None
     voltage: float | None = None
     current: float | None = None
     battery_pct: float | None = None
@@ -34,10 +53,13 @@ class Reading:
     panel_temp_c: float | None = None
     quality: str = "good"
     metadata: dict[str, Any] | None = None
+    kind: DataType | None = None
+    counter: str | None = None
+    counter_kwh: float | None = None
 
     @property
     def data_type(self) -> DataType:
-        return DATA_TYPE_OF[self.device_type]
+        return self.kind or DATA_TYPE_OF[self.device_type]
 
     def to_payload(self) -> bytes:
         """The reading as canonical JSON, for a dead letter that has to show it."""
@@ -92,6 +114,7 @@ class DeadLetter:
     payload: bytes
     reason: str
     received_at: datetime
+    kind: RejectKind = "payload"
     payload_size: int = -1
 
     def __post_init__(self) -> None:
@@ -100,14 +123,26 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Availability:
+    """A device saying it is online or offline (a status message or its last will)."""
+
+    topic: str
+    device_id: str
+    device_type: DeviceType
+    online: bool
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class WriteBatch:
     """Everything one transaction stores."""
 
     readings: Sequence[Reading] = ()
     dead_letters: Sequence[DeadLetter] = ()
+    availability: Sequence[Availability] = ()
 
     def __len__(self) -> int:
-        return len(self.readings) + len(self.dead_letters)
+        return len(self.readings) + len(self.dead_letters) + len(self.availability)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +153,5 @@ class WriteResult:
     duplicates: int
     dead_letters: int
     created_partitions: Sequence[str] = field(default_factory=tuple)
+    rejected: Mapping[RejectKind, int] = field(default_factory=Counter)
+    statuses: int = 0

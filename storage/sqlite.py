@@ -19,7 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import VIEW_NAME, Month, UnionViewPartitions
 from storage.devices import DeviceSighting, registry_update
-from storage.records import READING_COLUMNS, Reading, reading_values
+from storage.records import Reading, reading_values
+from storage.rollups import (
+    ROLLUPS,
+    SQLITE_NEW,
+    SQLITE_NEW_DDL,
+    sqlite_insert_new_sql,
+    sqlite_new_readings_sql,
+    sqlite_rollup_sql,
+)
 from storage.tables import energy_partition, metadata
 
 
@@ -35,15 +43,6 @@ def _unpack(columns: Sequence[str]) -> str:
     return ", ".join(f"value ->> {index}" for index in range(len(columns)))
 
 
-def _insert_readings_sql(table: str) -> str:
-    # `WHERE true` keeps SQLite from reading ON CONFLICT as part of the SELECT's join.
-    return (
-        f'INSERT INTO "{table}" ({", ".join(READING_COLUMNS)}, validated, created_at) '
-        f"SELECT {_unpack(READING_COLUMNS)}, 1, :created_at FROM json_each(:rows) WHERE true "
-        "ON CONFLICT DO NOTHING"
-    )
-
-
 def _json_value(value: object) -> str:
     if isinstance(value, datetime):
         return sqlite_timestamp(value)
@@ -57,11 +56,16 @@ async def _insert_partition(
     owners: dict[str, str | None],
     now: datetime,
 ) -> int:
-    rows = [reading_values(r, owners.get(r.device_id)) for r in readings]
-    result = await conn.exec_driver_sql(
-        _insert_readings_sql(table),
-        {"rows": json.dumps(rows, default=_json_value), "created_at": sqlite_timestamp(now)},
+    rows = json.dumps(
+        [reading_values(r, owners.get(r.device_id)) for r in readings], default=_json_value
     )
+    await conn.exec_driver_sql(sqlite_new_readings_sql(table), {"rows": rows})
+    for rollup in ROLLUPS:
+        await conn.exec_driver_sql(sqlite_rollup_sql(rollup))
+    result = await conn.exec_driver_sql(
+        sqlite_insert_new_sql(table), {"created_at": sqlite_timestamp(now)}
+    )
+    await conn.exec_driver_sql(f"DELETE FROM {SQLITE_NEW}")
     return int(result.rowcount)
 
 
@@ -91,7 +95,24 @@ class SQLiteBackend:
     async def create_tables(self, conn: AsyncConnection) -> None:
         await conn.run_sync(metadata.create_all)
 
+    async def relax_measures(self, conn: AsyncConnection) -> None:
+        """SQLite cannot drop NOT NULL: each old partition is rebuilt in the new shape."""
+        await self._partitions.load(conn)
+        for month in sorted(self._partitions.months):
+            name = month.table_name
+            info = await conn.exec_driver_sql(f"PRAGMA table_info({name})")
+            if not any(row[1] == "energy_amount" and row[3] for row in info):
+                continue
+            await conn.exec_driver_sql(f"ALTER TABLE {name} RENAME TO {name}_v1")
+            await conn.run_sync(energy_partition(name).create)
+            await conn.exec_driver_sql(f"INSERT INTO {name} SELECT * FROM {name}_v1")
+            await conn.exec_driver_sql(f"DROP TABLE {name}_v1")
+        # Renaming rewrote the view to name the old tables: build it afresh.
+        await self._partitions.rebuild_view(conn)
+
     async def prepare(self, conn: AsyncConnection) -> None:
+        # Per connection, created once rather than checked for every batch.
+        await conn.exec_driver_sql(SQLITE_NEW_DDL)
         await self._partitions.load(conn)
         views = await conn.run_sync(lambda sync: inspect(sync).get_view_names())
         if VIEW_NAME not in views:

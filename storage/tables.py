@@ -73,6 +73,46 @@ dead_letters = Table(
 )
 
 
+# The last value of each cumulative energy counter a device reports, so that a counter
+# turns into interval energy across batches and restarts without counting anything twice.
+meter_counters = Table(
+    "meter_counters",
+    metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("data_type", String(16), primary_key=True),
+    Column("counter", String(64), primary_key=True),
+    Column("value_kwh", Float, nullable=False),
+    Column("observed_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+def _rollup(name: str, bucket: str) -> Table:
+    """Totals per device and time bucket, kept in the same transaction as the readings they
+    sum and counting only rows actually inserted: questions over days and months read
+    these, not raw readings."""
+    return Table(
+        name,
+        metadata,
+        Column("device_id", String(128), primary_key=True),
+        Column("data_type", String(16), primary_key=True),
+        Column(bucket, UTCDateTime, primary_key=True),
+        Column("energy_kwh", Float, nullable=False),
+        Column("power_max", Float),
+        # Sum and count of the power values, for an exact average power over any span.
+        Column("power_sum", Float, nullable=False),
+        Column("power_count", Integer, nullable=False),
+        Column("readings", Integer, nullable=False),
+        # Covers "every device's energy over a span": an index-only scan of its buckets.
+        Index(f"ix_{name}_{bucket}", bucket, "device_id", "data_type", "energy_kwh"),
+    )
+
+
+energy_hourly = _rollup("energy_hourly", "hour")
+energy_daily = _rollup("energy_daily", "day")
+energy_monthly = _rollup("energy_monthly", "month")
+
+
 def _reading_columns(name: str) -> list[SchemaItem]:
     """Every column and constraint of a readings table but its id."""
     return [
@@ -84,8 +124,10 @@ def _reading_columns(name: str) -> list[SchemaItem]:
             nullable=False,
         ),
         Column("data_type", String(16), nullable=False),
-        Column("energy_amount", Float, nullable=False),
-        Column("instantaneous_power", Float, nullable=False),
+        # Either may be missing: devices that publish one number per topic send power and
+        # energy in separate messages. SUM and MAX skip NULLs, so aggregates stay right.
+        Column("energy_amount", Float),
+        Column("instantaneous_power", Float),
         Column("voltage", Float),
         Column("current", Float),
         Column("battery_pct", Float),

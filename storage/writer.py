@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import structlog
 from sqlalchemy import insert
@@ -15,16 +17,19 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from partitions import Month, Partitions
-from storage.backend import backend_for
+from storage import registry
+from storage.backend import Backend, backend_for
+from storage.counters import apply_counters, counter_key, load_counters, save_counters
 from storage.devices import sightings
 from storage.errors import WriteError
 from storage.faults import crash_point
 from storage.migrations import require_current
-from storage.records import DeadLetter, Reading, WriteBatch, WriteResult
+from storage.records import Availability, DeadLetter, Reading, WriteBatch, WriteResult
 from storage.retry import Backoff
 from storage.tables import dead_letters
 
 UnknownDevices = Literal["register", "reject"]
+T = TypeVar("T")
 
 log = structlog.get_logger("meterflow.storage")
 
@@ -62,6 +67,9 @@ class BatchWriter:
         self._turn = asyncio.Lock()
         self.last_commit_at: float | None = None
         self.failing_since: float | None = None
+        # Set when the partitions this writer knows may be out of date: after a failure,
+        # or after partition maintenance. The next transaction reads them afresh.
+        self._stale_partitions = False
 
     async def __aenter__(self) -> Self:
         await self._connect()
@@ -81,6 +89,10 @@ class BatchWriter:
     def partitions(self) -> Partitions:
         return self._backend.partitions
 
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
     async def _connect(self) -> AsyncConnection:
         conn = await self._engine.connect()
         try:
@@ -91,12 +103,49 @@ class BatchWriter:
         self._conn = conn
         return conn
 
-    async def stray_rows(self) -> int:
-        """Readings outside any monthly partition (PostgreSQL DEFAULT partition)."""
+    async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `work` in a transaction on the writer's connection, between two batches.
+
+        For upkeep (partitions, device status) that must not race the batches: SQLite
+        has one writer, and this is it. Transient failures are retried like a batch's.
+        """
         async with self._turn:
+            return await self._transaction(work)
+
+    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                conn = self._conn or await self._connect()
+                async with conn.begin():
+                    return await work(conn)
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    raise WriteError(f"upkeep failed: {exc.orig}") from exc
+                await self._recover(exc, attempt)
+                attempt += 1
+
+    @asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold batches back while partitions are maintained from outside the writer."""
+        async with self._turn:
+            try:
+                yield
+            finally:
+                await self._reload_partitions()
+
+    async def _reload_partitions(self) -> None:
+        try:
             conn = self._conn or await self._connect()
             async with conn.begin():
-                return await self._backend.stray_rows(conn)
+                await self._backend.partitions.load(conn)
+        except DBAPIError:
+            # The next batch reads them instead.
+            self._stale_partitions = True
+
+    async def stray_rows(self) -> int:
+        """Readings outside any monthly partition (PostgreSQL DEFAULT partition)."""
+        return await self.transaction(self._backend.stray_rows)
 
     async def create_ahead(self, months_ahead: int) -> list[str]:
         """Create the partitions of this month and the next `months_ahead`; return new names."""
@@ -109,18 +158,12 @@ class BatchWriter:
             return await self._create(wanted)
 
     async def _create(self, wanted: list[Month]) -> list[str]:
-        while True:
-            conn = self._conn or await self._connect()
-            try:
-                async with conn.begin():
-                    created = await self._backend.partitions.ensure(conn, wanted)
-            except DBAPIError as exc:
-                if not _is_transient(exc):
-                    raise WriteError(f"partitions could not be created: {exc.orig}") from exc
-                await self._recover(exc, 0)
-                continue
-            self._backend.partitions.confirm(created)
-            return [m.table_name for m in created]
+        async def ensure(conn: AsyncConnection) -> list[Month]:
+            return await self._backend.partitions.ensure(conn, wanted)
+
+        created = await self._transaction(ensure)
+        self._backend.partitions.confirm(created)
+        return [m.table_name for m in created]
 
     async def write(self, batch: WriteBatch) -> WriteResult:
         """Store the batch in one transaction; return once it has committed."""
@@ -134,9 +177,15 @@ class BatchWriter:
                 conn = self._conn or await self._connect()
                 try:
                     result = await self._write_once(conn, batch, isolate=False)
-                except IntegrityError as exc:
-                    log.warning("batch refused, storing it row by row", error=str(exc.orig))
-                    result = await self._write_once(conn, batch, isolate=True)
+                except IntegrityError:
+                    # A month detached or dropped behind our back looks like a refused
+                    # row on PostgreSQL; with the partitions read afresh it is created.
+                    self._stale_partitions = True
+                    try:
+                        result = await self._write_once(conn, batch, isolate=False)
+                    except IntegrityError as exc:
+                        log.warning("batch refused, storing it row by row", error=str(exc.orig))
+                        result = await self._write_once(conn, batch, isolate=True)
             except DBAPIError as exc:
                 if not _is_transient(exc):
                     raise WriteError(f"batch could not be stored: {exc.orig}") from exc
@@ -148,6 +197,7 @@ class BatchWriter:
             return result
 
     async def _recover(self, exc: DBAPIError, attempt: int) -> None:
+        self._stale_partitions = True
         if self.failing_since is None:
             self.failing_since = time.monotonic()
         delay = self._backoff.delay(attempt)
@@ -165,16 +215,27 @@ class BatchWriter:
         rejected = list(batch.dead_letters)
         async with conn.begin():
             backend = self._backend
+            if self._stale_partitions:
+                await backend.partitions.load(conn)
+                self._stale_partitions = False
             registered = await backend.registered_owners(
                 conn, sorted({r.device_id for r in readings})
             )
             if self._unknown_devices == "reject":
                 readings, unknown = _split_registered(readings, registered)
                 rejected.extend(_unregistered(r, now) for r in unknown)
+            readings = await _with_counters(conn, readings, now)
             created = await backend.partitions.ensure(
                 conn, {Month.of(r.recorded_at) for r in readings}
             )
             await backend.upsert_devices(conn, sightings(readings), now)
+            unknown_statuses = await registry.apply_availability(
+                conn,
+                batch.availability,
+                now,
+                register_unknown=self._unknown_devices == "register",
+            )
+            rejected.extend(_unregistered_status(a) for a in unknown_statuses)
             refused: list[DeadLetter] = []
             if isolate:
                 inserted, refused = await self._insert_each(conn, readings, registered, now)
@@ -190,6 +251,8 @@ class BatchWriter:
             duplicates=len(readings) - inserted - len(refused),
             dead_letters=len(rejected),
             created_partitions=tuple(m.table_name for m in created),
+            rejected=Counter(d.kind for d in rejected),
+            statuses=len(batch.availability) - len(unknown_statuses),
         )
 
     async def _insert_each(
@@ -210,9 +273,24 @@ class BatchWriter:
             except IntegrityError as exc:
                 reason = f"database refused the reading: {exc.orig}"
                 refused.append(
-                    DeadLetter(reading.topic, reading.to_payload(), reason, received_at=now)
+                    DeadLetter(
+                        reading.topic, reading.to_payload(), reason, received_at=now, kind="refused"
+                    )
                 )
         return inserted, refused
+
+
+async def _with_counters(
+    conn: AsyncConnection, readings: list[Reading], now: datetime
+) -> list[Reading]:
+    keys = sorted({key for r in readings if (key := counter_key(r)) is not None})
+    if not keys:
+        return readings
+    states = await load_counters(conn, keys)
+    before = dict(states)
+    counted = apply_counters(readings, states)
+    await save_counters(conn, {k: v for k, v in states.items() if before.get(k) != v}, now)
+    return counted
 
 
 def _split_registered(
@@ -227,7 +305,19 @@ def _unregistered(reading: Reading, now: datetime) -> DeadLetter:
     reason = (
         f"device {reading.device_id!r} is not registered and ingest.unknown_devices is 'reject'"
     )
-    return DeadLetter(reading.topic, reading.to_payload(), reason, received_at=now)
+    return DeadLetter(
+        reading.topic, reading.to_payload(), reason, received_at=now, kind="unknown_device"
+    )
+
+
+def _unregistered_status(message: Availability) -> DeadLetter:
+    reason = (
+        f"device {message.device_id!r} is not registered and ingest.unknown_devices is 'reject'"
+    )
+    payload = b"online" if message.online else b"offline"
+    return DeadLetter(
+        message.topic, payload, reason, received_at=message.received_at, kind="unknown_device"
+    )
 
 
 def _dead_letter_row(letter: DeadLetter) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from storage import DeadLetter, Reading
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
-def item(n: int) -> tuple[Reading | DeadLetter, Delivery]:
+def item(n: int) -> tuple[list[Reading | DeadLetter], Delivery]:
     delivery = Delivery(topic="t", payload=b"", mid=n, qos=1)
     if n % 2:
-        return DeadLetter("t", b"x", "bad", NOW), delivery
-    return Reading("t", f"d{n}", "smart_meter", NOW, 0.1, 1.0), delivery
+        return [DeadLetter("t", b"x", "bad", NOW)], delivery
+    return [Reading("t", f"d{n}", "smart_meter", NOW, 0.1, 1.0)], delivery
 
 
 async def test_full_batch_is_handed_out_at_once_in_arrival_order() -> None:

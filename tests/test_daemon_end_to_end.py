@@ -82,7 +82,7 @@ async def test_malformed_payload_becomes_a_dead_letter_and_later_messages_still_
     async with running_daemon(settings) as daemon:
         await publish_all(publisher, messages)
         await wait_until(lambda: daemon.stats.received == 5, what="all five messages")
-        await wait_until(lambda: daemon.stats.rejected == 3, what="three dead letters")
+        await wait_until(lambda: daemon.stats.rejected.total() == 3, what="three dead letters")
     assert count_readings(database) == 2
     letters = database.query("SELECT topic, payload, reason FROM dead_letters ORDER BY id")
     assert [(t, bytes(p)) for t, p, _ in letters] == [(t, p) for t, p in messages[1:4]]
@@ -141,7 +141,7 @@ async def test_unregistered_device_is_rejected_when_configured(
     )
     async with running_daemon(settings) as daemon:
         await publish_all(publisher, [(topic, payload("stranger", recent()))])
-        await wait_until(lambda: daemon.stats.rejected == 1, what="the dead letter")
+        await wait_until(lambda: daemon.stats.rejected.total() == 1, what="the dead letter")
     assert count_readings(database) == 0
     assert database.query("SELECT count(*) FROM iot_devices") == [(0,)]
     assert database.query("SELECT reason FROM dead_letters") == [

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ingest import CanonicalDecoder, TopicScheme
 from ingest.settings import IngestSettings
-from storage import DeadLetter, Reading
+from storage import Availability, DeadLetter, Reading
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SCHEME = TopicScheme("meterflow")
@@ -22,7 +22,9 @@ PANEL = "meterflow/solar_panel/pv-1/telemetry"
 
 def decode(topic: str, document: object) -> Reading | DeadLetter:
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
-    return DECODER.decode(topic, body, NOW)
+    decoded = DECODER.decode(topic, body, NOW)
+    assert not isinstance(decoded, Availability)
+    return decoded
 
 
 def good(**changes: object) -> dict[str, object]:
@@ -84,7 +86,7 @@ def test_timestamps_in_every_accepted_form_become_utc_milliseconds(
         (METER, good(ts="2010-01-01T00:00:00Z"), "is older than 3650 days"),
         (METER, good(device_id="m-2"), "device_id 'm-2' does not match the topic's 'm-1'"),
         ("meterflow/heat_pump/h-1/telemetry", good(), "unknown device type 'heat_pump'"),
-        ("meterflow/smart_meter/m-1/status", good(), "topic does not match"),
+        ("meterflow/smart_meter/m-1/config", good(), "topic does not match"),
         ("elsewhere/smart_meter/m-1/telemetry", good(), "topic is not under the prefix"),
         ("meterflow/smart_meter//telemetry", good(), "device id is empty"),
         (PANEL, good(irradiance_wm2=5000), "irradiance_wm2: Input should be less than or equal"),
@@ -170,3 +172,35 @@ def test_arbitrary_json_documents_never_raise(device: str, document: dict[str, o
     if isinstance(result, Reading):
         assert result.recorded_at.tzinfo is UTC
         assert NOW - timedelta(days=3650) <= result.recorded_at <= NOW + timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("payload", "online"),
+    [
+        (b"online", True),
+        (b"Offline", False),
+        (b" ONLINE\n", True),
+        (b'"offline"', False),
+        (b'{"state": "online"}', True),
+        (b'{"status": "offline"}', False),
+    ],
+)
+def test_status_messages_in_the_shapes_devices_use_become_availability(
+    payload: bytes, online: bool
+) -> None:
+    """Bare words in any case, JSON strings and {"state": ...} objects all say online/offline."""
+    decoded = DECODER.decode("meterflow/smart_meter/m-1/status", payload, NOW)
+    assert decoded == Availability(
+        "meterflow/smart_meter/m-1/status", "m-1", "smart_meter", online, NOW
+    )
+
+
+@pytest.mark.parametrize("payload", [b"", b"maybe", b'{"state": 1}', b"[1]", b"{bad"])
+def test_a_status_message_saying_neither_online_nor_offline_is_a_dead_letter(
+    payload: bytes,
+) -> None:
+    """Anything else on a status topic is rejected with a reason that names what is expected."""
+    decoded = DECODER.decode("meterflow/smart_meter/m-1/status", payload, NOW)
+    assert isinstance(decoded, DeadLetter)
+    assert decoded.kind == "payload"
+    assert '"online" or "offline"' in decoded.reason

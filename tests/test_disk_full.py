@@ -19,11 +19,14 @@ pytestmark = pytest.mark.mqtt
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs of our own, so the test can fill it without touching the machine."""
+    """A 16 MiB tmpfs of our own, so the test can fill it without touching the machine.
+
+    Room for the database and a WAL of up to 1000 pages (SQLite checkpoints there).
+    """
     mount = tmp_path / "small"
     mount.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
         check=False,

@@ -72,10 +72,10 @@ async def test_hostile_messages_become_dead_letters_and_ids_stay_data(
             await asyncio.to_thread(publisher.wait_acknowledged)
         delivered = len(bad) + len(good) + 1
         await wait_until(
-            lambda: daemon.stats.stored + daemon.stats.rejected == delivered,
+            lambda: daemon.stats.stored + daemon.stats.rejected.total() == delivered,
             what="every delivered message stored or rejected",
         )
-    assert (daemon.stats.stored, daemon.stats.rejected) == (4, len(bad))
+    assert (daemon.stats.stored, daemon.stats.rejected.total()) == (4, len(bad))
     devices = {device for (device,) in query(db_path, "SELECT device_id FROM energy_data")}
     assert devices == {INJECTION, TRAVERSAL, "m-1", "pv-1"}
     assert scalar(db_path, "SELECT energy_amount FROM energy_data WHERE device_id = 'pv-1'") == 2

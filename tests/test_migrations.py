@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from datetime import UTC, datetime
 
-from storage import SCHEMA_VERSION, BatchWriter, open_engine
-from tests.databases import Database
+from storage import SCHEMA_VERSION, BatchWriter, Reading, WriteBatch, open_engine
+from tests.databases import Database, partition_tables
 from tests.process import METERFLOW
 
 
@@ -64,7 +65,7 @@ def test_a_newer_schema_is_refused(database: Database) -> None:
 async def test_daemons_starting_together_on_an_empty_database_create_it_once(
     database: Database,
 ) -> None:
-    """Three writers opening a new database at the same moment: one schema, one version row."""
+    """Three writers opening a new database at the same moment: one schema, each version once."""
 
     async def open_writer() -> None:
         engine = open_engine(database.url)
@@ -73,4 +74,68 @@ async def test_daemons_starting_together_on_an_empty_database_create_it_once(
         await engine.dispose()
 
     await asyncio.gather(*(open_writer() for _ in range(3)))
-    assert database.query("SELECT version FROM meterflow_schema") == [(SCHEMA_VERSION,)]
+    versions = database.query("SELECT version FROM meterflow_schema ORDER BY version")
+    assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
+
+
+def _as_version_1(database: Database) -> None:
+    """Turn a current database back into schema version 1: measures NOT NULL, no counters."""
+    database.execute("DROP TABLE meter_counters")
+    database.execute("DELETE FROM meterflow_schema WHERE version > 1")
+    if database.kind == "postgres":
+        database.execute(
+            "ALTER TABLE energy_data ALTER COLUMN energy_amount SET NOT NULL, "
+            "ALTER COLUMN instantaneous_power SET NOT NULL"
+        )
+        return
+    for table in sorted(partition_tables(database)):
+        [(ddl,)] = database.query(f"SELECT sql FROM sqlite_master WHERE name = '{table}'")
+        old = (
+            ddl.replace("energy_amount FLOAT,", "energy_amount FLOAT NOT NULL,")
+            .replace("instantaneous_power FLOAT,", "instantaneous_power FLOAT NOT NULL,")
+            .replace(f"CREATE TABLE {table}", f"CREATE TABLE {table}_old", 1)
+        )
+        assert old != ddl
+        database.execute(old)
+        database.execute(f"INSERT INTO {table}_old SELECT * FROM {table}")
+        database.execute("DROP VIEW IF EXISTS energy_data")
+        database.execute(f"DROP TABLE {table}")
+        database.execute(f"ALTER TABLE {table}_old RENAME TO {table}")
+    selects = " UNION ALL ".join(f"SELECT * FROM {t}" for t in sorted(partition_tables(database)))
+    database.execute(f"CREATE VIEW energy_data AS {selects}")
+
+
+def test_upgrading_from_version_1_keeps_every_reading_and_allows_partial_ones(
+    database: Database,
+) -> None:
+    """v1 -> v2: readings kept, energy and power may be NULL, meter_counters exists."""
+
+    async def store() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            when = datetime(2025, 6, 1, tzinfo=UTC)
+            await writer.write(WriteBatch([Reading("t", "m-1", "smart_meter", when, 0.5, 2.0)]))
+        await engine.dispose()
+
+    asyncio.run(store())
+    _as_version_1(database)
+    assert "database schema is version 1" in refuses_to_run(database)
+
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "applied schema versions 2" in upgraded.stdout
+    assert database.query("SELECT energy_amount, instantaneous_power FROM energy_data") == [
+        (0.5, 2.0)
+    ]
+
+    async def store_partial() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            when = datetime(2025, 6, 2, tzinfo=UTC)
+            partial = Reading("t", "m-1", "smart_meter", when, None, 1.0)
+            await writer.write(WriteBatch([partial]))
+        await engine.dispose()
+
+    asyncio.run(store_partial())
+    assert database.query("SELECT count(*), count(energy_amount) FROM energy_data") == [(2, 1)]
+    assert database.query("SELECT count(*) FROM meter_counters") == [(0,)]

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from partitions import InvalidMonthError, Month, month_of_table, view_ddl
+from partitions import (
+    InvalidMonthError,
+    Month,
+    month_of_table,
+    months_between,
+    source_for,
+    view_ddl,
+)
 from storage import energy_partition
 
 
@@ -61,9 +68,36 @@ def test_every_instant_falls_inside_its_partition_bounds(naive: datetime) -> Non
 def test_view_unions_partitions_in_month_order_and_exists_empty() -> None:
     """The view names every partition once, oldest first; with none it still has columns."""
     template = energy_partition("template")
-    ddl = view_ddl([Month(2026, 11), Month(2025, 1)], template)
+    [ddl] = view_ddl([Month(2026, 11), Month(2025, 1)], template)
     assert ddl.index("energy_data_2025_01") < ddl.index("energy_data_2026_11")
     assert ddl.count("UNION ALL") == 1
-    empty = view_ddl([], template)
+    [empty] = view_ddl([], template)
     assert "WHERE 0 = 1" in empty
     assert '"recorded_at"' in empty
+
+
+def test_a_range_touches_exactly_the_months_it_overlaps() -> None:
+    """[Mar 31 23:00, Apr 1 01:00) is March and April; an end on a boundary excludes it."""
+    start = datetime(2026, 3, 31, 23, tzinfo=UTC)
+    assert months_between(start, datetime(2026, 4, 1, 1, tzinfo=UTC)) == [
+        Month(2026, 3), Month(2026, 4),
+    ]  # fmt: skip
+    assert months_between(start, datetime(2026, 4, 1, tzinfo=UTC)) == [Month(2026, 3)]
+    assert months_between(datetime(2025, 12, 5, tzinfo=UTC), datetime(2026, 2, 2, tzinfo=UTC)) == [
+        Month(2025, 12), Month(2026, 1), Month(2026, 2),
+    ]  # fmt: skip
+
+
+def test_a_pruned_source_names_only_existing_partitions_of_the_range() -> None:
+    """One month: the table itself; several: their union; none: an empty row source."""
+    existing = [Month(2026, 3), Month(2026, 4)]
+    day = datetime(2026, 3, 5, tzinfo=UTC)
+    assert source_for(day, day.replace(day=6), existing, ["a"]) == "energy_data_2026_03"
+    both = source_for(day, datetime(2026, 5, 2, tzinfo=UTC), existing, ["a"])
+    assert (
+        both
+        == '(SELECT "a" FROM energy_data_2026_03 UNION ALL SELECT "a" FROM energy_data_2026_04)'
+    )
+    assert "WHERE 0 = 1" in source_for(
+        day.replace(year=2020), day.replace(year=2021), existing, ["a"]
+    )

@@ -163,7 +163,7 @@ def acl_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 async def test_the_shipped_acl_lets_a_device_publish_only_under_its_own_id(
     acl_broker: Mosquitto, db_path: Path
 ) -> None:
-    """meter-1 may publish its own telemetry; what it publishes as meter-2 is never stored."""
+    """meter-1 may publish its own telemetry and status; what it sends as meter-2 goes nowhere."""
     settings = make_settings(
         acl_broker.url,
         db_path,
@@ -177,7 +177,9 @@ async def test_the_shipped_acl_lets_a_device_publish_only_under_its_own_id(
         ) as device:
             device.publish(scheme.telemetry("smart_meter", "meter-2"), payload("meter-2", recent()))
             device.publish(scheme.telemetry("smart_meter", "meter-1"), payload("meter-1", recent()))
+            device.publish(scheme.status("smart_meter", "meter-2"), b"offline")
+            device.publish(scheme.status("smart_meter", "meter-1"), b"online")
             await asyncio.to_thread(device.wait_acknowledged)
-        await wait_until(lambda: daemon.stats.received >= 1, what="meter-1's reading")
+        await wait_until(lambda: daemon.stats.received >= 2, what="meter-1's two messages")
         await asyncio.sleep(0.3)
-    assert (daemon.stats.received, daemon.stats.stored) == (1, 1)
+    assert (daemon.stats.received, daemon.stats.stored, daemon.stats.statuses) == (2, 1, 1)

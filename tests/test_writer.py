@@ -150,3 +150,4 @@ async def test_locked_sqlite_database_is_waited_for_and_nothing_is_dropped(
     assert result.inserted == 1
     assert writer.failing_since is None
     assert count_readings(database) == 2
+

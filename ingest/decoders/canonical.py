@@ -1,16 +1,24 @@
-"""Turning one MQTT message into a reading, or into a dead letter that says why not."""
+"""meterflow's own format: canonical JSON on `<prefix>/<device_type>/<device_id>/telemetry`.
+
+Turns one message into a reading, an availability change (`.../status`), or a dead letter
+that says why not.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
+from ingest.decoders.base import Decoded, Route
+from ingest.decoders.common import availability
+from ingest.decoders.patterns import TopicPattern
 from ingest.payload import PAYLOAD_MODELS, SolarPanelPayload
 from ingest.settings import IngestSettings
-from ingest.topics import TopicScheme
+from ingest.topics import DEVICE_TYPES, Channel, DeviceTopic, TopicScheme
 from partitions.naming import MIN_YEAR
-from storage import DeadLetter, Reading
+from storage import Availability, DeadLetter, Reading, RejectKind
 
 
 class CanonicalDecoder:
@@ -20,13 +28,46 @@ class CanonicalDecoder:
     names the field and what is wrong with it.
     """
 
+    name = "canonical"
+
     def __init__(self, scheme: TopicScheme, limits: IngestSettings) -> None:
         self._scheme = scheme
         self._limits = limits
         self._max_skew = timedelta(seconds=limits.max_future_skew_s)
         self._max_age = timedelta(days=limits.max_age_days)
+        prefix = scheme.prefix
+        self.routes = (
+            Route(
+                TopicPattern(f"{prefix}/{{device_type}}/{{device_id}}/telemetry"), self._telemetry
+            ),
+            Route(
+                TopicPattern(f"{prefix}/{{device_type}}/{{device_id}}/status"),
+                self._status,
+                shareable=False,
+            ),
+        )
 
-    def decode(self, topic: str, payload: bytes, received_at: datetime) -> Reading | DeadLetter:
+    # The router has matched the topic and checked the device id: only the device type is
+    # left to check, without parsing the topic a second time.
+    def _telemetry(
+        self, topic: str, captures: Mapping[str, str], payload: bytes, received_at: datetime
+    ) -> Sequence[Decoded]:
+        parsed = _device(captures, "telemetry")
+        if isinstance(parsed, str):
+            return (self._reject(topic, payload, received_at, parsed, "topic"),)
+        return (self._reading(topic, parsed, payload, received_at),)
+
+    def _status(
+        self, topic: str, captures: Mapping[str, str], payload: bytes, received_at: datetime
+    ) -> Sequence[Decoded]:
+        parsed = _device(captures, "status")
+        if isinstance(parsed, str):
+            return (self._reject(topic, payload, received_at, parsed, "topic"),)
+        return (self._availability(topic, parsed, payload, received_at),)
+
+    def decode(
+        self, topic: str, payload: bytes, received_at: datetime
+    ) -> Reading | DeadLetter | Availability:
         if len(payload) > self._limits.max_payload_bytes:
             return self._reject(
                 topic,
@@ -34,24 +75,42 @@ class CanonicalDecoder:
                 received_at,
                 f"payload of {len(payload)} bytes exceeds the limit of "
                 f"{self._limits.max_payload_bytes}",
+                "too_large",
             )
         parsed = self._scheme.parse(topic)
         if isinstance(parsed, str):
-            return self._reject(topic, payload, received_at, parsed)
+            return self._reject(topic, payload, received_at, parsed, "topic")
+        if parsed.channel == "status":
+            return self._availability(topic, parsed, payload, received_at)
+        return self._reading(topic, parsed, payload, received_at)
+
+    def _availability(
+        self, topic: str, parsed: DeviceTopic, payload: bytes, received_at: datetime
+    ) -> Availability | DeadLetter:
+        online = availability(payload)
+        if online is None:
+            reason = 'status payload must be "online" or "offline" (or {"state": ...})'
+            return self._reject(topic, payload, received_at, reason, "payload")
+        return Availability(topic, parsed.device_id, parsed.device_type, online, received_at)
+
+    def _reading(
+        self, topic: str, parsed: DeviceTopic, payload: bytes, received_at: datetime
+    ) -> Reading | DeadLetter:
         try:
             document = PAYLOAD_MODELS[parsed.device_type].model_validate_json(payload)
         except ValidationError as exc:
-            return self._reject(topic, payload, received_at, describe(exc))
+            return self._reject(topic, payload, received_at, describe(exc), "payload")
         if document.device_id is not None and document.device_id != parsed.device_id:
             return self._reject(
                 topic,
                 payload,
                 received_at,
                 f"device_id {document.device_id!r} does not match the topic's {parsed.device_id!r}",
+                "device_mismatch",
             )
         problem = self._time_problem(document.ts, received_at)
         if problem is not None:
-            return self._reject(topic, payload, received_at, problem)
+            return self._reject(topic, payload, received_at, problem, "timestamp")
         solar = document if isinstance(document, SolarPanelPayload) else None
         return Reading(
             topic=topic,
@@ -79,14 +138,24 @@ class CanonicalDecoder:
             return f"ts {ts.isoformat()} is older than {self._limits.max_age_days} days"
         return None
 
-    def _reject(self, topic: str, payload: bytes, received_at: datetime, reason: str) -> DeadLetter:
+    def _reject(
+        self, topic: str, payload: bytes, received_at: datetime, reason: str, kind: RejectKind
+    ) -> DeadLetter:
         return DeadLetter(
             topic=topic,
             payload=payload[: self._limits.dead_letter_max_bytes],
             reason=reason,
             received_at=received_at,
+            kind=kind,
             payload_size=len(payload),
         )
+
+
+def _device(captures: Mapping[str, str], channel: Channel) -> DeviceTopic | str:
+    device_type = captures["device_type"]
+    if device_type not in DEVICE_TYPES:
+        return f"unknown device type {device_type!r}: expected one of {sorted(DEVICE_TYPES)}"
+    return DeviceTopic(device_type, captures["device_id"], channel)  # type: ignore[arg-type]
 
 
 def describe(exc: ValidationError) -> str:

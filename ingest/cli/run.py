@@ -1,0 +1,76 @@
+"""`meterflow run`: the ingest daemon in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+import structlog
+
+from ingest.cli.common import broker_option, complete, config_option, db_option, settings_for
+from ingest.daemon import Daemon
+from ingest.errors import ConfigError
+from ingest.logs import configure_logging
+from ingest.settings import Settings
+
+
+@click.command()
+@config_option
+@broker_option
+@db_option
+@click.option(
+    "--instance",
+    type=click.IntRange(min=1),
+    help="Number of this daemon among several; its MQTT client id gets -N appended.",
+)
+@click.option(
+    "--decoders",
+    help="Comma-separated decoders to switch on, e.g. canonical,tasmota,shelly,zigbee2mqtt.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /metrics, /healthz and /readyz on this port (metrics.port).",
+)
+def run(
+    config_file: Path | None,
+    broker: str | None,
+    db: str | None,
+    instance: int | None,
+    decoders: str | None,
+    metrics_port: int | None,
+) -> None:
+    """Run the ingest daemon until SIGTERM or SIGINT."""
+    enabled = None if decoders is None else [d.strip() for d in decoders.split(",") if d.strip()]
+    settings = settings_for(
+        config_file,
+        **{
+            "mqtt.url": broker,
+            "storage.url": db,
+            "metrics.port": metrics_port,
+            "decoders.enabled": enabled,
+        },
+    )
+    if instance is not None:
+        mqtt = settings.mqtt.model_copy(
+            update={"client_id": f"{settings.mqtt.client_id}-{instance}"}
+        )
+        settings = settings.model_copy(update={"mqtt": mqtt})
+    configure_logging(settings.log.level, settings.log.format)
+    try:
+        complete(_run(settings))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+async def _run(settings: Settings) -> None:
+    daemon = Daemon(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.request_stop)
+    structlog.get_logger("meterflow").info(
+        "starting", database=settings.storage.url, broker=settings.mqtt.url
+    )
+    await daemon.run()

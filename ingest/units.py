@@ -1,0 +1,25 @@
+"""Units devices report in, and the factors to meterflow's: kWh, kW, V, A, %."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Measure = Literal["energy", "power", "voltage", "current", "battery"]
+
+# Factors to meterflow's units: kWh, kW, V, A, %.
+UNITS: dict[Measure, dict[str, float]] = {
+    "energy": {"Wh": 1e-3, "kWh": 1.0, "MWh": 1e3, "Wmin": 1 / 60_000, "mWh": 1e-6,
+               "J": 1 / 3.6e6, "kJ": 1 / 3.6e3, "MJ": 1 / 3.6},
+    "power": {"mW": 1e-6, "W": 1e-3, "kW": 1.0, "MW": 1e3},
+    "voltage": {"mV": 1e-3, "V": 1.0, "kV": 1e3},
+    "current": {"mA": 1e-3, "A": 1.0},
+    "battery": {"%": 1.0},
+}  # fmt: skip
+
+
+def factor(measure: Measure, unit: str) -> float:
+    try:
+        return UNITS[measure][unit]
+    except KeyError:
+        known = ", ".join(UNITS[measure])
+        raise ValueError(f"{unit!r} is not a unit of {measure} (one of {known})") from None

@@ -1,0 +1,40 @@
+"""One connection to a meterflow database, for commands that run beside the daemon."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.backend import Backend, backend_for
+from storage.engine import SQLiteOptions, open_engine
+from storage.migrations import require_current
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    conn: AsyncConnection
+    backend: Backend
+    url: str
+
+    @property
+    def dialect(self) -> str:
+        return self.conn.dialect.name
+
+
+@asynccontextmanager
+async def connect(url: str, options: SQLiteOptions | None = None) -> AsyncIterator[Database]:
+    """Connect to a database at the current schema version (created if the database is empty).
+
+    An outdated schema raises SchemaVersionError naming `meterflow db upgrade`.
+    """
+    engine = open_engine(url, options)
+    try:
+        async with engine.connect() as conn:
+            backend = backend_for(engine.dialect.name)
+            await require_current(conn, backend, url)
+            yield Database(conn, backend, url)
+    finally:
+        await engine.dispose()

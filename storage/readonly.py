@@ -1,0 +1,93 @@
+"""Read-only SQL for analysts and operators, optionally over archived months too.
+
+SQLite: the database is opened read-only (`mode=ro`) with writes refused outright
+(`query_only`, an authorizer denying ATTACH and DETACH); with archives, a temporary
+`energy_data` view over the live and the archived months shadows the stored one.
+PostgreSQL: the statement runs in a READ ONLY transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from partitions import month_of_table
+from partitions.sqlite_store import ARCHIVE_SUFFIX
+from partitions.store import archived_months
+from partitions.view import view_over
+from storage.engine import open_engine, sqlite_file
+from storage.errors import StorageError
+from storage.tables import energy_partition
+
+Rows = tuple[list[str], list[tuple[Any, ...]]]
+
+_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
+
+
+class QueryError(StorageError):
+    """A statement the database refused (a write, a syntax error), with its reason."""
+
+
+def archives_in(directory: Path) -> list[Path]:
+    """The archived SQLite months in a directory, oldest first."""
+    return [path for _, path in archived_months(directory, ARCHIVE_SUFFIX)]
+
+
+def query_sqlite(url: str, sql: str, archives: Sequence[Path] = ()) -> Rows:
+    path = sqlite_file(url, "a read-only query")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with contextlib.closing(conn):
+        if archives:
+            _include(conn, archives)
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_authorizer(_authorize)
+        try:
+            cursor = conn.execute(sql)
+            rows = cursor.fetchall()
+        except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
+            raise QueryError(f"query refused: {exc}") from exc
+        columns = [d[0] for d in cursor.description or ()]
+        return columns, rows
+
+
+def _include(conn: sqlite3.Connection, archives: Sequence[Path]) -> None:
+    live = sorted(
+        month
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if (month := month_of_table(name)) is not None
+    )
+    tables = [f"main.{month.table_name}" for month in live]
+    for index, archive in enumerate(archives):
+        month = month_of_table(archive.name.removesuffix(ARCHIVE_SUFFIX))
+        if month is None:
+            continue
+        conn.execute(f"ATTACH ? AS archive_{index}", (f"file:{archive}?mode=ro",))
+        tables.append(f"archive_{index}.{month.table_name}")
+    template = energy_partition("energy_data_template")
+    for statement in view_over(tables, template, temporary=True):
+        conn.execute(statement)
+
+
+def _authorize(action: int, *_: object) -> int:
+    return sqlite3.SQLITE_DENY if action in _DENIED else sqlite3.SQLITE_OK
+
+
+async def query_postgres(url: str, sql: str) -> Rows:
+    engine = open_engine(url)
+    try:
+        async with engine.connect() as conn, conn.begin():
+            await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            try:
+                result = await conn.exec_driver_sql(sql)
+            except DBAPIError as exc:
+                raise QueryError(f"query refused: {exc.orig}") from exc
+            if not result.returns_rows:
+                return [], []
+            return list(result.keys()), [tuple(row) for row in result]
+    finally:
+        await engine.dispose()
