@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage.errors import StorageError, UnsupportedDatabaseError
+from storage.rollups import SQLITE_NEW_DDL
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -127,6 +128,10 @@ def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
         _switch_to_wal(cursor, options.busy_timeout_ms / 1000)
         cursor.execute(f"PRAGMA synchronous={options.synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # The writer's scratch table lives in the connection, and SQLAlchemy replaces a
+        # connection behind the writer's back when a write is cancelled halfway: every
+        # raw connection gets its own, so none is ever missing it.
+        cursor.execute(SQLITE_NEW_DDL)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -23,7 +23,6 @@ from storage.records import Reading, reading_values
 from storage.rollups import (
     ROLLUPS,
     SQLITE_NEW,
-    SQLITE_NEW_DDL,
     sqlite_insert_new_sql,
     sqlite_new_readings_sql,
     sqlite_rollup_sql,
@@ -111,8 +110,6 @@ class SQLiteBackend:
         await self._partitions.rebuild_view(conn)
 
     async def prepare(self, conn: AsyncConnection) -> None:
-        # Per connection, created once rather than checked for every batch.
-        await conn.exec_driver_sql(SQLITE_NEW_DDL)
         await self._partitions.load(conn)
         views = await conn.run_sync(lambda sync: inspect(sync).get_view_names())
         if VIEW_NAME not in views:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections import Counter
@@ -151,3 +152,24 @@ async def test_locked_sqlite_database_is_waited_for_and_nothing_is_dropped(
     assert writer.failing_since is None
     assert count_readings(database) == 2
 
+
+async def test_a_write_cancelled_anywhere_leaves_the_writer_able_to_commit_the_next(
+    writer: BatchWriter, database: Database
+) -> None:
+    """Cancelled mid-transaction (the broker went away), the writer still commits what follows.
+
+    The daemon's task group cancels a write in progress when the broker connection drops;
+    the database connection under the writer may be replaced then, and must be as usable.
+    """
+    stored = 0
+    for steps in range(40):
+        at = T0 + timedelta(minutes=steps)
+        cancelled = asyncio.create_task(writer.write(WriteBatch([reading("c", at)])))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        cancelled.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            stored += (await cancelled).inserted
+        result = await writer.write(WriteBatch([reading("n", at)]))
+        assert result.inserted == 1, f"after a cancel at step {steps}"
+    assert count_readings(database) == 40 + stored
