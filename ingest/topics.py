@@ -6,8 +6,7 @@ Two channels: `telemetry` carries readings, `status` carries availability (`onli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from storage import DeviceType
 
@@ -19,8 +18,9 @@ MAX_DEVICE_ID_LENGTH = 128
 Channel = Literal["telemetry", "status"]
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceTopic:
+class DeviceTopic(NamedTuple):
+    """The device a topic names; a NamedTuple because one is built per message."""
+
     device_type: DeviceType
     device_id: str
     channel: Channel = "telemetry"

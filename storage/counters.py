@@ -15,12 +15,12 @@ spirit of Home Assistant's `total_increasing`:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import msgspec
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -76,7 +76,7 @@ def apply_counters(
             states[key] = state
         note = {"counter": reading.counter, "counter_kwh": reading.counter_kwh, "event": event}
         out.append(
-            dataclasses.replace(
+            msgspec.structs.replace(
                 reading, energy_kwh=energy, metadata={**(reading.metadata or {}), **note}
             )
         )

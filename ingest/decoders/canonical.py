@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ingest.decoders.base import Decoded, Route
 from ingest.decoders.common import availability
 from ingest.decoders.patterns import TopicPattern
-from ingest.payload import PAYLOAD_MODELS, SolarPanelPayload
+from ingest.payload import PayloadError, parse_telemetry
 from ingest.settings import IngestSettings
 from ingest.topics import DEVICE_TYPES, Channel, DeviceTopic, TopicScheme
 from partitions.naming import MIN_YEAR
@@ -97,9 +97,9 @@ class CanonicalDecoder:
         self, topic: str, parsed: DeviceTopic, payload: bytes, received_at: datetime
     ) -> Reading | DeadLetter:
         try:
-            document = PAYLOAD_MODELS[parsed.device_type].model_validate_json(payload)
-        except ValidationError as exc:
-            return self._reject(topic, payload, received_at, describe(exc), "payload")
+            document = parse_telemetry(parsed.device_type, payload)
+        except PayloadError as exc:
+            return self._reject(topic, payload, received_at, describe(exc.error), "payload")
         if document.device_id is not None and document.device_id != parsed.device_id:
             return self._reject(
                 topic,
@@ -111,7 +111,6 @@ class CanonicalDecoder:
         problem = self._time_problem(document.ts, received_at)
         if problem is not None:
             return self._reject(topic, payload, received_at, problem, "timestamp")
-        solar = document if isinstance(document, SolarPanelPayload) else None
         return Reading(
             topic=topic,
             device_id=parsed.device_id,
@@ -122,10 +121,10 @@ class CanonicalDecoder:
             voltage=document.voltage,
             current=document.current,
             battery_pct=document.battery_pct,
-            irradiance_wm2=solar.irradiance_wm2 if solar else None,
-            panel_temp_c=solar.panel_temp_c if solar else None,
+            irradiance_wm2=document.irradiance_wm2,
+            panel_temp_c=document.panel_temp_c,
             quality=document.quality,
-            metadata=document.model_extra or None,
+            metadata=document.extra,
         )
 
     def _time_problem(self, ts: datetime, received_at: datetime) -> str | None:
