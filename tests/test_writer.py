@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import threading
 from collections import Counter
@@ -22,6 +23,8 @@ from storage import (
     WriteBatch,
     open_engine,
 )
+from storage.records import READING_COLUMNS, reading_values
+from storage.sqlite import batch_rows
 from tests.databases import (
     Database,
     SQLiteDatabase,
@@ -173,3 +176,17 @@ async def test_a_write_cancelled_anywhere_leaves_the_writer_able_to_commit_the_n
         result = await writer.write(WriteBatch([reading("n", at)]))
         assert result.inserted == 1, f"after a cancel at step {steps}"
     assert count_readings(database) == 40 + stored
+
+
+def test_sqlite_batch_rows_follow_the_reading_columns() -> None:
+    """The SQLite batch JSON holds each reading's row in READING_COLUMNS order."""
+    at = datetime(2026, 3, 31, 23, 59, 58, 123000, tzinfo=UTC)
+    solar = Reading(
+        "t", "pv-1", "solar_panel", at, 0.5, 2.0, 230.0, 8.7, 55.0, 800.0, 41.5, "estimated",
+        {"seq": 7, "nested": [1, {"x": None}]},
+    )  # fmt: skip
+    [row] = json.loads(batch_rows([solar], {"pv-1": "user-9"}))
+    expected = list(reading_values(solar, "user-9"))
+    expected[READING_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
+    expected[READING_COLUMNS.index("metadata")] = solar.metadata
+    assert row == expected
