@@ -9,6 +9,7 @@ consumer is connected until (w) Mosquitto's C client `mosquitto_sub` has receive
 message (the broker's wire ceiling here; its clock starts at launch, connect included),
 (a) the bare aiomqtt client has counted the last message,
 (b) meterflow has committed the last row (acknowledging each message after its commit),
+receiving through its own subscriber, (b2) the same through the aiomqtt receive path,
 (c) the naive consumer has committed the last row. A backlog measures each consumer's own
 ceiling; a live publisher here tops out near 10,000 messages/s and would measure itself.
 """
@@ -135,11 +136,11 @@ def wire(port: int, readings: int) -> Result:
     return Result("mosquitto_sub", seconds, readings, peak, cpu)
 
 
-def meterflow(port: int, readings: int, db: Path, log: Path) -> Result:
+def meterflow(port: int, readings: int, db: Path, log: Path, client: str = "meterflow") -> Result:
     command = [str(BIN / "meterflow"), "run", "--broker", f"mqtt://127.0.0.1:{port}",
                "--db", f"sqlite:///{db}"]  # fmt: skip
     env = {"METERFLOW_MQTT__TOPIC_PREFIX": PREFIX, "METERFLOW_MQTT__CLIENT_ID": "bench-meterflow",
-           "METERFLOW_LOG__FORMAT": "json", "PATH": str(BIN),
+           "METERFLOW_LOG__FORMAT": "json", "PATH": str(BIN), "METERFLOW_MQTT__CLIENT": client,
            "METERFLOW_LOG__SUMMARY_INTERVAL_S": str(SUMMARY_INTERVAL_S)}  # fmt: skip
     with log.open("w") as log_file:
         daemon = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file)
@@ -155,7 +156,8 @@ def meterflow(port: int, readings: int, db: Path, log: Path) -> Result:
         json.loads(line) for line in log.read_text().splitlines() if '"subscribed"' in line
     )
     ready = datetime.fromisoformat(subscribed["timestamp"]).timestamp()
-    return Result("meterflow", done - ready, count_rows(db), peak, cpu)
+    name = "meterflow" if client == "meterflow" else f"meterflow/{client}"
+    return Result(name, done - ready, count_rows(db), peak, cpu)
 
 
 SUMMARY_INTERVAL_S = 0.1
@@ -201,6 +203,8 @@ def main() -> None:
         ("a", "bench-aiomqtt-count", lambda port, d: reference("aiomqtt-count", port, n, d / "x")),
         ("b", "bench-meterflow",
          lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log")),
+        ("b2", "bench-meterflow",
+         lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log", "aiomqtt")),
     ]  # fmt: skip
     if not args.skip_naive:
         contenders.append(
@@ -217,7 +221,7 @@ def main() -> None:
                 publish_rate = publish_backlog(broker.port, n, args.devices)
                 r = results[key] = run(broker.port, directory)
             print(
-                f"({key}) {r.name:14} {r.rate(n):9,.0f} readings/s  {r.seconds:6.2f} s  "
+                f"({key:>2}) {r.name:18} {r.rate(n):9,.0f} readings/s  {r.seconds:6.2f} s  "
                 f"CPU {1e6 * r.cpu_seconds / n:4.0f} us/reading  stored {r.stored:,}  "
                 f"peak RSS {r.peak_rss_mb:5.1f} MiB   (backlog published at {publish_rate:,.0f}/s)",
                 flush=True,
@@ -230,7 +234,11 @@ def main() -> None:
         print(
             f"b/c  meterflow / naive paho+INSERT:   {b.rate(n) / c.rate(n):5.2f}   target >= 2.50"
         )
-    print(f"meterflow rows lost: {n - b.stored}   peak RSS {b.peak_rss_mb:.1f} MiB")
+    b2 = results["b2"]
+    print(f"b2/a meterflow on aiomqtt / bare aiomqtt: {b2.rate(n) / a.rate(n):5.2f}")
+    print(f"b/b2 own subscriber / aiomqtt path:  {b.rate(n) / b2.rate(n):5.2f}")
+    for r in (b, b2):
+        print(f"{r.name} rows lost: {n - r.stored}   peak RSS {r.peak_rss_mb:.1f} MiB")
 
 
 if __name__ == "__main__":

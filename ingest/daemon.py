@@ -24,7 +24,7 @@ from ingest.errors import BrokerError
 from ingest.health import Health
 from ingest.http import HttpServer, Response
 from ingest.metrics import CONTENT_TYPE, DaemonCollector, exposition, metrics_registry
-from ingest.mqtt import MqttSource
+from ingest.mqtt import Source, open_source
 from ingest.settings import Settings
 from ingest.stats import Stats
 from ingest.upkeep import Facts, Upkeep
@@ -53,7 +53,7 @@ class Daemon:
         self._subscriptions = self._router.subscriptions(settings.mqtt.shared_group)
         self._last_received_at = datetime.now(UTC)
         self._batcher: Batcher | None = None
-        self._source: MqttSource | None = None
+        self._source: Source | None = None
         self._writer: BatchWriter | None = None
         self._upkeep: Upkeep | None = None
         # When the pipeline last moved: a commit, or a fresh connection.
@@ -156,7 +156,7 @@ class Daemon:
         while not self._stop.is_set():
             lost: BaseException | None = None
             try:
-                async with MqttSource(mqtt, self._subscriptions) as source:
+                async with open_source(mqtt, self._subscriptions) as source:
                     self._source = source
                     attempt = 0
                     log.info(
@@ -164,6 +164,7 @@ class Daemon:
                         broker=mqtt.url,
                         topics=self._subscriptions,
                         client_id=mqtt.client_id,
+                        receive_path=mqtt.client,
                     )
                     self._progress_at = time.monotonic()
                     self.connected.set()
@@ -186,7 +187,7 @@ class Daemon:
                 async with asyncio.timeout(delay):
                     await self._stop.wait()
 
-    async def _pump(self, source: MqttSource, writer: BatchWriter) -> None:
+    async def _pump(self, source: Source, writer: BatchWriter) -> None:
         batch = self.settings.batch
         batcher = self._batcher = Batcher(batch.max_rows, batch.max_delay_ms / 1000)
         async with asyncio.TaskGroup() as tasks:
@@ -199,7 +200,7 @@ class Daemon:
                 await receiver
             batcher.close()
 
-    async def _receive(self, source: MqttSource, batcher: Batcher) -> None:
+    async def _receive(self, source: Source, batcher: Batcher) -> None:
         decode = self._router.decode
         stats = self.stats
         tick = timedelta(microseconds=1)
@@ -220,7 +221,7 @@ class Daemon:
                     received_at += tick
             self._last_received_at = received_at
 
-    async def _write(self, source: MqttSource, writer: BatchWriter, batcher: Batcher) -> None:
+    async def _write(self, source: Source, writer: BatchWriter, batcher: Batcher) -> None:
         while (batch := await batcher.next_batch()) is not None:
             crash_point("before-commit")
             started = time.perf_counter()

@@ -42,6 +42,9 @@ class _Section(BaseModel):
 
 class MqttSettings(_Section):
     url: str = "mqtt://127.0.0.1:1883"
+    # The receive path: "meterflow", our own MQTT 5 subscriber (fastest; stops reading
+    # when its window is full), or "aiomqtt" (docs/performance.md compares them).
+    client: Literal["meterflow", "aiomqtt"] = "meterflow"
     client_id: str = "meterflow-ingest"
     topic_prefix: str = "meterflow"
     # Several daemons sharing the load: each subscribes as $share/<shared_group>/... with a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,10 @@ from typing import Any
 
 from ingest import Daemon, Settings
 from ingest.settings import load_settings
+
+# scripts/test runs the broker tests a second time with METERFLOW_MQTT__CLIENT=aiomqtt:
+# every daemon the tests start then receives through aiomqtt instead of our own subscriber.
+RECEIVE_PATH = os.environ.get("METERFLOW_MQTT__CLIENT", "meterflow")
 
 
 def make_settings(broker_url: str, database: Path | str, prefix: str, **overrides: Any) -> Settings:

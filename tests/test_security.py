@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from structlog.testing import capture_logs
 
 from ingest import Daemon, Publisher, TopicScheme
 from ingest.settings import Settings
-from tests.helpers import make_settings, payload, recent, running_daemon, wait_until
+from tests.helpers import RECEIVE_PATH, make_settings, payload, recent, running_daemon, wait_until
 from tests.mosquitto import Mosquitto, mosquitto_binary
 
 pytestmark = pytest.mark.mqtt
@@ -135,9 +138,28 @@ async def test_broker_certificate_from_an_unknown_ca_is_refused(
     tls_broker: Mosquitto, db_path: Path, prefix: str
 ) -> None:
     """Without the broker's CA the certificate does not verify and no connection is made."""
-    logs = await refused(tls_settings(tls_broker, db_path, prefix, trusted=False))
+    with paho_may_leak_the_refused_socket():
+        logs = await refused(tls_settings(tls_broker, db_path, prefix, trusted=False))
     errors = [str(entry.get("error")) for entry in logs if "error" in entry]
     assert any("CERTIFICATE_VERIFY_FAILED" in error for error in errors), errors
+
+
+@contextmanager
+def paho_may_leak_the_refused_socket() -> Iterator[None]:
+    """On the aiomqtt path, paho drops the socket of a failed TLS handshake unclosed.
+
+    Not ours to fix; collected here so the ResourceWarning cannot land in a later test.
+    On our own path a leaked socket still fails the test.
+    """
+    if RECEIVE_PATH == "meterflow":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            yield
+        finally:
+            gc.collect()
 
 
 @pytest.fixture

@@ -9,7 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from ingest import ConfigError, load_settings
+from ingest.aiomqtt_source import AiomqttSource
 from ingest.cli import main
+from ingest.mqtt import MqttSource, open_source
+from ingest.settings import MqttSettings
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "meterflow.toml"
 
@@ -59,3 +62,11 @@ def test_config_show_masks_the_password(monkeypatch: pytest.MonkeyPatch) -> None
     shown = json.loads(result.output)
     assert shown["mqtt"]["password"] == "**********"
     assert shown["storage"]["url"] == "sqlite:///x.db"
+
+
+def test_mqtt_client_chooses_the_receive_path() -> None:
+    """Our own subscriber by default; aiomqtt when mqtt.client says so."""
+    subscriptions = ["meterflow/+/+/telemetry"]
+    assert isinstance(open_source(MqttSettings(), subscriptions), MqttSource)
+    chosen = open_source(MqttSettings(client="aiomqtt"), subscriptions)
+    assert isinstance(chosen, AiomqttSource)
