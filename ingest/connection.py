@@ -18,7 +18,7 @@ import contextlib
 import itertools
 import ssl
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from ingest import packets
 from ingest.errors import BrokerError, ProtocolError
@@ -67,8 +67,8 @@ class SubscriberProtocol(asyncio.Protocol):
         return self._paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCP transport has asyncio.Transport's methods without subclassing it.
+        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         self.last_received = asyncio.get_running_loop().time()

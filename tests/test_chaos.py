@@ -45,6 +45,8 @@ async def test_ten_random_sigkills_during_a_20000_message_stream_lose_and_double
         await wait_until(lambda: count_rows(db_path) == 20_000, within=60, what="20000 rows")
     assert stored_sequence_numbers(db_path) == list(range(20_000)), f"chaos seed {seed}"
     assert kills >= 10
+    # The fast path, whole: uvloop comes with the dev extra, and ingest.event_loop is "auto".
+    assert '"event_loop": "uvloop"' in daemon.log()
 
 
 @pytest.mark.parametrize("point", ["before-commit", "during-commit", "after-commit"])

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from ingest import ConfigError, load_settings
 from ingest.aiomqtt_source import AiomqttSource
 from ingest.cli import main
+from ingest.cli.run import event_loop
 from ingest.mqtt import MqttSource, open_source
 from ingest.settings import MqttSettings
 
@@ -70,3 +71,11 @@ def test_mqtt_client_chooses_the_receive_path() -> None:
     assert isinstance(open_source(MqttSettings(), subscriptions), MqttSource)
     chosen = open_source(MqttSettings(client="aiomqtt"), subscriptions)
     assert isinstance(chosen, AiomqttSource)
+
+
+def test_ingest_event_loop_takes_uvloop_when_installed_unless_told_otherwise() -> None:
+    """'auto' and 'uvloop' give uvloop's loop (the dev extra installs it); 'asyncio' none."""
+    uvloop = pytest.importorskip("uvloop")
+    assert event_loop("auto") is uvloop.new_event_loop
+    assert event_loop("uvloop") is uvloop.new_event_loop
+    assert event_loop("asyncio") is None

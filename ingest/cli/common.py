@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,9 +34,13 @@ def settings_for(config_file: Path | None, **overrides: Any) -> Settings:  # noq
 T = TypeVar("T")
 
 
-def complete(coroutine: Coroutine[Any, Any, T]) -> T:
+def complete(
+    coroutine: Coroutine[Any, Any, T],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
     """Run a command's coroutine to its end; a storage error becomes the command's error."""
     try:
-        return asyncio.run(coroutine)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coroutine)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc

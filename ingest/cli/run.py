@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -62,9 +63,24 @@ def run(
     configure_logging(settings.log.level, settings.log.format)
     tune_garbage_collector()
     try:
-        complete(_run(settings))
+        complete(_run(settings), event_loop(settings.ingest.event_loop))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def event_loop(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory `ingest.event_loop` asks for; None for asyncio's own."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415  (an optional extra)
+    except ImportError as exc:
+        if choice == "uvloop":
+            raise ConfigError(
+                "ingest.event_loop = 'uvloop' needs uvloop: pip install 'meterflow[uvloop]'"
+            ) from exc
+        return None
+    return uvloop.new_event_loop
 
 
 def tune_garbage_collector() -> None:
@@ -88,6 +104,9 @@ async def _run(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.request_stop)
     structlog.get_logger("meterflow").info(
-        "starting", database=settings.storage.url, broker=settings.mqtt.url
+        "starting",
+        database=settings.storage.url,
+        broker=settings.mqtt.url,
+        event_loop=type(loop).__module__.partition(".")[0],
     )
     await daemon.run()
