@@ -32,7 +32,7 @@ STAGES = [
     ("start-up (imports)", ["_find_and_load"]),
     ("SQLite statements (aiosqlite thread)", ["_connection_worker_thread"]),
     ("decode + validate", ["Router.decode"]),
-    ("row build + JSON for SQLite", ["dumps", "reading_values"]),
+    ("row build + JSON for SQLite", ["batch_rows", "dumps", "reading_values"]),
     ("counters, sightings, registry (Python)", ["_with_counters", "sightings", "upsert_devices",
                                                 "registered_owners"]),
     ("MQTT receive + parse", ["data_received", "_read_ready"]),
