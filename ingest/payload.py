@@ -118,9 +118,16 @@ def parse_telemetry(device_type: str, payload: bytes) -> Telemetry:
         document = PAYLOAD_MODELS[device_type].model_validate_json(payload)
     except ValidationError as exc:
         raise PayloadError(exc) from None
-    solar = document if isinstance(document, SolarPanelPayload) else None
+    return _telemetry(document, document.ts, document.model_extra or None)
+
+
+def _telemetry(
+    document: _Telemetry | _FastTelemetry, ts: datetime, extra: dict[str, Any] | None
+) -> Telemetry:
+    """Either path's validated document as Telemetry; solar fields come from a panel's."""
+    solar = document if isinstance(document, SolarPanelPayload | _FastSolar) else None
     return Telemetry(
-        ts=document.ts,
+        ts=ts,
         energy_kwh=document.energy_kwh,
         power_kw=document.power_kw,
         voltage=document.voltage,
@@ -130,7 +137,7 @@ def parse_telemetry(device_type: str, payload: bytes) -> Telemetry:
         panel_temp_c=solar.panel_temp_c if solar else None,
         quality=document.quality,
         device_id=document.device_id,
-        extra=document.model_extra or None,
+        extra=extra,
     )
 
 
@@ -177,20 +184,7 @@ def _fast_path(device_type: str, payload: bytes) -> Telemetry | None:
         ts = _cached_timestamp(document.ts)
     except (msgspec.MsgspecError, ValueError):
         return None
-    solar = document if isinstance(document, _FastSolar) else None
-    return Telemetry(
-        ts=ts,
-        energy_kwh=document.energy_kwh,
-        power_kw=document.power_kw,
-        voltage=document.voltage,
-        current=document.current,
-        battery_pct=document.battery_pct,
-        irradiance_wm2=solar.irradiance_wm2 if solar else None,
-        panel_temp_c=solar.panel_temp_c if solar else None,
-        quality=document.quality,
-        device_id=document.device_id,
-        extra=extra,
-    )
+    return _telemetry(document, ts, extra)
 
 
 # A fleet reporting on the minute sends the same timestamp many times over; converting
