@@ -183,6 +183,9 @@ async def apply_availability(
     Statuses an operator set (maintenance, error) stay. Unknown devices are registered
     with the status their message gives, or, when `register_unknown` is false, returned.
     """
+    if not messages:
+        # The common batch: no status messages, and no reason to ask the database.
+        return []
     latest = {message.device_id: message for message in messages}
     known = await statuses(conn, sorted(latest))
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

@@ -9,6 +9,7 @@ unpack it keeps every per-row step inside SQLite, which runs without the GIL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections import defaultdict
@@ -102,6 +103,30 @@ async def _execute(conn: AsyncConnection, sql: str, parameters: Parameters = ())
     return cursor.rowcount
 
 
+async def _execute_in_turn(
+    conn: AsyncConnection, statements: Sequence[tuple[str, Parameters]]
+) -> list[int]:
+    """Run statements in order as one trip: all are queued to aiosqlite's thread at once.
+
+    The thread runs them back to back; the event loop wakes once for all of them. After a
+    failure the rest still run, harmlessly: the writer then rolls the transaction back.
+    """
+    driver = await _driver(conn)
+    # Each task queues its statement on its first step, so all are queued, in this
+    # order, before any result can come back.
+    outcomes = await asyncio.gather(
+        *(driver.execute(sql, parameters) for sql, parameters in statements),
+        return_exceptions=True,
+    )
+    counts = []
+    for (sql, parameters), outcome in zip(statements, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            with _sqlalchemy_errors(sql, parameters):
+                raise outcome
+        counts.append(outcome.rowcount)
+    return counts
+
+
 async def _fetch_all(
     conn: AsyncConnection, sql: str, parameters: Parameters = ()
 ) -> Iterable[sqlite3.Row]:
@@ -131,13 +156,15 @@ async def _insert_partition(
     owners: dict[str, str | None],
     now: datetime,
 ) -> int:
-    await _execute(conn, sqlite_new_readings_sql(table), {"rows": batch_rows(readings, owners)})
-    for rollup in ROLLUPS:
-        await _execute(conn, sqlite_rollup_sql(rollup))
-    inserted = await _execute(
-        conn, sqlite_insert_new_sql(table), {"created_at": sqlite_timestamp(now)}
+    *_, inserted, _ = await _execute_in_turn(
+        conn,
+        [
+            (sqlite_new_readings_sql(table), {"rows": batch_rows(readings, owners)}),
+            *((sqlite_rollup_sql(rollup), {}) for rollup in ROLLUPS),
+            (sqlite_insert_new_sql(table), {"created_at": sqlite_timestamp(now)}),
+            (f"DELETE FROM {SQLITE_NEW}", {}),
+        ],
     )
-    await _execute(conn, f"DELETE FROM {SQLITE_NEW}")
     return inserted
 
 

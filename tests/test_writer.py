@@ -163,8 +163,9 @@ async def test_a_write_cancelled_anywhere_leaves_the_writer_able_to_commit_the_n
 
     The daemon's task group cancels a write in progress when the broker connection drops;
     the database connection under the writer may be replaced then, and must be as usable.
+    A write cancelled while its COMMIT runs may still have committed: its messages were
+    not acknowledged, and their redelivery is a duplicate, so that is not checked here.
     """
-    stored = 0
     for steps in range(40):
         at = T0 + timedelta(minutes=steps)
         cancelled = asyncio.create_task(writer.write(WriteBatch([reading("c", at)])))
@@ -172,10 +173,10 @@ async def test_a_write_cancelled_anywhere_leaves_the_writer_able_to_commit_the_n
             await asyncio.sleep(0)
         cancelled.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            stored += (await cancelled).inserted
+            await cancelled
         result = await writer.write(WriteBatch([reading("n", at)]))
         assert result.inserted == 1, f"after a cancel at step {steps}"
-    assert count_readings(database) == 40 + stored
+    assert database.query("SELECT count(*) FROM energy_data WHERE device_id = 'n'") == [(40,)]
 
 
 def test_sqlite_batch_rows_follow_the_reading_columns() -> None:
