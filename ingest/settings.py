@@ -131,6 +131,7 @@ class IngestSettings(_Section):
     dead_letter_max_bytes: Annotated[int, Field(ge=0)] = 4096
     # The daemon's event loop: "auto" takes uvloop when the `uvloop` extra is installed
     # (a few to 30 % more readings per second, docs/performance.md), else asyncio's own.
+    # The aiomqtt receive path always runs on asyncio's (paho misses disconnects on uvloop).
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
 

@@ -79,3 +79,10 @@ def test_ingest_event_loop_takes_uvloop_when_installed_unless_told_otherwise() -
     assert event_loop("auto") is uvloop.new_event_loop
     assert event_loop("uvloop") is uvloop.new_event_loop
     assert event_loop("asyncio") is None
+
+
+def test_the_aiomqtt_receive_path_keeps_asyncios_loop() -> None:
+    """Under uvloop, paho missed a broker restart: aiomqtt runs on asyncio's loop."""
+    assert event_loop("auto", "aiomqtt") is None
+    with pytest.raises(ConfigError, match=r"does not work with mqtt\.client = 'aiomqtt'"):
+        event_loop("uvloop", "aiomqtt")

@@ -63,13 +63,26 @@ def run(
     configure_logging(settings.log.level, settings.log.format)
     tune_garbage_collector()
     try:
-        complete(_run(settings), event_loop(settings.ingest.event_loop))
+        complete(_run(settings), event_loop(settings.ingest.event_loop, settings.mqtt.client))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-def event_loop(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The loop factory `ingest.event_loop` asks for; None for asyncio's own."""
+def event_loop(
+    choice: str, receive_path: str = "meterflow"
+) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory `ingest.event_loop` asks for; None for asyncio's own.
+
+    The aiomqtt receive path stays on asyncio's loop: under uvloop, paho's socket
+    handling missed a broker restart and the daemon never reconnected (the broker-restart
+    test caught it).
+    """
+    if receive_path == "aiomqtt":
+        if choice == "uvloop":
+            raise ConfigError(
+                "ingest.event_loop = 'uvloop' does not work with mqtt.client = 'aiomqtt'"
+            )
+        return None
     if choice == "asyncio":
         return None
     try:
