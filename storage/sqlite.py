@@ -97,10 +97,8 @@ Parameters = Mapping[str, object] | Sequence[object]
 # would, so the writer's retry logic sees no difference.
 async def _execute(conn: AsyncConnection, sql: str, parameters: Parameters = ()) -> int:
     """Run one statement of the hot path; its rowcount."""
-    driver = await _driver(conn)
-    with _sqlalchemy_errors(sql, parameters):
-        cursor = await driver.execute(sql, parameters)
-    return cursor.rowcount
+    [count] = await _execute_in_turn(conn, [(sql, parameters)])
+    return count
 
 
 async def _execute_in_turn(
