@@ -61,6 +61,18 @@ class Backend(Protocol):
         """Upsert every sighted device: last_seen never moves backwards, inactive turns active."""
         ...
 
+    async def store_readings(
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        seen: Sequence[DeviceSighting],
+        now: datetime,
+    ) -> int:
+        """The common batch as one transaction of its own: readings into existing partitions,
+        duplicates skipped, owners looked up, sighted devices upserted. Return the new count.
+        """
+        ...
+
 
 def backend_for(dialect: str) -> Backend:
     # Imported here so that each backend's driver-specific module loads only when used.

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import BASE_NAME, NativePartitions, default_rows
 from storage.devices import DeviceSighting, registry_update
+from storage.faults import crash_point
 from storage.records import READING_COLUMNS, Reading, reading_values
 from storage.rollups import ROLLUPS, postgres_rollup_cte
 from storage.tables import energy_parent, metadata
@@ -132,3 +133,18 @@ class PostgresBackend:
                 now,
             ),
         )
+
+    async def store_readings(
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        seen: Sequence[DeviceSighting],
+        now: datetime,
+    ) -> int:
+        """Statement by statement: each is a round trip to the server however it is sent."""
+        async with conn.begin():
+            owners = await self.registered_owners(conn, sorted({r.device_id for r in readings}))
+            await self.upsert_devices(conn, seen, now)
+            inserted = await self.insert_readings(conn, readings, owners, now)
+            crash_point("during-commit")
+        return inserted

@@ -40,6 +40,10 @@ ROLLUPS = (HOURLY, DAILY, MONTHLY)
 SQLITE_NEW = "meterflow_new_readings"
 SQLITE_NEW_DDL = f"CREATE TEMP TABLE IF NOT EXISTS {SQLITE_NEW} ({', '.join(READING_COLUMNS)})"
 
+# The columns of a reading in SQLite's JSON batch rows: all but the owner, which the
+# insert looks up itself.
+SQLITE_ROW_COLUMNS = tuple(name for name in READING_COLUMNS if name != "user_id")
+
 _MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
 
 
@@ -63,16 +67,18 @@ def _merge(rollup: Rollup, greatest: str) -> str:
 def sqlite_new_readings_sql(partition: str) -> str:
     """Put a JSON batch's readings that are not yet in `partition` into SQLITE_NEW.
 
-    "New" is "not yet stored": the NOT EXISTS probe uses the unique key's index. Within the
-    batch the first of two equal keys counts (SQLite takes bare columns from the row with
-    min(key)), as an INSERT ... ON CONFLICT DO NOTHING of the whole batch would.
+    The JSON rows hold READING_COLUMNS but the owner, which is looked up in `iot_devices`
+    for the new rows only, within the statement. "New" is "not yet stored": the NOT EXISTS
+    probe uses the unique key's index. Within the batch the first of two equal keys counts
+    (SQLite takes bare columns from the row with min(key)), as an INSERT ... ON CONFLICT DO
+    NOTHING of the whole batch would.
     """
-    index = {name: i for i, name in enumerate(READING_COLUMNS)}
-    unpacked = ", ".join(f"value ->> {i} AS {name}" for name, i in index.items())
-    columns = ", ".join(READING_COLUMNS)
+    sent = SQLITE_ROW_COLUMNS
+    unpacked = ", ".join(f"value ->> {i} AS {name}" for i, name in enumerate(sent))
     return f"""
-INSERT INTO {SQLITE_NEW} ({columns})
-SELECT {columns}
+INSERT INTO {SQLITE_NEW} ({", ".join(READING_COLUMNS)})
+SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = batch.device_id),
+       {", ".join(sent)}
 FROM (
     SELECT {unpacked}, min(key)
     FROM json_each(:rows) GROUP BY device_id, data_type, recorded_at

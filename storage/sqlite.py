@@ -9,14 +9,12 @@ unpack it keeps every per-row step inside SQLite, which runs without the GIL.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import NamedTuple, TypeVar, cast
 
 import aiosqlite
 import msgspec
@@ -26,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import VIEW_NAME, Month, UnionViewPartitions
 from storage.devices import DeviceSighting, registry_update
+from storage.faults import crash_point
 from storage.records import Reading
 from storage.rollups import (
     ROLLUPS,
@@ -35,6 +34,8 @@ from storage.rollups import (
     sqlite_rollup_sql,
 )
 from storage.tables import energy_partition, metadata
+
+T = TypeVar("T")
 
 
 def sqlite_timestamp(moment: datetime) -> str:
@@ -52,8 +53,8 @@ def _unpack(columns: Sequence[str]) -> str:
 _ROWS = msgspec.json.Encoder()
 
 
-def batch_rows(readings: Sequence[Reading], owners: dict[str, str | None]) -> str:
-    """The readings as one JSON array of rows in READING_COLUMNS order.
+def batch_rows(readings: Sequence[Reading]) -> str:
+    """The readings as one JSON array of rows in SQLITE_ROW_COLUMNS order.
 
     The hot half of the writer's work on the event loop: msgspec encodes in C, metadata
     goes in as a JSON object (`->>` gives SQLite its text), and each distinct time is
@@ -68,7 +69,6 @@ def batch_rows(readings: Sequence[Reading], owners: dict[str, str | None]) -> st
             stamp = stamps[at] = sqlite_timestamp(at)
         rows.append(
             (
-                owners.get(r.device_id),
                 r.device_id,
                 r.data_type,
                 r.energy_kwh,
@@ -90,39 +90,61 @@ def batch_rows(readings: Sequence[Reading], owners: dict[str, str | None]) -> st
 Parameters = Mapping[str, object] | Sequence[object]
 
 
-# SQLAlchemy's aiosqlite adapter makes three or four trips to aiosqlite's thread per
-# statement (cursor, execute, fetch, close), and each waits for the busy event loop to
-# notice it came back. The hot path's statements go straight to aiosqlite instead, inside
-# the same transaction: one trip each. Errors are turned into SQLAlchemy's, as the adapter
+class Statement(NamedTuple):
+    sql: str
+    parameters: Parameters = ()
+    # Whether its row count is a number of readings newly stored.
+    counts_new: bool = False
+
+
+# Every hand-off to aiosqlite's thread waits for the other side to be scheduled, and the
+# event loop is busy receiving: SQLAlchemy's adapter makes three or four per statement
+# (cursor, execute, fetch, close), BEGIN and COMMIT included. The hot path instead hands
+# the thread whole lists of statements, and a batch of plain readings its whole
+# transaction, BEGIN to COMMIT: one trip. Errors become SQLAlchemy's, as the adapter's
 # would, so the writer's retry logic sees no difference.
-async def _execute(conn: AsyncConnection, sql: str, parameters: Parameters = ()) -> int:
-    """Run one statement of the hot path; its rowcount."""
-    [count] = await _execute_in_turn(conn, [(sql, parameters)])
-    return count
-
-
-async def _execute_in_turn(
-    conn: AsyncConnection, statements: Sequence[tuple[str, Parameters]]
-) -> list[int]:
-    """Run statements in order as one trip: all are queued to aiosqlite's thread at once.
-
-    The thread runs them back to back; the event loop wakes once for all of them. After a
-    failure the rest still run, harmlessly: the writer then rolls the transaction back.
-    """
+async def _in_thread(
+    conn: AsyncConnection,
+    work: Callable[[sqlite3.Connection, Sequence[Statement]], T],
+    statements: Sequence[Statement],
+) -> T:
+    """Run `work` in aiosqlite's thread, in turn with the connection's other statements."""
     driver = await _driver(conn)
-    # Each task queues its statement on its first step, so all are queued, in this
-    # order, before any result can come back.
-    outcomes = await asyncio.gather(
-        *(driver.execute(sql, parameters) for sql, parameters in statements),
-        return_exceptions=True,
-    )
-    counts = []
-    for (sql, parameters), outcome in zip(statements, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            with _sqlalchemy_errors(sql, parameters):
-                raise outcome
-        counts.append(outcome.rowcount)
-    return counts
+    # aiosqlite has no public way to run a function in its thread; `_execute` is the
+    # queue every one of its own methods goes through.
+    queue = driver._execute  # noqa: SLF001
+    db = driver._conn  # noqa: SLF001
+    return cast("T", await queue(work, db, statements))  # type: ignore[no-untyped-call]
+
+
+def _run(db: sqlite3.Connection, statements: Sequence[Statement]) -> int:
+    """Execute statements in order; the readings they newly stored."""
+    new = 0
+    for statement in statements:
+        try:
+            count = db.execute(statement.sql, statement.parameters).rowcount
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(
+                statement.sql, statement.parameters, exc, sqlite3.Error
+            ) from exc
+        if statement.counts_new:
+            new += count
+    return new
+
+
+def _commit(db: sqlite3.Connection, statements: Sequence[Statement]) -> int:
+    """Execute statements as one transaction of their own; the readings they newly stored."""
+    # IMMEDIATE, as the engine's transactions: wait for the write lock at BEGIN.
+    _run(db, [Statement("BEGIN IMMEDIATE")])
+    try:
+        new = _run(db, statements)
+        crash_point("during-commit")
+        _run(db, [Statement("COMMIT")])
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return new
 
 
 async def _fetch_all(
@@ -130,8 +152,10 @@ async def _fetch_all(
 ) -> Iterable[sqlite3.Row]:
     """Run one query of the hot path; its rows, in the same trip."""
     driver = await _driver(conn)
-    with _sqlalchemy_errors(sql, parameters):
+    try:
         return await driver.execute_fetchall(sql, parameters)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
 
 
 async def _driver(conn: AsyncConnection) -> aiosqlite.Connection:
@@ -139,31 +163,18 @@ async def _driver(conn: AsyncConnection) -> aiosqlite.Connection:
     return cast("aiosqlite.Connection", raw.driver_connection)
 
 
-@contextmanager
-def _sqlalchemy_errors(sql: str, parameters: Parameters) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
-
-
-async def _insert_partition(
-    conn: AsyncConnection,
-    table: str,
-    readings: Sequence[Reading],
-    owners: dict[str, str | None],
-    now: datetime,
-) -> int:
-    *_, inserted, _ = await _execute_in_turn(
-        conn,
-        [
-            (sqlite_new_readings_sql(table), {"rows": batch_rows(readings, owners)}),
-            *((sqlite_rollup_sql(rollup), {}) for rollup in ROLLUPS),
-            (sqlite_insert_new_sql(table), {"created_at": sqlite_timestamp(now)}),
-            (f"DELETE FROM {SQLITE_NEW}", {}),
-        ],
-    )
-    return inserted
+def _partition_statements(
+    table: str, readings: Sequence[Reading], now: datetime
+) -> list[Statement]:
+    """Store readings in their month's table, skipping duplicates, and roll them up."""
+    return [
+        Statement(sqlite_new_readings_sql(table), {"rows": batch_rows(readings)}),
+        *(Statement(sqlite_rollup_sql(rollup)) for rollup in ROLLUPS),
+        Statement(
+            sqlite_insert_new_sql(table), {"created_at": sqlite_timestamp(now)}, counts_new=True
+        ),
+        Statement(f"DELETE FROM {SQLITE_NEW}"),
+    ]
 
 
 _DEVICE_COLUMNS = ("device_id", "device_type", "last_seen", "battery_level", "battery_updated_at")
@@ -237,29 +248,49 @@ class SQLiteBackend:
         owners: dict[str, str | None],
         now: datetime,
     ) -> int:
-        by_month: dict[Month, list[Reading]] = defaultdict(list)
-        for reading in readings:
-            by_month[Month.of(reading.recorded_at)].append(reading)
-        inserted = 0
-        for month, group in by_month.items():
-            inserted += await _insert_partition(conn, month.table_name, group, owners, now)
-        return inserted
+        """Owners are looked up by the insert itself (`sqlite_new_readings_sql`)."""
+        return await _in_thread(conn, _run, _insert_statements(readings, now))
 
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
     ) -> None:
-        if not seen:
-            return
-        rows = [
-            (
-                s.device_id,
-                s.device_type,
-                sqlite_timestamp(s.last_seen),
-                s.battery_level,
-                None if s.battery_updated_at is None else sqlite_timestamp(s.battery_updated_at),
-            )
-            for s in seen
-        ]
-        await _execute(
-            conn, _UPSERT_DEVICES, {"rows": json.dumps(rows), "now": sqlite_timestamp(now)}
+        if seen:
+            await _in_thread(conn, _run, [_upsert_statement(seen, now)])
+
+    async def store_readings(
+        self,
+        conn: AsyncConnection,
+        readings: Sequence[Reading],
+        seen: Sequence[DeviceSighting],
+        now: datetime,
+    ) -> int:
+        """BEGIN to COMMIT in one trip to aiosqlite's thread: see `_in_thread`."""
+        statements = _insert_statements(readings, now)
+        if seen:
+            statements.insert(0, _upsert_statement(seen, now))
+        return await _in_thread(conn, _commit, statements)
+
+
+def _insert_statements(readings: Sequence[Reading], now: datetime) -> list[Statement]:
+    by_month: dict[Month, list[Reading]] = defaultdict(list)
+    for reading in readings:
+        by_month[Month.of(reading.recorded_at)].append(reading)
+    return [
+        statement
+        for month, group in by_month.items()
+        for statement in _partition_statements(month.table_name, group, now)
+    ]
+
+
+def _upsert_statement(seen: Sequence[DeviceSighting], now: datetime) -> Statement:
+    rows = [
+        (
+            s.device_id,
+            s.device_type,
+            sqlite_timestamp(s.last_seen),
+            s.battery_level,
+            None if s.battery_updated_at is None else sqlite_timestamp(s.battery_updated_at),
         )
+        for s in seen
+    ]
+    return Statement(_UPSERT_DEVICES, {"rows": json.dumps(rows), "now": sqlite_timestamp(now)})

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage import (
     Backoff,
@@ -22,8 +23,11 @@ from storage import (
     SQLiteOptions,
     WriteBatch,
     open_engine,
+    registry,
 )
 from storage.records import READING_COLUMNS, reading_values
+from storage.registry import Registration
+from storage.rollups import SQLITE_ROW_COLUMNS
 from storage.sqlite import batch_rows
 from tests.databases import (
     Database,
@@ -121,6 +125,23 @@ async def test_last_seen_and_battery_follow_the_newest_reading_across_batches(
     assert battery == 80.0
 
 
+async def test_readings_carry_their_registered_owner_in_every_kind_of_batch(
+    writer: BatchWriter, database: Database
+) -> None:
+    """user_id comes from the registry, whether a batch creates its month or goes the plain way."""
+
+    async def register_owner(conn: AsyncConnection) -> None:
+        await registry.register(conn, [Registration("m", "smart_meter", user_id="u-7")], T0)
+
+    await writer.transaction(register_owner)
+    await writer.write(WriteBatch([reading("m", T0), reading("stranger", T0)]))
+    await writer.write(WriteBatch([reading("m", T0 + timedelta(seconds=1))]))
+    letter = DeadLetter("t", b"?", "bad", T0)
+    await writer.write(WriteBatch([reading("m", T0 + timedelta(seconds=2))], [letter]))
+    rows = database.query("SELECT device_id, user_id FROM energy_data ORDER BY recorded_at")
+    assert sorted(rows) == [("m", "u-7")] * 3 + [("stranger", None)]
+
+
 async def test_locked_sqlite_database_is_waited_for_and_nothing_is_dropped(
     tmp_path: Path,
 ) -> None:
@@ -179,15 +200,16 @@ async def test_a_write_cancelled_anywhere_leaves_the_writer_able_to_commit_the_n
     assert database.query("SELECT count(*) FROM energy_data WHERE device_id = 'n'") == [(40,)]
 
 
-def test_sqlite_batch_rows_follow_the_reading_columns() -> None:
-    """The SQLite batch JSON holds each reading's row in READING_COLUMNS order."""
+def test_sqlite_batch_rows_follow_the_reading_columns_but_the_owner() -> None:
+    """The SQLite batch JSON holds each reading's row in READING_COLUMNS order, bar user_id."""
     at = datetime(2026, 3, 31, 23, 59, 58, 123000, tzinfo=UTC)
     solar = Reading(
         "t", "pv-1", "solar_panel", at, 0.5, 2.0, 230.0, 8.7, 55.0, 800.0, 41.5, "estimated",
         {"seq": 7, "nested": [1, {"x": None}]},
     )  # fmt: skip
-    [row] = json.loads(batch_rows([solar], {"pv-1": "user-9"}))
-    expected = list(reading_values(solar, "user-9"))
-    expected[READING_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
-    expected[READING_COLUMNS.index("metadata")] = solar.metadata
+    [row] = json.loads(batch_rows([solar]))
+    expected = list(reading_values(solar, None))[1:]
+    expected[SQLITE_ROW_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
+    expected[SQLITE_ROW_COLUMNS.index("metadata")] = solar.metadata
+    assert READING_COLUMNS[1:] == SQLITE_ROW_COLUMNS
     assert row == expected
