@@ -104,6 +104,8 @@ class StorageSettings(_Section):
     url: str = DEFAULT_DATABASE
     sqlite_synchronous: Synchronous = "NORMAL"
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    # 0 turns automatic checkpoints off (an operator then runs them).
+    sqlite_wal_autocheckpoint_pages: Annotated[int, Field(ge=0)] = 10_000
     retry_initial_s: Annotated[float, Field(gt=0)] = 0.1
     retry_max_s: Annotated[float, Field(gt=0)] = 10.0
     # Partitions for the current month and this many ahead exist from start-up on, and are
@@ -115,7 +117,11 @@ class StorageSettings(_Section):
 
     @property
     def sqlite(self) -> SQLiteOptions:
-        return SQLiteOptions(self.sqlite_synchronous, self.sqlite_busy_timeout_ms)
+        return SQLiteOptions(
+            self.sqlite_synchronous,
+            self.sqlite_busy_timeout_ms,
+            self.sqlite_wal_autocheckpoint_pages,
+        )
 
 
 class BatchSettings(_Section):

@@ -35,15 +35,11 @@ DAILY = Rollup("energy_daily", "day", 10, " 00:00:00.000000")
 MONTHLY = Rollup("energy_monthly", "month", 7, "-01 00:00:00.000000")
 ROLLUPS = (HOURLY, DAILY, MONTHLY)
 
-# SQLite: the batch's readings not yet stored, unpacked from JSON once, then summed into
-# every rollup and inserted into the partition. Untyped columns keep the values' own types.
-SQLITE_NEW = "meterflow_new_readings"
-SQLITE_NEW_DDL = f"CREATE TEMP TABLE IF NOT EXISTS {SQLITE_NEW} ({', '.join(READING_COLUMNS)})"
-
 # The columns of a reading in SQLite's JSON batch rows: all but the owner, which the
 # insert looks up itself.
 SQLITE_ROW_COLUMNS = tuple(name for name in READING_COLUMNS if name != "user_id")
 
+_UNIQUE_KEY = ("device_id", "data_type", "recorded_at")
 _MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
 
 
@@ -64,35 +60,32 @@ def _merge(rollup: Rollup, greatest: str) -> str:
     readings = {table}.readings + excluded.readings"""
 
 
-def sqlite_new_readings_sql(partition: str) -> str:
-    """Put a JSON batch's readings that are not yet in `partition` into SQLITE_NEW.
+def sqlite_insert_sql(partition: str) -> str:
+    """Insert a JSON batch's readings into `partition`, skipping those already stored.
 
-    The JSON rows hold READING_COLUMNS but the owner, which is looked up in `iot_devices`
-    for the new rows only, within the statement. "New" is "not yet stored": the NOT EXISTS
-    probe uses the unique key's index. Within the batch the first of two equal keys counts
-    (SQLite takes bare columns from the row with min(key)), as an INSERT ... ON CONFLICT DO
-    NOTHING of the whole batch would.
+    Rows go in in key order, so the unique index's pages are visited in order, and within
+    a key in batch order, so the first of two equal keys is the one kept. The JSON rows
+    hold SQLITE_ROW_COLUMNS; the owner is looked up in `iot_devices`.
     """
     sent = SQLITE_ROW_COLUMNS
-    unpacked = ", ".join(f"value ->> {i} AS {name}" for i, name in enumerate(sent))
+    unpacked = ", ".join(f"value ->> {i}" for i in range(len(sent)))
+    key = ", ".join(f"value ->> {sent.index(name)}" for name in _UNIQUE_KEY)
     return f"""
-INSERT INTO {SQLITE_NEW} ({", ".join(READING_COLUMNS)})
-SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = batch.device_id),
-       {", ".join(sent)}
-FROM (
-    SELECT {unpacked}, min(key)
-    FROM json_each(:rows) GROUP BY device_id, data_type, recorded_at
-) AS batch
-WHERE NOT EXISTS (
-    SELECT 1 FROM "{partition}" AS stored
-    WHERE stored.device_id = batch.device_id AND stored.data_type = batch.data_type
-      AND stored.recorded_at = batch.recorded_at
-)
+INSERT INTO "{partition}" ({", ".join(READING_COLUMNS)}, validated, created_at)
+SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = value ->> 0),
+       {unpacked}, 1, :created_at
+FROM json_each(:rows) WHERE true ORDER BY {key}, key
+ON CONFLICT DO NOTHING
 """
 
 
-def sqlite_rollup_sql(rollup: Rollup) -> str:
-    """Add SQLITE_NEW's rows to a rollup."""
+def sqlite_rollup_sql(rollup: Rollup, partition: str) -> str:
+    """Add the readings `partition` gained past id :mark to a rollup.
+
+    The insert's new rows are exactly those: SQLite gives a new row an id above every
+    existing one. NOT INDEXED keeps the planner on that id range rather than the unique
+    index, which would walk the whole month.
+    """
     table = rollup.table
     greatest = (
         f"coalesce(max({table}.power_max, excluded.power_max), "
@@ -102,18 +95,9 @@ def sqlite_rollup_sql(rollup: Rollup) -> str:
     return f"""
 INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {_MEASURES})
 SELECT device_id, data_type, {rollup.sqlite_bucket("recorded_at")}, {aggregates}
-FROM {SQLITE_NEW} WHERE true GROUP BY 1, 2, 3
+FROM "{partition}" NOT INDEXED WHERE id > :mark GROUP BY 1, 2, 3
 {_merge(rollup, greatest)}
 """
-
-
-def sqlite_insert_new_sql(partition: str) -> str:
-    """Move SQLITE_NEW's rows into the partition (the conflict clause only as a safeguard)."""
-    columns = ", ".join(READING_COLUMNS)
-    return (
-        f'INSERT INTO "{partition}" ({columns}, validated, created_at) '
-        f"SELECT {columns}, 1, :created_at FROM {SQLITE_NEW} WHERE true ON CONFLICT DO NOTHING"
-    )
 
 
 def postgres_rollup_cte(rollup: Rollup, source: str) -> str:

@@ -14,7 +14,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple, TypeVar, cast
+from typing import NamedTuple, cast
 
 import aiosqlite
 import msgspec
@@ -28,14 +28,10 @@ from storage.faults import crash_point
 from storage.records import Reading
 from storage.rollups import (
     ROLLUPS,
-    SQLITE_NEW,
-    sqlite_insert_new_sql,
-    sqlite_new_readings_sql,
+    sqlite_insert_sql,
     sqlite_rollup_sql,
 )
 from storage.tables import energy_partition, metadata
-
-T = TypeVar("T")
 
 
 def sqlite_timestamp(moment: datetime) -> str:
@@ -90,56 +86,78 @@ def batch_rows(readings: Sequence[Reading]) -> str:
 Parameters = Mapping[str, object] | Sequence[object]
 
 
+def _execute(db: sqlite3.Connection, sql: str, parameters: Parameters = ()) -> sqlite3.Cursor:
+    """Execute one statement in aiosqlite's thread, raising SQLAlchemy's errors, as its
+    adapter would: the writer's retry logic sees no difference."""
+    try:
+        return db.execute(sql, parameters)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+
 class Statement(NamedTuple):
+    """A step of a batch that stores no reading."""
+
     sql: str
     parameters: Parameters = ()
-    # Whether its row count is a number of readings newly stored.
-    counts_new: bool = False
+
+    def __call__(self, db: sqlite3.Connection) -> int:
+        _execute(db, self.sql, self.parameters)
+        return 0
+
+
+class PartitionInsert(NamedTuple):
+    """The step storing a batch's readings of one month and adding them to the rollups."""
+
+    table: str
+    rows: str
+    created_at: str
+
+    def __call__(self, db: sqlite3.Connection) -> int:
+        [(mark,)] = _execute(db, f'SELECT coalesce(max(id), 0) FROM "{self.table}"')
+        parameters = {"rows": self.rows, "created_at": self.created_at}
+        inserted: int = _execute(db, sqlite_insert_sql(self.table), parameters).rowcount
+        if inserted:
+            for rollup in ROLLUPS:
+                _execute(db, sqlite_rollup_sql(rollup, self.table), {"mark": mark})
+        return inserted
+
+
+Step = Statement | PartitionInsert
 
 
 # Every hand-off to aiosqlite's thread waits for the other side to be scheduled, and the
 # event loop is busy receiving: SQLAlchemy's adapter makes three or four per statement
 # (cursor, execute, fetch, close), BEGIN and COMMIT included. The hot path instead hands
-# the thread whole lists of statements, and a batch of plain readings its whole
-# transaction, BEGIN to COMMIT: one trip. Errors become SQLAlchemy's, as the adapter's
-# would, so the writer's retry logic sees no difference.
+# the thread a batch's steps at once, and a batch of plain readings its whole
+# transaction, BEGIN to COMMIT: one trip.
 async def _in_thread(
     conn: AsyncConnection,
-    work: Callable[[sqlite3.Connection, Sequence[Statement]], T],
-    statements: Sequence[Statement],
-) -> T:
+    work: Callable[[sqlite3.Connection, Sequence[Step]], int],
+    steps: Sequence[Step],
+) -> int:
     """Run `work` in aiosqlite's thread, in turn with the connection's other statements."""
     driver = await _driver(conn)
     # aiosqlite has no public way to run a function in its thread; `_execute` is the
     # queue every one of its own methods goes through.
     queue = driver._execute  # noqa: SLF001
     db = driver._conn  # noqa: SLF001
-    return cast("T", await queue(work, db, statements))  # type: ignore[no-untyped-call]
+    return cast("int", await queue(work, db, steps))  # type: ignore[no-untyped-call]
 
 
-def _run(db: sqlite3.Connection, statements: Sequence[Statement]) -> int:
-    """Execute statements in order; the readings they newly stored."""
-    new = 0
-    for statement in statements:
-        try:
-            count = db.execute(statement.sql, statement.parameters).rowcount
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(
-                statement.sql, statement.parameters, exc, sqlite3.Error
-            ) from exc
-        if statement.counts_new:
-            new += count
-    return new
+def _run(db: sqlite3.Connection, steps: Sequence[Step]) -> int:
+    """Run steps in order; the readings they newly stored."""
+    return sum(step(db) for step in steps)
 
 
-def _commit(db: sqlite3.Connection, statements: Sequence[Statement]) -> int:
-    """Execute statements as one transaction of their own; the readings they newly stored."""
+def _commit(db: sqlite3.Connection, steps: Sequence[Step]) -> int:
+    """Run steps as one transaction of their own; the readings they newly stored."""
     # IMMEDIATE, as the engine's transactions: wait for the write lock at BEGIN.
-    _run(db, [Statement("BEGIN IMMEDIATE")])
+    _execute(db, "BEGIN IMMEDIATE")
     try:
-        new = _run(db, statements)
+        new = _run(db, steps)
         crash_point("during-commit")
-        _run(db, [Statement("COMMIT")])
+        _execute(db, "COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -161,20 +179,6 @@ async def _fetch_all(
 async def _driver(conn: AsyncConnection) -> aiosqlite.Connection:
     raw = await conn.get_raw_connection()
     return cast("aiosqlite.Connection", raw.driver_connection)
-
-
-def _partition_statements(
-    table: str, readings: Sequence[Reading], now: datetime
-) -> list[Statement]:
-    """Store readings in their month's table, skipping duplicates, and roll them up."""
-    return [
-        Statement(sqlite_new_readings_sql(table), {"rows": batch_rows(readings)}),
-        *(Statement(sqlite_rollup_sql(rollup)) for rollup in ROLLUPS),
-        Statement(
-            sqlite_insert_new_sql(table), {"created_at": sqlite_timestamp(now)}, counts_new=True
-        ),
-        Statement(f"DELETE FROM {SQLITE_NEW}"),
-    ]
 
 
 _DEVICE_COLUMNS = ("device_id", "device_type", "last_seen", "battery_level", "battery_updated_at")
@@ -248,8 +252,8 @@ class SQLiteBackend:
         owners: dict[str, str | None],
         now: datetime,
     ) -> int:
-        """Owners are looked up by the insert itself (`sqlite_new_readings_sql`)."""
-        return await _in_thread(conn, _run, _insert_statements(readings, now))
+        """Owners are looked up by the insert itself (`sqlite_insert_sql`)."""
+        return await _in_thread(conn, _run, _inserts(readings, now))
 
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
@@ -265,20 +269,19 @@ class SQLiteBackend:
         now: datetime,
     ) -> int:
         """BEGIN to COMMIT in one trip to aiosqlite's thread: see `_in_thread`."""
-        statements = _insert_statements(readings, now)
-        if seen:
-            statements.insert(0, _upsert_statement(seen, now))
-        return await _in_thread(conn, _commit, statements)
+        steps: list[Step] = [_upsert_statement(seen, now)] if seen else []
+        steps.extend(_inserts(readings, now))
+        return await _in_thread(conn, _commit, steps)
 
 
-def _insert_statements(readings: Sequence[Reading], now: datetime) -> list[Statement]:
+def _inserts(readings: Sequence[Reading], now: datetime) -> list[Step]:
     by_month: dict[Month, list[Reading]] = defaultdict(list)
     for reading in readings:
         by_month[Month.of(reading.recorded_at)].append(reading)
+    created_at = sqlite_timestamp(now)
     return [
-        statement
+        PartitionInsert(month.table_name, batch_rows(group), created_at)
         for month, group in by_month.items()
-        for statement in _partition_statements(month.table_name, group, now)
     ]
 
 

@@ -49,7 +49,11 @@ async def test_hourly_totals_count_inserted_readings_only(database: Database) ->
         reading("m-1", 70, 0.125, 1.0),  # 00:10 on April 1st, another month's partition
         reading("m-2", 20, None, 4.0),  # power only
     ]
-    again = [reading("m-1", 50, 0.5, 3.5), reading("m-1", 55, 0.25, None)]
+    again = [
+        reading("m-1", 50, 0.5, 3.5),
+        reading("m-1", 55, 0.25, None),
+        reading("m-1", 55, 7.0, 70.0),  # a batch into existing months keeps the first too
+    ]
     await write(database, first, again)
     await write(database, first)  # a restarted daemon, the broker redelivering
     assert hourly(database) == {
