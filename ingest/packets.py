@@ -149,6 +149,8 @@ class Connack:
     reason_code: int
     server_keep_alive: int | None
     reason_string: str | None
+    # How many QoS 1 messages the broker takes from us unacknowledged (65,535 if unsaid).
+    receive_maximum: int = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,11 +248,13 @@ def _connack(body: memoryview) -> Connack:
     properties = _properties(body, 2) if len(body) > 2 else {}
     keep_alive = properties.get(SERVER_KEEP_ALIVE)
     reason = properties.get(REASON_STRING)
+    receive_maximum = properties.get(RECEIVE_MAXIMUM, 65535)
     return Connack(
         session_present=bool(body[0] & 0x01),
         reason_code=body[1],
         server_keep_alive=keep_alive if isinstance(keep_alive, int) else None,
         reason_string=reason if isinstance(reason, str) else None,
+        receive_maximum=receive_maximum if isinstance(receive_maximum, int) else 65535,
     )
 
 

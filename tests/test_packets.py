@@ -87,10 +87,14 @@ def test_publish_with_properties_gives_topic_payload_and_packet_id() -> None:
 
 
 def test_connack_reports_session_and_refusals() -> None:
-    """CONNACK gives session present, the reason code and a server keep alive if sent."""
+    """CONNACK gives session present, the reason code, a server keep alive and a receive
+    maximum (65,535 unless the broker says otherwise)."""
     assert parse_one(b"\x20\x06\x01\x00\x03\x13\x00\x3c") == packets.Connack(
         session_present=True, reason_code=0, server_keep_alive=60, reason_string=None
     )
+    limited = parse_one(b"\x20\x06\x00\x00\x03\x21\x03\xe8")
+    assert isinstance(limited, packets.Connack)
+    assert limited.receive_maximum == 1000
     refused = parse_one(b"\x20\x03\x00\x87\x00")
     assert isinstance(refused, packets.Connack)
     assert refused.reason_code == 0x87
