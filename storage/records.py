@@ -6,10 +6,12 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
+
+from partitions import Month
 
 DeviceType = Literal["smart_meter", "solar_panel"]
 # Why a message was rejected, in a word: a label for metrics, next to the readable reason.
@@ -159,3 +161,20 @@ class WriteResult:
     created_partitions: Sequence[str] = field(default_factory=tuple)
     rejected: Mapping[RejectKind, int] = field(default_factory=Counter)
     statuses: int = 0
+
+
+def by_month(readings: Sequence[Reading]) -> dict[Month, list[Reading]]:
+    """The readings grouped by the UTC month they fall into, in batch order within each."""
+    # Keyed by plain tuples: building and hashing a Month for every reading cost more
+    # than the rest of the grouping.
+    groups: dict[tuple[int, int], list[Reading]] = {}
+    for reading in readings:
+        at = reading.recorded_at
+        if at.utcoffset():
+            at = at.astimezone(UTC)
+        key = (at.year, at.month)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = []
+        group.append(reading)
+    return {Month(*key): group for key, group in groups.items()}

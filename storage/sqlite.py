@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple, cast
@@ -22,10 +21,10 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import VIEW_NAME, Month, UnionViewPartitions
+from partitions import VIEW_NAME, UnionViewPartitions
 from storage.devices import DeviceSighting, registry_update
 from storage.faults import crash_point
-from storage.records import Reading
+from storage.records import Reading, by_month
 from storage.rollups import (
     ROLLUPS,
     sqlite_insert_sql,
@@ -275,13 +274,10 @@ class SQLiteBackend:
 
 
 def _inserts(readings: Sequence[Reading], now: datetime) -> list[Step]:
-    by_month: dict[Month, list[Reading]] = defaultdict(list)
-    for reading in readings:
-        by_month[Month.of(reading.recorded_at)].append(reading)
     created_at = sqlite_timestamp(now)
     return [
         PartitionInsert(month.table_name, batch_rows(group), created_at)
-        for month, group in by_month.items()
+        for month, group in by_month(readings).items()
     ]
 
 

@@ -24,7 +24,14 @@ from storage.devices import sightings
 from storage.errors import WriteError
 from storage.faults import crash_point
 from storage.migrations import require_current
-from storage.records import Availability, DeadLetter, Reading, WriteBatch, WriteResult
+from storage.records import (
+    Availability,
+    DeadLetter,
+    Reading,
+    WriteBatch,
+    WriteResult,
+    by_month,
+)
 from storage.retry import Backoff
 from storage.tables import dead_letters
 
@@ -217,9 +224,8 @@ class BatchWriter:
             or self._unknown_devices == "reject"
         ):
             return False
-        known = self._backend.partitions.months
-        return all(
-            counter_key(r) is None and Month.of(r.recorded_at) in known for r in batch.readings
+        return all(counter_key(r) is None for r in batch.readings) and (
+            by_month(batch.readings).keys() <= self._backend.partitions.months
         )
 
     async def _write_once(
@@ -247,9 +253,7 @@ class BatchWriter:
                 readings, unknown = _split_registered(readings, registered)
                 rejected.extend(_unregistered(r, now) for r in unknown)
             readings = await _with_counters(conn, readings, now)
-            created = await backend.partitions.ensure(
-                conn, {Month.of(r.recorded_at) for r in readings}
-            )
+            created = await backend.partitions.ensure(conn, by_month(readings).keys())
             await backend.upsert_devices(conn, sightings(readings), now)
             unknown_statuses = await registry.apply_availability(
                 conn,

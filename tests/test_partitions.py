@@ -16,7 +16,8 @@ from partitions import (
     source_for,
     view_ddl,
 )
-from storage import energy_partition
+from storage import Reading, energy_partition
+from storage.records import by_month
 
 
 def test_month_of_an_offset_instant_is_its_utc_month() -> None:
@@ -63,6 +64,25 @@ def test_every_instant_falls_inside_its_partition_bounds(naive: datetime) -> Non
     assert month.start <= moment < month.end
     assert month_of_table(month.table_name) == month
     assert month.next().start == month.end
+
+
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(1970, 1, 2),  # noqa: DTZ001
+            max_value=datetime(9999, 11, 30),  # noqa: DTZ001
+            timezones=st.timezones(),
+        ),
+        max_size=20,
+    )
+)
+def test_readings_group_by_the_month_of_their_utc_time(moments: list[datetime]) -> None:
+    """Batches are split by Month.of each reading's time, keeping batch order in a month."""
+    readings = [Reading("t", f"d{n}", "smart_meter", at, 0.1, 1.0) for n, at in enumerate(moments)]
+    expected: dict[Month, list[Reading]] = {}
+    for reading in readings:
+        expected.setdefault(Month.of(reading.recorded_at), []).append(reading)
+    assert by_month(readings) == expected
 
 
 def test_view_unions_partitions_in_month_order_and_exists_empty() -> None:
