@@ -16,7 +16,7 @@ from tests.databases import (
     postgres_unavailable,
 )
 from tests.helpers import RECEIVE_PATH
-from tests.mosquitto import Mosquitto, mosquitto_binary
+from tests.mosquitto import Mosquitto, require_mosquitto
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,15 +28,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-def _require_mosquitto() -> None:
-    if mosquitto_binary() is None:
-        pytest.skip("mosquitto is not installed: run scripts/test, which installs it")
-
-
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """One Mosquitto for the session, from config/mosquitto.conf, on a free port."""
-    _require_mosquitto()
+    require_mosquitto()
     with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
         yield mosquitto
 
@@ -44,7 +39,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A Mosquitto of this test's own, which the test may stop and restart."""
-    _require_mosquitto()
+    require_mosquitto()
     with Mosquitto(tmp_path / "mosquitto") as mosquitto:
         yield mosquitto
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import pytest
+
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "mosquitto.conf"
 _REPLACED = ("listener", "persistence_location", "log_dest", "pid_file", "user")
 
@@ -31,6 +33,12 @@ def mosquitto_binary() -> str | None:
         return found
     candidate = Path("/usr/sbin/mosquitto")
     return str(candidate) if candidate.exists() else None
+
+
+def require_mosquitto() -> None:
+    """Skip the calling test, saying why, where Mosquitto is not installed."""
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed: run scripts/test, which installs it")
 
 
 def render_config(directory: Path, port: int, extra: Sequence[str] = ()) -> Path:

@@ -2,18 +2,24 @@
 
 Statement numbers are the OASIS MQTT Version 5.0 specification's. Statements on the
 server's side, on QoS 2, on publishing, on UNSUBSCRIBE and on AUTH do not apply to
-meterflow's subscriber and are not listed. One deliberate deviation is pinned at the end.
+meterflow's subscriber and are not listed. One deliberate deviation is pinned as well. The
+Keep Alive statements are tested against a real Mosquitto, in a few seconds of real time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import struct
+from pathlib import Path
 
 import pytest
 
 from ingest import packets
 from ingest.connection import Connection, Delivery, SubscriberProtocol
-from ingest.errors import ProtocolError
+from ingest.errors import BrokerError, ProtocolError
+from tests.mosquitto import Mosquitto, require_mosquitto
 
 
 def connect_fields(packet: bytes) -> dict[str, object]:
@@ -165,3 +171,59 @@ def test_deviation_from_mqtt_1_5_4_1_an_ill_formed_utf8_topic_is_kept_not_fatal(
     publish = packets.parse(0x32, body)
     assert isinstance(publish, packets.Publish)
     assert (publish.topic, publish.packet_id, publish.payload) == ("\ufffd\ufffd", 5, b"payload")
+
+
+# Keep Alive, against a real Mosquitto: these take a few seconds of real time each.
+
+
+@pytest.mark.mqtt
+@pytest.mark.own_subscriber
+async def test_mqtt_3_2_2_21_and_3_1_2_20_server_keep_alive_is_used_and_pings_keep_us_on(
+    tmp_path: Path,
+) -> None:
+    """[MQTT-3.2.2-21] The Server Keep Alive replaces ours; [MQTT-3.1.2-20] with nothing
+    else to send, PINGREQs go out within it.
+
+    Mosquitto's max_keepalive makes it answer our 60 s with 10 s: a PINGRESP arriving
+    after 5 idle seconds answers a PINGREQ sent on the broker's clock, not ours.
+    """
+    require_mosquitto()
+    with Mosquitto(tmp_path / "mosquitto", extra_config=["max_keepalive 10"]) as broker:
+        connection = await Connection.open(
+            "127.0.0.1", broker.port, client_id="keepalive-1", keepalive=60,
+            session_expiry=0, receive_maximum=10,
+        )  # fmt: skip
+        protocol = connection._protocol  # noqa: SLF001
+        try:
+            connected_at = protocol.last_received
+            await asyncio.sleep(6.5)
+            assert protocol.last_received - connected_at > 4.5
+            await connection.subscribe("keepalive/still-here")
+        finally:
+            await connection.close()
+
+
+@pytest.mark.mqtt
+@pytest.mark.own_subscriber
+async def test_mqtt_3_1_2_10_a_broker_that_stops_answering_pings_is_given_up_on(
+    tmp_path: Path,
+) -> None:
+    """3.1.2.10: no PINGRESP within a reasonable time (here twice the Keep Alive) and the
+    client closes the connection: the daemon then reconnects instead of waiting for ever.
+
+    The broker is frozen with SIGSTOP, so its socket stays open but nothing comes back.
+    """
+    require_mosquitto()
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        connection = await Connection.open(
+            "127.0.0.1", broker.port, client_id="keepalive-2", keepalive=1,
+            session_expiry=0, receive_maximum=10,
+        )  # fmt: skip
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(10):
+                with pytest.raises(BrokerError, match="silent"):
+                    await connection.take()
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+            await connection.close()
