@@ -13,10 +13,12 @@ import contextlib
 import json
 import time
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ingest.batcher import Batcher
 from ingest.decoders import Router, build_decoders
@@ -29,7 +31,8 @@ from ingest.settings import Settings
 from ingest.stats import Stats
 from ingest.upkeep import Facts, Upkeep
 from storage import Backoff, BatchWriter, open_engine
-from storage.engine import DAEMON_APPLICATION
+from storage.checkpoints import WRITER_CHECKPOINT_PAGES, Checkpointer
+from storage.engine import DAEMON_APPLICATION, sqlite_file
 from storage.faults import crash_point
 from storage.inuse import used_by_daemon
 from storage.partition_stores import partition_store
@@ -100,9 +103,9 @@ class Daemon:
 
     async def _run(self) -> None:
         settings = self.settings
-        engine = open_engine(
-            settings.storage.url, settings.storage.sqlite, application=DAEMON_APPLICATION
-        )
+        # Checkpoints are the checkpointer's job; the writer's own is a safety net.
+        options = replace(settings.storage.sqlite, wal_autocheckpoint_pages=WRITER_CHECKPOINT_PAGES)
+        engine = open_engine(settings.storage.url, options, application=DAEMON_APPLICATION)
         try:
             async with (
                 BatchWriter(
@@ -111,20 +114,39 @@ class Daemon:
                     unknown_devices=settings.ingest.unknown_devices,
                     backoff=Backoff(settings.storage.retry_initial_s, settings.storage.retry_max_s),
                 ) as writer,
+                self._checkpointer(engine) as checkpointer,
                 self._endpoints(),
                 asyncio.TaskGroup() as tasks,
             ):
                 self._writer = writer
                 store = partition_store(engine, settings.storage.url, settings.storage.sqlite)
                 upkeep = self._upkeep = Upkeep(writer, store, settings)
-                summary = tasks.create_task(self._summarise(), name="meterflow.summary")
-                upkeeping = tasks.create_task(upkeep.run(), name="meterflow.upkeep")
+                background = [
+                    tasks.create_task(self._summarise(), name="meterflow.summary"),
+                    tasks.create_task(upkeep.run(), name="meterflow.upkeep"),
+                ]
+                if checkpointer is not None:
+                    background.append(
+                        tasks.create_task(checkpointer.run(), name="meterflow.checkpoint")
+                    )
                 await self._consume(writer)
-                summary.cancel()
-                upkeeping.cancel()
+                for task in background:
+                    task.cancel()
         finally:
             self._writer = None
             await engine.dispose()
+
+    def _checkpointer(
+        self, engine: AsyncEngine
+    ) -> AbstractAsyncContextManager[Checkpointer | None]:
+        if engine.dialect.name != "sqlite":
+            return contextlib.nullcontext()
+        storage = self.settings.storage
+        return Checkpointer(
+            sqlite_file(storage.url, "checkpoints"),
+            storage.sqlite_checkpoint_interval_s,
+            storage.sqlite_busy_timeout_ms,
+        )
 
     def _endpoints(self) -> AbstractAsyncContextManager[object]:
         metrics = self.settings.metrics

@@ -104,8 +104,9 @@ class StorageSettings(_Section):
     url: str = DEFAULT_DATABASE
     sqlite_synchronous: Synchronous = "NORMAL"
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
-    # 0 turns automatic checkpoints off (an operator then runs them).
-    sqlite_wal_autocheckpoint_pages: Annotated[int, Field(ge=0)] = 10_000
+    # The daemon copies SQLite's write-ahead log into the database this often, beside the
+    # writer (storage/checkpoints.py).
+    sqlite_checkpoint_interval_s: Annotated[float, Field(gt=0)] = 1.0
     retry_initial_s: Annotated[float, Field(gt=0)] = 0.1
     retry_max_s: Annotated[float, Field(gt=0)] = 10.0
     # Partitions for the current month and this many ahead exist from start-up on, and are
@@ -117,11 +118,7 @@ class StorageSettings(_Section):
 
     @property
     def sqlite(self) -> SQLiteOptions:
-        return SQLiteOptions(
-            self.sqlite_synchronous,
-            self.sqlite_busy_timeout_ms,
-            self.sqlite_wal_autocheckpoint_pages,
-        )
+        return SQLiteOptions(self.sqlite_synchronous, self.sqlite_busy_timeout_ms)
 
 
 class BatchSettings(_Section):

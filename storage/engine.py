@@ -30,11 +30,9 @@ class SQLiteOptions:
 
     synchronous: Synchronous = "NORMAL"
     busy_timeout_ms: int = 5000
-    # SQLite's default of 1,000 pages (4 MB) is about what one 5,000-reading batch dirties
-    # in the unique index, which grows by device: nearly every commit copied its pages
-    # back into the database. A longer log lets one checkpoint write a page many batches
-    # changed: the commit's share of the writer's time fell by ~40 % (docs/performance.md).
-    wal_autocheckpoint_pages: int = 10_000
+    # SQLite's own default; the daemon's writer leaves checkpoints to a connection of
+    # their own and sets a far longer log here (storage/checkpoints.py).
+    wal_autocheckpoint_pages: int = 1000
 
 
 def database_url(url: str) -> URL:
