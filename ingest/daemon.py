@@ -20,7 +20,7 @@ from http import HTTPStatus
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ingest.batcher import Batcher
+from ingest.batcher import Batch, Batcher
 from ingest.decoders import Router, build_decoders
 from ingest.errors import BrokerError
 from ingest.health import Health
@@ -30,7 +30,7 @@ from ingest.mqtt import Source, open_source
 from ingest.settings import Settings
 from ingest.stats import Stats
 from ingest.upkeep import Facts, Upkeep
-from storage import Backoff, BatchWriter, open_engine
+from storage import Backoff, BatchWriter, WriteResult, open_engine
 from storage.checkpoints import WRITER_CHECKPOINT_PAGES, Checkpointer
 from storage.engine import DAEMON_APPLICATION, sqlite_file
 from storage.faults import crash_point
@@ -214,7 +214,7 @@ class Daemon:
         batcher = self._batcher = Batcher(batch.max_rows, batch.max_delay_ms / 1000)
         async with asyncio.TaskGroup() as tasks:
             receiver = tasks.create_task(self._receive(source, batcher), name="meterflow.receive")
-            tasks.create_task(self._write(source, writer, batcher), name="meterflow.write")
+            tasks.create_task(self._write(source, writer, batcher, tasks), name="meterflow.write")
             await self._stop.wait()
             # Graceful stop: no more reading; the writer drains, commits and acks the rest.
             receiver.cancel()
@@ -243,23 +243,49 @@ class Daemon:
                     received_at += tick
             self._last_received_at = received_at
 
-    async def _write(self, source: Source, writer: BatchWriter, batcher: Batcher) -> None:
+    async def _write(
+        self, source: Source, writer: BatchWriter, batcher: Batcher, tasks: asyncio.TaskGroup
+    ) -> None:
+        """Commit batches and acknowledge each after its commit, in order.
+
+        The next batch is submitted while the one before commits, so the writer prepares
+        and queues it meanwhile; acknowledgements still follow their own batch's commit,
+        one batch after another. The acknowledging tasks run in the connection's task
+        group, so that a batch that cannot be stored ends the group at once.
+        """
+        previous: asyncio.Task[None] | None = None
         while (batch := await batcher.next_batch()) is not None:
             crash_point("before-commit")
             started = time.perf_counter()
-            result = await writer.write(batch.to_write())
-            self._progress_at = time.monotonic()
-            now = time.time()
-            self.stats.committed(
-                result,
-                len(batch),
-                time.perf_counter() - started,
-                (now - r.recorded_at.timestamp() for r in batch.readings),
+            committing = await writer.submit(batch.to_write())
+            if previous is not None:
+                await previous
+            previous = tasks.create_task(
+                self._acknowledge(source, batch, committing, started), name="meterflow.ack"
             )
-            for name in result.created_partitions:
-                log.info("partition created", partition=name)
-            crash_point("after-commit")
-            source.ack(batch.deliveries)
+        if previous is not None:
+            await previous
+
+    async def _acknowledge(
+        self,
+        source: Source,
+        batch: Batch,
+        committing: asyncio.Future[WriteResult],
+        started: float,
+    ) -> None:
+        result = await committing
+        self._progress_at = time.monotonic()
+        now = time.time()
+        self.stats.committed(
+            result,
+            len(batch),
+            time.perf_counter() - started,
+            (now - r.recorded_at.timestamp() for r in batch.readings),
+        )
+        for name in result.created_partitions:
+            log.info("partition created", partition=name)
+        crash_point("after-commit")
+        source.ack(batch.deliveries)
 
     async def _summarise(self) -> None:
         interval = self.settings.log.summary_interval_s

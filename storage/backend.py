@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
@@ -67,9 +68,12 @@ class Backend(Protocol):
         readings: Sequence[Reading],
         seen: Sequence[DeviceSighting],
         now: datetime,
-    ) -> int:
-        """The common batch as one transaction of its own: readings into existing partitions,
-        duplicates skipped, owners looked up, sighted devices upserted. Return the new count.
+    ) -> asyncio.Future[int]:
+        """Queue the common batch as one transaction of its own: readings into existing
+        partitions, duplicates skipped, owners looked up, sighted devices upserted.
+
+        The future gives the count of new readings once the transaction has committed.
+        Transactions queued one after another commit in that order.
         """
         ...
 

@@ -9,6 +9,7 @@ unpack it keeps every per-row step inside SQLite, which runs without the GIL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -136,7 +137,14 @@ async def _in_thread(
     steps: Sequence[Step],
 ) -> int:
     """Run `work` in aiosqlite's thread, in turn with the connection's other statements."""
-    driver = await _driver(conn)
+    return await _queue(await _driver(conn), work, steps)
+
+
+async def _queue(
+    driver: aiosqlite.Connection,
+    work: Callable[[sqlite3.Connection, Sequence[Step]], int],
+    steps: Sequence[Step],
+) -> int:
     # aiosqlite has no public way to run a function in its thread; `_execute` is the
     # queue every one of its own methods goes through.
     queue = driver._execute  # noqa: SLF001
@@ -266,11 +274,14 @@ class SQLiteBackend:
         readings: Sequence[Reading],
         seen: Sequence[DeviceSighting],
         now: datetime,
-    ) -> int:
+    ) -> asyncio.Future[int]:
         """BEGIN to COMMIT in one trip to aiosqlite's thread: see `_in_thread`."""
         steps: list[Step] = [_upsert_statement(seen, now)] if seen else []
         steps.extend(_inserts(readings, now))
-        return await _in_thread(conn, _commit, steps)
+        driver = await _driver(conn)
+        # A task takes its first step, which puts the work on aiosqlite's queue, in the
+        # order tasks were created: transactions queued one after another run in order.
+        return asyncio.ensure_future(_queue(driver, _commit, steps))
 
 
 def _inserts(readings: Sequence[Reading], now: datetime) -> list[Step]:

@@ -70,8 +70,10 @@ class BatchWriter:
         self._backend = backend_for(engine.dialect.name)
         self._conn: AsyncConnection | None = None
         # The connection serves one transaction at a time: batches and partition upkeep
-        # (called from different tasks) take turns.
+        # (called from different tasks) take turns. Plain batches may be queued behind
+        # one another (`submit`); whoever takes the turn waits for those first.
         self._turn = asyncio.Lock()
+        self._queued: set[asyncio.Future[int]] = set()
         self.last_commit_at: float | None = None
         self.failing_since: float | None = None
         # Set when the partitions this writer knows may be out of date: after a failure,
@@ -88,6 +90,7 @@ class BatchWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._settle()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -116,7 +119,7 @@ class BatchWriter:
         For upkeep (partitions, device status) that must not race the batches: SQLite
         has one writer, and this is it. Transient failures are retried like a batch's.
         """
-        async with self._turn:
+        async with self._exclusive():
             return await self._transaction(work)
 
     async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -135,7 +138,7 @@ class BatchWriter:
     @asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
         """Hold batches back while partitions are maintained from outside the writer."""
-        async with self._turn:
+        async with self._exclusive():
             try:
                 yield
             finally:
@@ -161,7 +164,7 @@ class BatchWriter:
         for _ in range(months_ahead):
             month = month.next()
             wanted.append(month)
-        async with self._turn:
+        async with self._exclusive():
             return await self._create(wanted)
 
     async def _create(self, wanted: list[Month]) -> list[str]:
@@ -172,10 +175,67 @@ class BatchWriter:
         self._backend.partitions.confirm(created)
         return [m.table_name for m in created]
 
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """The connection to oneself, once the plain batches queued on it have committed."""
+        async with self._turn:
+            await self._settle()
+            yield
+
+    async def _settle(self) -> None:
+        if self._queued:
+            # Their outcomes are their submitters' to handle.
+            await asyncio.wait(self._queued)
+
     async def write(self, batch: WriteBatch) -> WriteResult:
         """Store the batch in one transaction; return once it has committed."""
+        return await (await self.submit(batch))
+
+    async def submit(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
+        """Start storing the batch; the future gives its result once it has committed.
+
+        A batch of plain readings (see `_plain`) is queued behind those before it, so that
+        the next can be prepared while it commits; transactions commit in the order they
+        were queued. Any other batch starts once the queued ones have committed, and is
+        stored before this returns.
+        """
         async with self._turn:
-            return await self._write(batch)
+            if self._plain(batch):
+                queued = await self._queue_plain(batch)
+                if queued is not None:
+                    return asyncio.ensure_future(self._plain_result(batch, queued))
+            await self._settle()
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(await self._write(batch))
+            return done
+
+    async def _queue_plain(self, batch: WriteBatch) -> asyncio.Future[int] | None:
+        try:
+            conn = self._conn or await self._connect()
+            queued = await self._backend.store_readings(
+                conn, batch.readings, sightings(batch.readings), datetime.now(UTC)
+            )
+        except DBAPIError as exc:
+            await self._failed_plain(exc)
+            return None
+        self._queued.add(queued)
+        queued.add_done_callback(self._queued.discard)
+        return queued
+
+    async def _plain_result(self, batch: WriteBatch, queued: asyncio.Future[int]) -> WriteResult:
+        try:
+            inserted = await queued
+        except DBAPIError as exc:
+            # Retried, or stored row by row, as any batch would be; after the batches
+            # queued with it, so the connection is its own again.
+            async with self._exclusive():
+                await self._failed_plain(exc)
+                return await self._write(batch)
+        self.last_commit_at = time.monotonic()
+        self.failing_since = None
+        return WriteResult(
+            inserted=inserted, duplicates=len(batch.readings) - inserted, dead_letters=0
+        )
 
     async def _write(self, batch: WriteBatch) -> WriteResult:
         attempt = 0
@@ -202,6 +262,12 @@ class BatchWriter:
             self.last_commit_at = time.monotonic()
             self.failing_since = None
             return result
+
+    async def _failed_plain(self, exc: DBAPIError) -> None:
+        """A plain batch failed: back off if the cause heals by itself. The general path
+        takes the batch over, and isolates the reading a refusal was about."""
+        if _is_transient(exc):
+            await self._recover(exc, 0)
 
     async def _recover(self, exc: DBAPIError, attempt: int) -> None:
         self._stale_partitions = True
@@ -233,9 +299,10 @@ class BatchWriter:
     ) -> WriteResult:
         now = datetime.now(UTC)
         if not isolate and self._plain(batch):
-            inserted = await self._backend.store_readings(
+            queued = await self._backend.store_readings(
                 conn, batch.readings, sightings(batch.readings), now
             )
+            inserted = await queued
             return WriteResult(
                 inserted=inserted, duplicates=len(batch.readings) - inserted, dead_letters=0
             )
