@@ -142,6 +142,41 @@ async def test_readings_carry_their_registered_owner_in_every_kind_of_batch(
     assert sorted(rows) == [("m", "u-7")] * 3 + [("stranger", None)]
 
 
+async def test_batches_submitted_back_to_back_commit_in_order_each_with_its_result(
+    writer: BatchWriter, database: Database
+) -> None:
+    """Queued behind one another, batches commit in submission order: a reading repeated
+    in a later batch is that batch's duplicate."""
+    await writer.write(WriteBatch([reading("a", T0)]))
+    later = [T0 + timedelta(seconds=n) for n in range(1, 4)]
+    futures = [
+        await writer.submit(WriteBatch([reading("a", later[0]), reading("b", later[0])])),
+        await writer.submit(WriteBatch([reading("a", later[0]), reading("a", later[1])])),
+        await writer.submit(WriteBatch([reading("c", later[2])])),
+    ]
+    results = [await future for future in futures]
+    assert [(r.inserted, r.duplicates) for r in results] == [(2, 0), (1, 1), (1, 0)]
+    assert count_readings(database) == 5
+
+
+async def test_a_refused_reading_in_a_queued_batch_is_isolated_and_later_batches_commit(
+    writer: BatchWriter, database: Database
+) -> None:
+    """A batch that fails after being queued is taken over by the general path; the batch
+    queued behind it commits as well."""
+    await writer.write(WriteBatch([reading("a", T0)]))
+    at = T0 + timedelta(seconds=1)
+    refused = await writer.submit(WriteBatch([reading("a", at), reading("b", at, energy=-1.0)]))
+    behind = await writer.submit(WriteBatch([reading("c", at)]))
+    first, second = await refused, await behind
+    assert (first.inserted, first.dead_letters, second.inserted) == (1, 1, 1)
+    assert sorted(d for (d,) in database.query("SELECT device_id FROM energy_data")) == [
+        "a",
+        "a",
+        "c",
+    ]
+
+
 async def test_locked_sqlite_database_is_waited_for_and_nothing_is_dropped(
     tmp_path: Path,
 ) -> None:
