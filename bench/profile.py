@@ -30,6 +30,7 @@ RATE_HZ = 250
 # Stage name, and the frames that put a sample in it (first match wins).
 STAGES = [
     ("start-up (imports)", ["_find_and_load"]),
+    ("SQLite checkpoints (own thread)", ["Checkpointer._checkpoint"]),
     ("SQLite statements (aiosqlite thread)", ["_connection_worker_thread"]),
     ("decode + validate", ["Router.decode"]),
     ("row build + JSON for SQLite", ["batch_rows", "dumps", "reading_values"]),
@@ -66,10 +67,17 @@ def record(readings: int, scratch: Path) -> Path:
     return profile
 
 
+IDLE = "idle"
+
+
 def stages(profile: Path) -> Counter[str]:
     samples: Counter[str] = Counter()
     for line in profile.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if stack.rpartition(";")[2].startswith("_worker "):
+            # An executor thread waiting for work: py-spy does not see that wait as idle.
+            samples[IDLE] += int(count)
+            continue
         name = next(
             (name for name, keys in STAGES if any(key in stack for key in keys)),
             "event loop, other",
@@ -87,6 +95,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="meterflow-bench-profile-") as scratch:
         samples = stages(record(args.readings, Path(scratch)))
     samples.pop("start-up (imports)", None)
+    samples.pop(IDLE, None)
     per_reading = 1e6 / RATE_HZ / args.readings
     total = sum(samples.values()) * per_reading
     print(f"{'stage':42} {'us/reading':>10} {'share':>6}")

@@ -49,36 +49,39 @@ def _unpack(columns: Sequence[str]) -> str:
 _ROWS = msgspec.json.Encoder()
 
 
-def batch_rows(readings: Sequence[Reading]) -> str:
+class Stamps(dict[datetime, str]):
+    """Each distinct time's SQLite text, formatted once per batch: a fleet reporting on the
+    minute shares its times, and every device's last_seen is one of its readings' times."""
+
+    def __missing__(self, moment: datetime) -> str:
+        text = self[moment] = sqlite_timestamp(moment)
+        return text
+
+
+def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> str:
     """The readings as one JSON array of rows in SQLITE_ROW_COLUMNS order.
 
-    The hot half of the writer's work on the event loop: msgspec encodes in C, metadata
-    goes in as a JSON object (`->>` gives SQLite its text), and each distinct time is
-    formatted once per batch, since a fleet reporting on the minute shares them.
+    The hot half of the writer's work on the event loop: msgspec encodes in C, and metadata
+    goes in as a JSON object (`->>` gives SQLite its text).
     """
-    stamps: dict[datetime, str] = {}
-    rows = []
-    for r in readings:
-        at = r.recorded_at
-        stamp = stamps.get(at)
-        if stamp is None:
-            stamp = stamps[at] = sqlite_timestamp(at)
-        rows.append(
-            (
-                r.device_id,
-                r.data_type,
-                r.energy_kwh,
-                r.power_kw,
-                r.voltage,
-                r.current,
-                r.battery_pct,
-                r.irradiance_wm2,
-                r.panel_temp_c,
-                stamp,
-                r.quality,
-                r.metadata,
-            )
+    stamps = Stamps() if stamps is None else stamps
+    rows = [
+        (
+            r.device_id,
+            r.data_type,
+            r.energy_kwh,
+            r.power_kw,
+            r.voltage,
+            r.current,
+            r.battery_pct,
+            r.irradiance_wm2,
+            r.panel_temp_c,
+            stamps[r.recorded_at],
+            r.quality,
+            r.metadata,
         )
+        for r in readings
+    ]
     # Text, not bytes: SQLite reads a BLOB argument of json_each as binary JSONB.
     return _ROWS.encode(rows).decode()
 
@@ -260,13 +263,13 @@ class SQLiteBackend:
         now: datetime,
     ) -> int:
         """Owners are looked up by the insert itself (`sqlite_insert_sql`)."""
-        return await _in_thread(conn, _run, _inserts(readings, now))
+        return await _in_thread(conn, _run, _inserts(readings, now, Stamps()))
 
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
     ) -> None:
         if seen:
-            await _in_thread(conn, _run, [_upsert_statement(seen, now)])
+            await _in_thread(conn, _run, [_upsert_statement(seen, now, Stamps())])
 
     async def store_readings(
         self,
@@ -276,31 +279,32 @@ class SQLiteBackend:
         now: datetime,
     ) -> asyncio.Future[int]:
         """BEGIN to COMMIT in one trip to aiosqlite's thread: see `_in_thread`."""
-        steps: list[Step] = [_upsert_statement(seen, now)] if seen else []
-        steps.extend(_inserts(readings, now))
+        stamps = Stamps()
+        steps: list[Step] = [_upsert_statement(seen, now, stamps)] if seen else []
+        steps.extend(_inserts(readings, now, stamps))
         driver = await _driver(conn)
         # A task takes its first step, which puts the work on aiosqlite's queue, in the
         # order tasks were created: transactions queued one after another run in order.
         return asyncio.ensure_future(_queue(driver, _commit, steps))
 
 
-def _inserts(readings: Sequence[Reading], now: datetime) -> list[Step]:
+def _inserts(readings: Sequence[Reading], now: datetime, stamps: Stamps) -> list[Step]:
     created_at = sqlite_timestamp(now)
     return [
-        PartitionInsert(month.table_name, batch_rows(group), created_at)
+        PartitionInsert(month.table_name, batch_rows(group, stamps), created_at)
         for month, group in by_month(readings).items()
     ]
 
 
-def _upsert_statement(seen: Sequence[DeviceSighting], now: datetime) -> Statement:
+def _upsert_statement(seen: Sequence[DeviceSighting], now: datetime, stamps: Stamps) -> Statement:
     rows = [
         (
             s.device_id,
             s.device_type,
-            sqlite_timestamp(s.last_seen),
+            stamps[s.last_seen],
             s.battery_level,
-            None if s.battery_updated_at is None else sqlite_timestamp(s.battery_updated_at),
+            None if s.battery_updated_at is None else stamps[s.battery_updated_at],
         )
         for s in seen
     ]
-    return Statement(_UPSERT_DEVICES, {"rows": json.dumps(rows), "now": sqlite_timestamp(now)})
+    return Statement(_UPSERT_DEVICES, {"rows": _ROWS.encode(rows).decode(), "now": stamps[now]})
