@@ -24,6 +24,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.ingest import BIN, SUMMARY_INTERVAL_S, stored_by_summary, wait_until
+from bench.pace import DEVICES
 from tests.mosquitto import Mosquitto, free_port
 
 PREFIX = "latency"
@@ -88,7 +89,7 @@ def main() -> None:
                             "--seconds",
                             str(args.seconds),
                             "--offset",
-                            str(1000 * n),
+                            str(DEVICES * n),
                         ],
                         stdout=subprocess.PIPE,
                         text=True,

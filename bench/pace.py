@@ -21,6 +21,7 @@ from ingest.packets import Connack, PacketType, connect, encode_varint, parse, s
 
 # Messages written together before the pacer checks the clock again: 1 ms at 4,000/s.
 BURST = 4
+DEVICES = 5000
 
 
 class RawPublisher:
@@ -92,7 +93,9 @@ def main() -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--seconds", type=float, required=True)
-    parser.add_argument("--devices", type=int, default=300)
+    # The daemon keeps timestamps to the millisecond: a device must not come round again
+    # within one, even when the pacer catches up on a late start with a burst.
+    parser.add_argument("--devices", type=int, default=DEVICES)
     parser.add_argument("--offset", type=int, default=0, help="first device number")
     args = parser.parse_args()
     scheme = TopicScheme(args.prefix)
