@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Literal, Self, TypeVar
 
 import structlog
 from sqlalchemy import insert
@@ -25,12 +25,17 @@ from storage.errors import WriteError
 from storage.faults import crash_point
 from storage.migrations import require_current
 from storage.records import (
-    Availability,
     DeadLetter,
     Reading,
     WriteBatch,
     WriteResult,
     by_month,
+)
+from storage.rejections import (
+    dead_letter_row,
+    split_registered,
+    unregistered_reading,
+    unregistered_status,
 )
 from storage.retry import Backoff
 from storage.tables import dead_letters
@@ -317,8 +322,8 @@ class BatchWriter:
                 conn, sorted({r.device_id for r in readings})
             )
             if self._unknown_devices == "reject":
-                readings, unknown = _split_registered(readings, registered)
-                rejected.extend(_unregistered(r, now) for r in unknown)
+                readings, unknown = split_registered(readings, registered)
+                rejected.extend(unregistered_reading(r, now) for r in unknown)
             readings = await _with_counters(conn, readings, now)
             created = await backend.partitions.ensure(conn, by_month(readings).keys())
             await backend.upsert_devices(conn, sightings(readings), now)
@@ -328,7 +333,7 @@ class BatchWriter:
                 now,
                 register_unknown=self._unknown_devices == "register",
             )
-            rejected.extend(_unregistered_status(a) for a in unknown_statuses)
+            rejected.extend(unregistered_status(a) for a in unknown_statuses)
             refused: list[DeadLetter] = []
             if isolate:
                 inserted, refused = await self._insert_each(conn, readings, registered, now)
@@ -336,7 +341,7 @@ class BatchWriter:
             else:
                 inserted = await backend.insert_readings(conn, readings, registered, now)
             if rejected:
-                await conn.execute(insert(dead_letters), [_dead_letter_row(d) for d in rejected])
+                await conn.execute(insert(dead_letters), [dead_letter_row(d) for d in rejected])
             crash_point("during-commit")
         backend.partitions.confirm(created)
         return WriteResult(
@@ -384,40 +389,3 @@ async def _with_counters(
     counted = apply_counters(readings, states)
     await save_counters(conn, {k: v for k, v in states.items() if before.get(k) != v}, now)
     return counted
-
-
-def _split_registered(
-    readings: Sequence[Reading], registered: dict[str, str | None]
-) -> tuple[list[Reading], list[Reading]]:
-    known = [r for r in readings if r.device_id in registered]
-    unknown = [r for r in readings if r.device_id not in registered]
-    return known, unknown
-
-
-def _unregistered(reading: Reading, now: datetime) -> DeadLetter:
-    reason = (
-        f"device {reading.device_id!r} is not registered and ingest.unknown_devices is 'reject'"
-    )
-    return DeadLetter(
-        reading.topic, reading.to_payload(), reason, received_at=now, kind="unknown_device"
-    )
-
-
-def _unregistered_status(message: Availability) -> DeadLetter:
-    reason = (
-        f"device {message.device_id!r} is not registered and ingest.unknown_devices is 'reject'"
-    )
-    payload = b"online" if message.online else b"offline"
-    return DeadLetter(
-        message.topic, payload, reason, received_at=message.received_at, kind="unknown_device"
-    )
-
-
-def _dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
-    return {
-        "topic": letter.topic,
-        "payload": letter.payload,
-        "payload_size": letter.payload_size,
-        "reason": letter.reason,
-        "received_at": letter.received_at,
-    }
