@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -42,19 +43,44 @@ def lag_buckets(port: int) -> list[tuple[float, float]]:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rate", type=float, default=20_000, help="readings/s in total")
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--publishers", type=int, default=1)
-    parser.add_argument(
-        "--max-delay-ms", type=int, default=None, help="batch.max_delay_ms (default: config's)"
-    )
-    args = parser.parse_args()
-    share = args.rate / args.publishers
-    total = int(share * args.seconds) * args.publishers
+@dataclass(frozen=True)
+class Latency:
+    rate: float
+    publishers: int
+    seconds: float
+    sent: int
+    sent_in: float
+    stored_after: float
+    # (upper bound in seconds, readings committed within it), the daemon's histogram.
+    buckets: list[tuple[float, float]]
+
+    def within(self, bound: float) -> float:
+        """The share of readings committed within `bound` seconds of being sent."""
+        count = self.buckets[-1][1]
+        return next(within for upper, within in self.buckets if upper == bound) / count
+
+    def report(self) -> list[str]:
+        lines = [
+            f"offered {self.rate:,.0f} readings/s from {self.publishers} publishers for "
+            f"{self.seconds:g} s; sent {self.sent:,} in {self.sent_in:.1f} s "
+            f"({self.sent / self.sent_in:,.0f}/s achieved), all stored "
+            f"{self.stored_after:.1f} s after the start"
+        ]
+        lines.extend(
+            f"  publish -> commit <= {1000 * bound:4.0f} ms: {self.within(bound):7.2%}"
+            for bound, _ in self.buckets
+            if bound <= 1
+        )
+        lines.append(f"p99 <= 250 ms: {'yes' if self.within(0.25) >= 0.99 else 'no'}")
+        return lines
+
+
+def measure(
+    rate: float, seconds: float, publishers: int = 1, max_delay_ms: int | None = None
+) -> Latency:
+    """Run a fresh broker and daemon, publish at `rate` for `seconds`, read the lag."""
+    share = rate / publishers
+    total = int(share * seconds) * publishers
     metrics_port = free_port()
     with tempfile.TemporaryDirectory(prefix="meterflow-bench-latency-") as scratch:
         directory = Path(scratch)
@@ -63,8 +89,8 @@ def main() -> None:
             env = {"METERFLOW_MQTT__TOPIC_PREFIX": PREFIX, "METERFLOW_LOG__FORMAT": "json",
                    "METERFLOW_LOG__SUMMARY_INTERVAL_S": str(SUMMARY_INTERVAL_S),
                    "METERFLOW_MQTT__CLIENT_ID": "bench-latency", "PATH": str(BIN)}  # fmt: skip
-            if args.max_delay_ms is not None:
-                env["METERFLOW_BATCH__MAX_DELAY_MS"] = str(args.max_delay_ms)
+            if max_delay_ms is not None:
+                env["METERFLOW_BATCH__MAX_DELAY_MS"] = str(max_delay_ms)
             with log.open("w") as out:
                 daemon = subprocess.Popen(
                     [str(BIN / "meterflow"), "run", "--broker", broker.url,
@@ -74,7 +100,7 @@ def main() -> None:
                 )  # fmt: skip
             try:
                 wait_until(lambda: '"subscribed"' in log.read_text(), 60)
-                publishers = [
+                pacers = [
                     subprocess.Popen(
                         [
                             sys.executable,
@@ -87,35 +113,41 @@ def main() -> None:
                             "--rate",
                             str(share),
                             "--seconds",
-                            str(args.seconds),
+                            str(seconds),
                             "--offset",
                             str(DEVICES * n),
                         ],
                         stdout=subprocess.PIPE,
                         text=True,
                     )
-                    for n in range(args.publishers)
+                    for n in range(publishers)
                 ]
                 started = time.monotonic()
-                reports = [p.communicate(timeout=args.seconds + 300)[0] for p in publishers]
+                reports = [p.communicate(timeout=seconds + 300)[0] for p in pacers]
                 sent_in = max(float(report.split()[-1]) for report in reports)
                 wait_until(lambda: stored_by_summary(log)[1] >= total, 300, poll=0.1)
                 buckets = lag_buckets(metrics_port)
             finally:
                 daemon.terminate()
                 daemon.wait(timeout=60)
-    count = buckets[-1][1]
+    return Latency(rate, publishers, seconds, total, sent_in, time.monotonic() - started, buckets)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=20_000, help="readings/s in total")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--publishers", type=int, default=1)
+    parser.add_argument(
+        "--max-delay-ms", type=int, default=None, help="batch.max_delay_ms (default: config's)"
+    )
+    args = parser.parse_args()
+    result = measure(args.rate, args.seconds, args.publishers, args.max_delay_ms)
     delay = "config's" if args.max_delay_ms is None else f"{args.max_delay_ms} ms"
     print(f"batch.max_delay_ms: {delay}")
-    print(f"offered {args.rate:,.0f} readings/s from {args.publishers} publishers for "
-          f"{args.seconds:g} s; sent {total:,} in {sent_in:.1f} s "
-          f"({total / sent_in:,.0f}/s achieved), all stored "
-          f"{time.monotonic() - started:.1f} s after the start")  # fmt: skip
-    for bound, within in buckets:
-        if bound <= 1:
-            print(f"  publish -> commit <= {1000 * bound:4.0f} ms: {within / count:7.2%}")
-    p99_ok = next(within for bound, within in buckets if bound == 0.25) / count >= 0.99
-    print(f"p99 <= 250 ms: {'yes' if p99_ok else 'no'}")
+    print("\n".join(result.report()))
 
 
 if __name__ == "__main__":
