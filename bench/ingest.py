@@ -34,7 +34,6 @@ from pathlib import Path
 
 import psutil
 
-from bench.latency import measure
 from tests.mosquitto import Mosquitto
 
 PREFIX = "bench"
@@ -254,6 +253,9 @@ def main() -> None:
     fast_enough = "yes" if b.rate(n) >= TARGET_RATE else "no"
     print(f"b    meterflow >= {TARGET_RATE:,.0f} readings/s: {fast_enough}")
     if args.latency_rate:
+        # Imported here: bench.latency builds on this module's helpers.
+        from bench.latency import measure  # noqa: PLC0415
+
         print("(l) meterflow, publish -> commit latency (python -m bench.latency):")
         print("\n".join(f"    {line}" for line in measure(args.latency_rate, 20).report()))
 
