@@ -159,6 +159,18 @@ async def test_batches_submitted_back_to_back_commit_in_order_each_with_its_resu
     assert count_readings(database) == 5
 
 
+async def test_maintenance_waits_for_the_batches_queued_before_it(
+    writer: BatchWriter, database: Database
+) -> None:
+    """Partition maintenance (and upkeep) start only once queued batches have committed."""
+    await writer.write(WriteBatch([reading("a", T0)]))
+    batch = WriteBatch([reading(f"q-{n}", T0 + timedelta(seconds=1)) for n in range(500)])
+    queued = await writer.submit(batch)
+    async with writer.paused():
+        assert count_readings(database) == 501
+    assert (await queued).inserted == 500
+
+
 async def test_a_refused_reading_in_a_queued_batch_is_isolated_and_later_batches_commit(
     writer: BatchWriter, database: Database
 ) -> None:
