@@ -1,10 +1,12 @@
-"""The SQLite backend: a whole batch in one statement per partition, passed as one JSON text.
+"""The SQLite backend: a batch's readings of a month go in as one JSON text, and a plain
+batch's whole transaction is one trip to aiosqlite's thread.
 
 aiosqlite runs statements in its own thread. With `executemany`, the sqlite3 module takes
 the GIL back for every row, and while the event loop thread is busy receiving, each of
-those hand-offs can wait a full switch interval (5 ms): a 5,000-row batch then took
-seconds to commit. Handing SQLite the batch as one JSON array and letting `json_each`
-unpack it keeps every per-row step inside SQLite, which runs without the GIL.
+those hand-offs can wait a full switch interval: a 5,000-row batch then took seconds to
+commit. Handing SQLite the batch as one JSON array and letting `json_each` unpack it keeps
+every per-row step inside SQLite, which runs without the GIL; running a batch's
+statements as one function in that thread (`_in_thread`) keeps the hand-offs to one.
 """
 
 from __future__ import annotations
