@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import sqlite3
 import threading
 from collections import Counter
@@ -187,6 +188,72 @@ async def test_a_refused_reading_in_a_queued_batch_is_isolated_and_later_batches
         "a",
         "c",
     ]
+
+
+async def test_every_value_a_reading_carries_is_read_back_as_it_was_written(
+    writer: BatchWriter, database: Database
+) -> None:
+    """Any mix of present and missing values, in batches that create a month and batches
+    that go the plain way, comes back from energy_data exactly."""
+    rng = random.Random(8)
+
+    def maybe(low: float, high: float) -> float | None:
+        return None if rng.random() < 0.4 else round(rng.uniform(low, high), 3)
+
+    batches = []
+    for number in range(6):
+        start = T0 + timedelta(days=20 * (number // 3), minutes=number)
+        batches.append(
+            [
+                Reading(
+                    "t",
+                    f"d-{n:02d}",
+                    rng.choice(["smart_meter", "solar_panel"]),
+                    start + timedelta(seconds=n),
+                    maybe(0, 5),
+                    maybe(0, 9),
+                    voltage=maybe(200, 250),
+                    current=maybe(0, 40),
+                    battery_pct=maybe(0, 100),
+                    irradiance_wm2=maybe(0, 1000),
+                    panel_temp_c=maybe(-20, 80),
+                    quality=rng.choice(["good", "estimated"]),
+                    metadata=None if rng.random() < 0.5 else {"n": n, "tag": "x"},
+                )
+                for n in range(40)
+            ]
+        )
+    for batch in batches:
+        await writer.write(WriteBatch(batch))
+    rows = database.query(
+        "SELECT device_id, recorded_at, energy_amount, instantaneous_power, voltage, current, "
+        "battery_pct, irradiance_wm2, panel_temp_c, quality, metadata FROM energy_data"
+    )
+    stored = {
+        (device, as_utc(at)): (*values, quality, _json(meta))
+        for device, at, *values, quality, meta in rows
+    }
+    expected = {
+        (r.device_id, r.recorded_at): (
+            r.energy_kwh,
+            r.power_kw,
+            r.voltage,
+            r.current,
+            r.battery_pct,
+            r.irradiance_wm2,
+            r.panel_temp_c,
+            r.quality,
+            r.metadata,
+        )
+        for batch in batches
+        for r in batch
+    }
+    assert stored == expected
+
+
+def _json(value: object) -> object:
+    """A JSON column as read back: text on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 async def test_locked_sqlite_database_is_waited_for_and_nothing_is_dropped(
