@@ -6,6 +6,7 @@ counts twice. Buckets are UTC hours, days and months.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from partitions import BASE_NAME
@@ -60,20 +61,25 @@ def _merge(rollup: Rollup, greatest: str) -> str:
     readings = {table}.readings + excluded.readings"""
 
 
-def sqlite_insert_sql(partition: str) -> str:
+@functools.lru_cache(maxsize=256)
+def sqlite_insert_sql(partition: str, sent: tuple[str, ...] = SQLITE_ROW_COLUMNS) -> str:
     """Insert a JSON batch's readings into `partition`, skipping those already stored.
 
-    Rows go in in key order, so the unique index's pages are visited in order, and within
-    a key in batch order, so the first of two equal keys is the one kept. The JSON rows
-    hold SQLITE_ROW_COLUMNS; the owner is looked up in `iot_devices`.
+    The JSON rows hold the columns `sent`, in SQLITE_ROW_COLUMNS order; the others are NULL
+    (a batch leaves out the columns none of its readings has: each `->>` costs SQLite a
+    look into the row's text). The owner is looked up in `iot_devices`. Rows go in in key
+    order, so the unique index's pages are visited in order, and within a key in batch
+    order, so the first of two equal keys is the one kept.
     """
-    sent = SQLITE_ROW_COLUMNS
-    unpacked = ", ".join(f"value ->> {i}" for i in range(len(sent)))
-    key = ", ".join(f"value ->> {sent.index(name)}" for name in _UNIQUE_KEY)
+    position = {name: i for i, name in enumerate(sent)}
+    values = ", ".join(
+        f"value ->> {position[name]}" if name in position else "NULL" for name in SQLITE_ROW_COLUMNS
+    )
+    key = ", ".join(f"value ->> {position[name]}" for name in _UNIQUE_KEY)
     return f"""
 INSERT INTO "{partition}" ({", ".join(READING_COLUMNS)}, validated, created_at)
-SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = value ->> 0),
-       {unpacked}, 1, :created_at
+SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = value ->> {position["device_id"]}),
+       {values}, 1, :created_at
 FROM json_each(:rows) WHERE true ORDER BY {key}, key
 ON CONFLICT DO NOTHING
 """

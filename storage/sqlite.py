@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from storage.faults import crash_point
 from storage.records import Reading, by_month
 from storage.rollups import (
     ROLLUPS,
+    SQLITE_ROW_COLUMNS,
     sqlite_insert_sql,
     sqlite_rollup_sql,
 )
@@ -60,8 +62,23 @@ class Stamps(dict[datetime, str]):
         return text
 
 
-def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> str:
-    """The readings as one JSON array of rows in SQLITE_ROW_COLUMNS order.
+class BatchRows(NamedTuple):
+    """A batch's readings of one month as one JSON array, and the columns of its rows."""
+
+    columns: tuple[str, ...]
+    json: str
+
+
+# The columns a batch leaves out of its rows when none of its readings has a value there.
+_OPTIONAL = frozenset(SQLITE_ROW_COLUMNS) - {
+    "device_id", "data_type", "recorded_at", "quality"
+}  # fmt: skip
+_OPTIONAL_AT = tuple(i for i, name in enumerate(SQLITE_ROW_COLUMNS) if name in _OPTIONAL)
+
+
+def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> BatchRows:
+    """The readings as one JSON array of rows in SQLITE_ROW_COLUMNS order, less the
+    optional columns none of them fills (a meter has no irradiance, say).
 
     The hot half of the writer's work on the event loop: msgspec encodes in C, and metadata
     goes in as a JSON object (`->>` gives SQLite its text).
@@ -84,8 +101,16 @@ def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> str
         )
         for r in readings
     ]
+    # A column someone fills is usually filled by the first reading: `any` stops there.
+    empty = {i for i in _OPTIONAL_AT if not any(row[i] is not None for row in rows)}
+    columns = SQLITE_ROW_COLUMNS
+    if empty:
+        kept = [i for i in range(len(SQLITE_ROW_COLUMNS)) if i not in empty]
+        pick = operator.itemgetter(*kept)
+        rows = [pick(row) for row in rows]
+        columns = tuple(SQLITE_ROW_COLUMNS[i] for i in kept)
     # Text, not bytes: SQLite reads a BLOB argument of json_each as binary JSONB.
-    return _ROWS.encode(rows).decode()
+    return BatchRows(columns, _ROWS.encode(rows).decode())
 
 
 Parameters = Mapping[str, object] | Sequence[object]
@@ -115,13 +140,14 @@ class PartitionInsert(NamedTuple):
     """The step storing a batch's readings of one month and adding them to the rollups."""
 
     table: str
-    rows: str
+    rows: BatchRows
     created_at: str
 
     def __call__(self, db: sqlite3.Connection) -> int:
         [(mark,)] = _execute(db, f'SELECT coalesce(max(id), 0) FROM "{self.table}"')
-        parameters = {"rows": self.rows, "created_at": self.created_at}
-        inserted: int = _execute(db, sqlite_insert_sql(self.table), parameters).rowcount
+        parameters = {"rows": self.rows.json, "created_at": self.created_at}
+        insert = sqlite_insert_sql(self.table, self.rows.columns)
+        inserted: int = _execute(db, insert, parameters).rowcount
         if inserted:
             for rollup in ROLLUPS:
                 _execute(db, sqlite_rollup_sql(rollup, self.table), {"mark": mark})

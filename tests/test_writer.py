@@ -321,9 +321,26 @@ def test_sqlite_batch_rows_follow_the_reading_columns_but_the_owner() -> None:
         "t", "pv-1", "solar_panel", at, 0.5, 2.0, 230.0, 8.7, 55.0, 800.0, 41.5, "estimated",
         {"seq": 7, "nested": [1, {"x": None}]},
     )  # fmt: skip
-    [row] = json.loads(batch_rows([solar]))
+    columns, text = batch_rows([solar])
+    [row] = json.loads(text)
     expected = list(reading_values(solar, None))[1:]
     expected[SQLITE_ROW_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
     expected[SQLITE_ROW_COLUMNS.index("metadata")] = solar.metadata
-    assert READING_COLUMNS[1:] == SQLITE_ROW_COLUMNS
+    assert READING_COLUMNS[1:] == SQLITE_ROW_COLUMNS == columns
     assert row == expected
+
+
+def test_sqlite_batch_rows_leave_out_the_columns_no_reading_fills() -> None:
+    """Meters without irradiance, panel temperature or metadata send none of the three;
+    a column one reading of the batch fills is sent for all."""
+    at = datetime(2026, 3, 31, tzinfo=UTC)
+    meters = [
+        Reading("t", "m-1", "smart_meter", at, 0.5, 2.0, 230.0),
+        Reading("t", "m-2", "smart_meter", at, 0.5, 2.0, 231.0, battery_pct=80.0),
+    ]
+    columns, text = batch_rows(meters)
+    left_out = {"irradiance_wm2", "panel_temp_c", "metadata", "current"}
+    assert columns == tuple(c for c in SQLITE_ROW_COLUMNS if c not in left_out)
+    rows = json.loads(text)
+    assert [row[columns.index("battery_pct")] for row in rows] == [None, 80.0]
+    assert all(len(row) == len(columns) for row in rows)
