@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import Partitions
+from partitions import Month, Partitions
 from storage.devices import DeviceSighting
 from storage.records import Reading
 
@@ -65,11 +65,12 @@ class Backend(Protocol):
     async def store_readings(
         self,
         conn: AsyncConnection,
-        readings: Sequence[Reading],
+        months: Mapping[Month, Sequence[Reading]],
         seen: Sequence[DeviceSighting],
         now: datetime,
     ) -> asyncio.Future[int]:
-        """Queue the common batch as one transaction of its own: readings into existing
+        """Queue the common batch as one transaction of its own: readings (grouped by the
+        month they fall into, as `storage.records.by_month` groups them) into existing
         partitions, duplicates skipped, owners looked up, sighted devices upserted.
 
         The future gives the count of new readings once the transaction has committed.

@@ -10,13 +10,13 @@ VALUES, in the same run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import BASE_NAME, NativePartitions, default_rows
+from partitions import BASE_NAME, Month, NativePartitions, default_rows
 from storage.devices import DeviceSighting, registry_update
 from storage.faults import crash_point
 from storage.records import READING_COLUMNS, Reading, reading_values
@@ -138,12 +138,14 @@ class PostgresBackend:
     async def store_readings(
         self,
         conn: AsyncConnection,
-        readings: Sequence[Reading],
+        months: Mapping[Month, Sequence[Reading]],
         seen: Sequence[DeviceSighting],
         now: datetime,
     ) -> asyncio.Future[int]:
         """Stored before this returns, statement by statement: each is a round trip to the
         server however it is sent, and one connection runs one transaction at a time."""
+        # One COPY for every month: the parent table routes rows to their partitions.
+        readings = [reading for group in months.values() for reading in group]
         async with conn.begin():
             owners = await self.registered_owners(conn, sorted({r.device_id for r in readings}))
             await self.upsert_devices(conn, seen, now)

@@ -25,7 +25,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import VIEW_NAME, UnionViewPartitions
+from partitions import VIEW_NAME, Month, UnionViewPartitions
 from storage.devices import DeviceSighting, registry_update
 from storage.faults import crash_point
 from storage.records import Reading, by_month
@@ -291,7 +291,7 @@ class SQLiteBackend:
         now: datetime,
     ) -> int:
         """Owners are looked up by the insert itself (`sqlite_insert_sql`)."""
-        return await _in_thread(conn, _run, _inserts(readings, now, Stamps()))
+        return await _in_thread(conn, _run, _inserts(by_month(readings), now, Stamps()))
 
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
@@ -302,25 +302,27 @@ class SQLiteBackend:
     async def store_readings(
         self,
         conn: AsyncConnection,
-        readings: Sequence[Reading],
+        months: Mapping[Month, Sequence[Reading]],
         seen: Sequence[DeviceSighting],
         now: datetime,
     ) -> asyncio.Future[int]:
         """BEGIN to COMMIT in one trip to aiosqlite's thread: see `_in_thread`."""
         stamps = Stamps()
         steps: list[Step] = [_upsert_statement(seen, now, stamps)] if seen else []
-        steps.extend(_inserts(readings, now, stamps))
+        steps.extend(_inserts(months, now, stamps))
         driver = await _driver(conn)
         # A task takes its first step, which puts the work on aiosqlite's queue, in the
         # order tasks were created: transactions queued one after another run in order.
         return asyncio.ensure_future(_queue(driver, _commit, steps))
 
 
-def _inserts(readings: Sequence[Reading], now: datetime, stamps: Stamps) -> list[Step]:
+def _inserts(
+    months: Mapping[Month, Sequence[Reading]], now: datetime, stamps: Stamps
+) -> list[Step]:
     created_at = sqlite_timestamp(now)
     return [
         PartitionInsert(month.table_name, batch_rows(group, stamps), created_at)
-        for month, group in by_month(readings).items()
+        for month, group in months.items()
     ]
 
 

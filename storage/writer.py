@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -205,8 +205,9 @@ class BatchWriter:
         stored before this returns.
         """
         async with self._turn:
-            if self._plain(batch):
-                queued = await self._queue_plain(batch)
+            months = self._plain(batch)
+            if months is not None:
+                queued = await self._queue_plain(batch, months)
                 if queued is not None:
                     return asyncio.ensure_future(self._plain_result(batch, queued))
             await self._settle()
@@ -214,12 +215,12 @@ class BatchWriter:
             done.set_result(await self._write(batch))
             return done
 
-    async def _queue_plain(self, batch: WriteBatch) -> asyncio.Future[int] | None:
+    async def _queue_plain(
+        self, batch: WriteBatch, months: Mapping[Month, Sequence[Reading]]
+    ) -> asyncio.Future[int] | None:
         try:
             conn = self._conn or await self._connect()
-            queued = await self._backend.store_readings(
-                conn, batch.readings, sightings(batch.readings), datetime.now(UTC)
-            )
+            queued = await self._store_plain(conn, batch, months)
         except DBAPIError as exc:
             await self._failed_plain(exc)
             return None
@@ -238,9 +239,13 @@ class BatchWriter:
                 return await self._write(batch)
         self.last_commit_at = time.monotonic()
         self.failing_since = None
-        return WriteResult(
-            inserted=inserted, duplicates=len(batch.readings) - inserted, dead_letters=0
-        )
+        return _plain_outcome(batch, inserted)
+
+    async def _store_plain(
+        self, conn: AsyncConnection, batch: WriteBatch, months: Mapping[Month, Sequence[Reading]]
+    ) -> asyncio.Future[int]:
+        seen = sightings(batch.readings)
+        return await self._backend.store_readings(conn, months, seen, datetime.now(UTC))
 
     async def _write(self, batch: WriteBatch) -> WriteResult:
         attempt = 0
@@ -285,32 +290,28 @@ class BatchWriter:
             self._conn = None
         await asyncio.sleep(delay)
 
-    def _plain(self, batch: WriteBatch) -> bool:
-        """Readings alone, into known partitions, with no counter or registration to consult:
-        the common batch, which the backend stores in its cheapest way."""
+    def _plain(self, batch: WriteBatch) -> dict[Month, list[Reading]] | None:
+        """The batch's readings by month, if it is the common batch the backend stores in
+        its cheapest way: readings alone, into known partitions, with no counter or
+        registration to consult. None for any other."""
         if (
             batch.dead_letters
             or batch.availability
             or self._stale_partitions
             or self._unknown_devices == "reject"
+            or any(counter_key(r) is not None for r in batch.readings)
         ):
-            return False
-        return all(counter_key(r) is None for r in batch.readings) and (
-            by_month(batch.readings).keys() <= self._backend.partitions.months
-        )
+            return None
+        months = by_month(batch.readings)
+        return months if months.keys() <= self._backend.partitions.months else None
 
     async def _write_once(
         self, conn: AsyncConnection, batch: WriteBatch, *, isolate: bool
     ) -> WriteResult:
+        months = None if isolate else self._plain(batch)
+        if months is not None:
+            return _plain_outcome(batch, await (await self._store_plain(conn, batch, months)))
         now = datetime.now(UTC)
-        if not isolate and self._plain(batch):
-            queued = await self._backend.store_readings(
-                conn, batch.readings, sightings(batch.readings), now
-            )
-            inserted = await queued
-            return WriteResult(
-                inserted=inserted, duplicates=len(batch.readings) - inserted, dead_letters=0
-            )
         readings = list(batch.readings)
         rejected = list(batch.dead_letters)
         async with conn.begin():
@@ -376,6 +377,10 @@ class BatchWriter:
                     )
                 )
         return inserted, refused
+
+
+def _plain_outcome(batch: WriteBatch, inserted: int) -> WriteResult:
+    return WriteResult(inserted=inserted, duplicates=len(batch.readings) - inserted, dead_letters=0)
 
 
 async def _with_counters(
