@@ -1,19 +1,24 @@
 """Where the daemon's CPU goes, per stage, while it drains a backlog.
 
-    python -m bench.profile [--readings 100000]
+    python -m bench.profile [--readings 100000] [--backend sqlite|postgres]
 
 Runs `meterflow run` under py-spy (sampling both the event loop thread and aiosqlite's
-SQLite thread), drains a backlog from a fresh Mosquitto, and prints each stage's CPU in
-microseconds per reading. Start-up (imports) is left out.
+SQLite thread), drains a backlog from a fresh Mosquitto into a new SQLite file or
+PostgreSQL database, and prints each stage's CPU in microseconds per reading. Start-up
+(imports) is left out, and so is the PostgreSQL server's own work.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
+
+import psutil
 
 from bench.ingest import (
     BIN,
@@ -24,6 +29,7 @@ from bench.ingest import (
     stored_by_summary,
     wait_until,
 )
+from tests.databases import fresh_postgres
 from tests.mosquitto import Mosquitto
 
 RATE_HZ = 250
@@ -33,9 +39,10 @@ STAGES = [
     ("SQLite checkpoints (own thread)", ["Checkpointer._checkpoint"]),
     ("SQLite statements (aiosqlite thread)", ["_connection_worker_thread"]),
     ("decode + validate", ["Router.decode"]),
-    ("row build + JSON for SQLite", ["batch_rows", "dumps", "reading_values"]),
+    ("row build (JSON for SQLite, tuples for COPY)", ["batch_rows", "dumps", "reading_values"]),
     ("counters, sightings, registry (Python)", ["_with_counters", "sightings", "upsert_devices",
                                                 "registered_owners"]),
+    ("PostgreSQL statements (asyncpg, COPY)", ["PostgresBackend."]),
     ("MQTT receive + parse", ["data_received", "_read_ready"]),
     ("ack (PUBACK writes)", ["SubscriberProtocol.ack", "Connection.ack"]),
     ("batching", ["Batcher."]),
@@ -43,7 +50,7 @@ STAGES = [
 ]  # fmt: skip
 
 
-def record(readings: int, scratch: Path) -> Path:
+def record(readings: int, scratch: Path, database: str) -> Path:
     profile = scratch / "profile.txt"
     with Mosquitto(scratch / "mosquitto") as broker:
         prime_session(broker.port, "bench-meterflow")
@@ -53,7 +60,6 @@ def record(readings: int, scratch: Path) -> Path:
                "METERFLOW_MQTT__CLIENT_ID": "bench-meterflow", "METERFLOW_LOG__FORMAT": "json",
                "METERFLOW_LOG__SUMMARY_INTERVAL_S": str(SUMMARY_INTERVAL_S),
                "PATH": str(BIN)}  # fmt: skip
-        database = f"sqlite:///{scratch / 'meterflow.db'}"
         with log.open("w") as out:
             spy = subprocess.Popen(
                 [str(BIN / "py-spy"), "record", "--rate", str(RATE_HZ), "--format", "raw",
@@ -62,7 +68,8 @@ def record(readings: int, scratch: Path) -> Path:
                 env=env, stdout=out, stderr=out,
             )  # fmt: skip
             wait_until(lambda: stored_by_summary(log)[1] >= readings, 600, poll=0.1)
-            subprocess.run(["pkill", "-INT", "-f", database], check=False)
+            for daemon in psutil.Process(spy.pid).children():
+                daemon.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
     return profile
 
@@ -91,9 +98,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="meterflow-bench-profile-") as scratch:
-        samples = stages(record(args.readings, Path(scratch)))
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mf-profile-")))
+        if args.backend == "postgres":
+            database = stack.enter_context(fresh_postgres()).url
+        else:
+            database = f"sqlite:///{scratch / 'meterflow.db'}"
+        samples = stages(record(args.readings, scratch, database))
     samples.pop("start-up (imports)", None)
     samples.pop(IDLE, None)
     per_reading = 1e6 / RATE_HZ / args.readings
