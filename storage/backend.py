@@ -50,10 +50,10 @@ class Backend(Protocol):
         self,
         conn: AsyncConnection,
         readings: Sequence[Reading],
-        owners: dict[str, str | None],
         now: datetime,
     ) -> int:
-        """Insert readings into existing partitions, skipping duplicates; return the new count."""
+        """Insert readings into existing partitions, skipping duplicates, each with its
+        registered owner; return the new count."""
         ...
 
     async def upsert_devices(

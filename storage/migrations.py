@@ -13,11 +13,18 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from partitions import BASE_NAME
 from storage.analytics import SUMMARY_VIEW, summary_view_ddl
 from storage.backend import Backend
 from storage.errors import SchemaVersionError
-from storage.rollups import DAILY, HOURLY, MONTHLY, backfill_sql
-from storage.tables import energy_daily, energy_hourly, energy_monthly, meter_counters
+from storage.rollups import DAILY, HOURLY, MONTHLY, ROLLUPS, backfill_sql
+from storage.tables import (
+    ROLLUP_FILLFACTOR,
+    energy_daily,
+    energy_hourly,
+    energy_monthly,
+    meter_counters,
+)
 
 Migration = Callable[[AsyncConnection, Backend], Awaitable[None]]
 
@@ -51,10 +58,32 @@ async def _rollups(conn: AsyncConnection, backend: Backend) -> None:
     await conn.exec_driver_sql(summary_view_ddl(conn.dialect.name))
 
 
+async def _lean_postgres_writes(conn: AsyncConnection, backend: Backend) -> None:
+    """Version 4, PostgreSQL only: no foreign key from readings to devices, and rollups
+    that can be updated in place (see `storage.tables`). Databases created at version 4
+    already have this shape; the statements change nothing there."""
+    if conn.dialect.name != "postgresql":
+        return
+    await conn.exec_driver_sql(
+        f"ALTER TABLE {BASE_NAME} DROP CONSTRAINT IF EXISTS fk_{BASE_NAME}_device"
+    )
+    for rollup in ROLLUPS:
+        index = f"ix_{rollup.table}_{rollup.bucket}"
+        await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+        await conn.exec_driver_sql(
+            f"CREATE INDEX {index} ON {rollup.table} ({rollup.bucket}, device_id, data_type)"
+        )
+        # Applies to pages written from now on; existing full pages fill up no further.
+        await conn.exec_driver_sql(
+            f"ALTER TABLE {rollup.table} SET (fillfactor = {ROLLUP_FILLFACTOR})"
+        )
+
+
 MIGRATIONS: dict[int, Migration] = {
     1: _initial,
     2: _counters_and_partial_readings,
     3: _rollups,
+    4: _lean_postgres_writes,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from partitions import BASE_NAME, Month, NativePartitions, default_rows
 from storage.devices import DeviceSighting, registry_update
 from storage.faults import crash_point
-from storage.records import READING_COLUMNS, Reading, reading_values
+from storage.records import READING_COLUMNS, ROW_COLUMNS, Reading, reading_values
 from storage.rollups import ROLLUPS, postgres_rollup_cte
 from storage.tables import energy_parent, metadata
 
@@ -27,22 +27,26 @@ from storage.tables import energy_parent, metadata
 # together on an empty database create the schema once.
 _SCHEMA_LOCK = 0x6D666C77  # "mflw"
 
-_COLUMN_LIST = ", ".join(READING_COLUMNS)
+_ROW_LIST = ", ".join(ROW_COLUMNS)
 _STAGING = "meterflow_staging"
 # Per session; ON COMMIT DELETE ROWS empties it at the end of every transaction.
 _CREATE_STAGING = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS "
-    f"SELECT {_COLUMN_LIST} FROM {BASE_NAME} WITH NO DATA"
+    f"SELECT {_ROW_LIST} FROM {BASE_NAME} WITH NO DATA"
 )
 # Moving rather than copying keeps the staging table empty between the savepoints of a
-# batch that is stored row by row. The rows actually inserted (RETURNING skips conflicts)
-# are added to the rollups in the same statement, which returns how many were new.
+# batch that is stored row by row. Each row's owner is looked up in the registry here,
+# which saves the batch a round trip. The rows actually inserted (RETURNING skips
+# conflicts) are added to the rollups in the same statement, which returns how many were
+# new.
 _ROLLUP_CTES = ",\n".join(postgres_rollup_cte(rollup, "inserted") for rollup in ROLLUPS)
 _MOVE_STAGED = f"""
 WITH staged AS (DELETE FROM {_STAGING} RETURNING *),
 inserted AS (
-    INSERT INTO {BASE_NAME} ({_COLUMN_LIST}, created_at)
-    SELECT {_COLUMN_LIST}, $1 FROM staged ON CONFLICT DO NOTHING
+    INSERT INTO {BASE_NAME} ({", ".join(READING_COLUMNS)}, created_at)
+    SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = staged.device_id),
+           {_ROW_LIST}, $1
+    FROM staged ON CONFLICT DO NOTHING
     RETURNING device_id, data_type, recorded_at, energy_amount, instantaneous_power
 ),
 {_ROLLUP_CTES}
@@ -101,18 +105,18 @@ class PostgresBackend:
         self,
         conn: AsyncConnection,
         readings: Sequence[Reading],
-        owners: dict[str, str | None],
         now: datetime,
     ) -> int:
+        """Owners are looked up by the insert itself (`_MOVE_STAGED`)."""
         if not readings:
             return 0
-        records = [reading_values(r, owners.get(r.device_id)) for r in readings]
+        records = [reading_values(r) for r in readings]
         # Through SQLAlchemy first, so the transaction is open before COPY uses the
         # driver's connection underneath it.
         await conn.exec_driver_sql(_CREATE_STAGING)
         raw = await conn.get_raw_connection()
         driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-        await driver.copy_records_to_table(_STAGING, records=records, columns=READING_COLUMNS)
+        await driver.copy_records_to_table(_STAGING, records=records, columns=ROW_COLUMNS)
         result = await conn.exec_driver_sql(_MOVE_STAGED, (now,))
         return int(result.scalar_one())
 
@@ -147,9 +151,8 @@ class PostgresBackend:
         # One COPY for every month: the parent table routes rows to their partitions.
         readings = [reading for group in months.values() for reading in group]
         async with conn.begin():
-            owners = await self.registered_owners(conn, sorted({r.device_id for r in readings}))
             await self.upsert_devices(conn, seen, now)
-            inserted = await self.insert_readings(conn, readings, owners, now)
+            inserted = await self.insert_readings(conn, readings, now)
             crash_point("during-commit")
         done = asyncio.get_running_loop().create_future()
         done.set_result(inserted)

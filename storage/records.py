@@ -74,10 +74,10 @@ class Reading(msgspec.Struct, frozen=True):
         return json.dumps(document, sort_keys=True, default=str).encode()
 
 
-# What a stored reading row holds besides its id, `validated` and `created_at`, in the order
-# both backends' bulk statements take it.
-READING_COLUMNS = (
-    "user_id",
+# What a reading fills of its stored row, in the order both backends' bulk statements take
+# it. The row's owner (user_id) is looked up in the registry by the insert; id, `validated`
+# and `created_at` are the database's.
+ROW_COLUMNS: tuple[str, ...] = (
     "device_id",
     "data_type",
     "energy_amount",
@@ -91,12 +91,12 @@ READING_COLUMNS = (
     "quality",
     "metadata",
 )
+READING_COLUMNS = ("user_id", *ROW_COLUMNS)
 
 
-def reading_values(reading: Reading, owner: str | None) -> tuple[object, ...]:
-    """A reading's row in READING_COLUMNS order; metadata as JSON text."""
+def reading_values(reading: Reading) -> tuple[object, ...]:
+    """A reading's row in ROW_COLUMNS order; metadata as JSON text."""
     return (
-        owner,
         reading.device_id,
         reading.data_type,
         reading.energy_kwh,

@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from partitions import BASE_NAME
-from storage.records import READING_COLUMNS
+from storage.records import READING_COLUMNS, ROW_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,6 @@ DAILY = Rollup("energy_daily", "day", 10, " 00:00:00.000000")
 MONTHLY = Rollup("energy_monthly", "month", 7, "-01 00:00:00.000000")
 ROLLUPS = (HOURLY, DAILY, MONTHLY)
 
-# The columns of a reading in SQLite's JSON batch rows: all but the owner, which the
-# insert looks up itself.
-SQLITE_ROW_COLUMNS = tuple(name for name in READING_COLUMNS if name != "user_id")
-
 _UNIQUE_KEY = ("device_id", "data_type", "recorded_at")
 _MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
 
@@ -62,10 +58,10 @@ def _merge(rollup: Rollup, greatest: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def sqlite_insert_sql(partition: str, sent: tuple[str, ...] = SQLITE_ROW_COLUMNS) -> str:
+def sqlite_insert_sql(partition: str, sent: tuple[str, ...] = ROW_COLUMNS) -> str:
     """Insert a JSON batch's readings into `partition`, skipping those already stored.
 
-    The JSON rows hold the columns `sent`, in SQLITE_ROW_COLUMNS order; the others are NULL
+    The JSON rows hold the columns `sent`, in ROW_COLUMNS order; the others are NULL
     (a batch leaves out the columns none of its readings has: each `->>` costs SQLite a
     look into the row's text). The owner is looked up in `iot_devices`. Rows go in in key
     order, so the unique index's pages are visited in order, and within a key in batch
@@ -73,7 +69,7 @@ def sqlite_insert_sql(partition: str, sent: tuple[str, ...] = SQLITE_ROW_COLUMNS
     """
     position = {name: i for i, name in enumerate(sent)}
     values = ", ".join(
-        f"value ->> {position[name]}" if name in position else "NULL" for name in SQLITE_ROW_COLUMNS
+        f"value ->> {position[name]}" if name in position else "NULL" for name in ROW_COLUMNS
     )
     key = ", ".join(f"value ->> {position[name]}" for name in _UNIQUE_KEY)
     return f"""

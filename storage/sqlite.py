@@ -28,10 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from partitions import VIEW_NAME, Month, UnionViewPartitions
 from storage.devices import DeviceSighting, registry_update
 from storage.faults import crash_point
-from storage.records import Reading, by_month
+from storage.records import ROW_COLUMNS, Reading, by_month
 from storage.rollups import (
     ROLLUPS,
-    SQLITE_ROW_COLUMNS,
     sqlite_insert_sql,
     sqlite_rollup_sql,
 )
@@ -70,14 +69,14 @@ class BatchRows(NamedTuple):
 
 
 # The columns a batch leaves out of its rows when none of its readings has a value there.
-_OPTIONAL = frozenset(SQLITE_ROW_COLUMNS) - {
+_OPTIONAL = frozenset(ROW_COLUMNS) - {
     "device_id", "data_type", "recorded_at", "quality"
 }  # fmt: skip
-_OPTIONAL_AT = tuple(i for i, name in enumerate(SQLITE_ROW_COLUMNS) if name in _OPTIONAL)
+_OPTIONAL_AT = tuple(i for i, name in enumerate(ROW_COLUMNS) if name in _OPTIONAL)
 
 
 def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> BatchRows:
-    """The readings as one JSON array of rows in SQLITE_ROW_COLUMNS order, less the
+    """The readings as one JSON array of rows in ROW_COLUMNS order, less the
     optional columns none of them fills (a meter has no irradiance, say).
 
     The hot half of the writer's work on the event loop: msgspec encodes in C, and metadata
@@ -103,12 +102,12 @@ def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> Bat
     ]
     # A column someone fills is usually filled by the first reading: `any` stops there.
     empty = {i for i in _OPTIONAL_AT if not any(row[i] is not None for row in rows)}
-    columns = SQLITE_ROW_COLUMNS
+    columns = ROW_COLUMNS
     if empty:
-        kept = [i for i in range(len(SQLITE_ROW_COLUMNS)) if i not in empty]
+        kept = [i for i in range(len(ROW_COLUMNS)) if i not in empty]
         pick = operator.itemgetter(*kept)
         rows = [pick(row) for row in rows]
-        columns = tuple(SQLITE_ROW_COLUMNS[i] for i in kept)
+        columns = tuple(ROW_COLUMNS[i] for i in kept)
     # Text, not bytes: SQLite reads a BLOB argument of json_each as binary JSONB.
     return BatchRows(columns, _ROWS.encode(rows).decode())
 
@@ -287,7 +286,6 @@ class SQLiteBackend:
         self,
         conn: AsyncConnection,
         readings: Sequence[Reading],
-        owners: dict[str, str | None],
         now: datetime,
     ) -> int:
         """Owners are looked up by the insert itself (`sqlite_insert_sql`)."""

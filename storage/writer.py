@@ -337,10 +337,10 @@ class BatchWriter:
             rejected.extend(unregistered_status(a) for a in unknown_statuses)
             refused: list[DeadLetter] = []
             if isolate:
-                inserted, refused = await self._insert_each(conn, readings, registered, now)
+                inserted, refused = await self._insert_each(conn, readings, now)
                 rejected.extend(refused)
             else:
-                inserted = await backend.insert_readings(conn, readings, registered, now)
+                inserted = await backend.insert_readings(conn, readings, now)
             if rejected:
                 await conn.execute(insert(dead_letters), [dead_letter_row(d) for d in rejected])
             crash_point("during-commit")
@@ -358,7 +358,6 @@ class BatchWriter:
         self,
         conn: AsyncConnection,
         readings: Sequence[Reading],
-        registered: dict[str, str | None],
         now: datetime,
     ) -> tuple[int, list[DeadLetter]]:
         inserted = 0
@@ -366,9 +365,7 @@ class BatchWriter:
         for reading in readings:
             try:
                 async with conn.begin_nested():
-                    inserted += await self._backend.insert_readings(
-                        conn, [reading], registered, now
-                    )
+                    inserted += await self._backend.insert_readings(conn, [reading], now)
             except IntegrityError as exc:
                 reason = f"database refused the reading: {exc.orig}"
                 refused.append(

@@ -6,9 +6,13 @@ import asyncio
 import subprocess
 from datetime import UTC, datetime
 
+import pytest
+
 from storage import SCHEMA_VERSION, BatchWriter, Reading, WriteBatch, open_engine
-from tests.databases import Database, partition_tables
+from tests.databases import Database, PostgresDatabase, partition_tables
 from tests.process import METERFLOW
+
+ROLLUP_TABLES = (("energy_hourly", "hour"), ("energy_daily", "day"), ("energy_monthly", "month"))
 
 
 def create_schema(database: Database) -> None:
@@ -139,3 +143,40 @@ def test_upgrading_from_version_1_keeps_every_reading_and_allows_partial_ones(
     asyncio.run(store_partial())
     assert database.query("SELECT count(*), count(energy_amount) FROM energy_data") == [(2, 1)]
     assert database.query("SELECT count(*) FROM meter_counters") == [(0,)]
+
+
+@pytest.mark.postgres
+def test_upgrading_postgres_to_version_4_drops_the_device_key_and_slims_rollup_indexes(
+    postgres: PostgresDatabase,
+) -> None:
+    """v3 -> v4 on PostgreSQL: readings lose their foreign key, rollups their covering
+    index and full pages, so a batch's rollup updates can be made in place."""
+    database = postgres
+    create_schema(database)
+    database.execute(
+        "ALTER TABLE energy_data ADD CONSTRAINT fk_energy_data_device "
+        "FOREIGN KEY (device_id) REFERENCES iot_devices (device_id)"
+    )
+    for table, bucket in ROLLUP_TABLES:
+        database.execute(f"DROP INDEX ix_{table}_{bucket}")
+        database.execute(
+            f"CREATE INDEX ix_{table}_{bucket} ON {table} ({bucket}, device_id, data_type, "
+            "energy_kwh)"
+        )
+        database.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+    database.execute("DELETE FROM meterflow_schema WHERE version = 4")
+    assert "database schema is version 3" in refuses_to_run(database)
+
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "applied schema versions 4" in upgraded.stdout
+    assert database.query("SELECT conname FROM pg_constraint WHERE contype = 'f'") == []
+    for table, bucket in ROLLUP_TABLES:
+        assert database.query(
+            f"SELECT indexdef LIKE '%({bucket}, device_id, data_type)' FROM pg_indexes "
+            f"WHERE indexname = 'ix_{table}_{bucket}'"
+        ) == [(True,)]
+        assert database.query(f"SELECT reloptions FROM pg_class WHERE relname = '{table}'") == [
+            (["fillfactor=70"],)
+        ]
+    create_schema(database)

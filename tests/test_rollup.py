@@ -85,7 +85,7 @@ async def test_upgrading_to_version_3_fills_the_rollup_from_stored_readings(
     database.execute("DROP TABLE energy_hourly")
     database.execute("DROP TABLE energy_daily")
     database.execute("DROP TABLE energy_monthly")
-    database.execute("DELETE FROM meterflow_schema WHERE version = 3")
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 3")
     upgraded = meterflow("db", "upgrade", "--db", database.url)
     assert upgraded.returncode == 0, upgraded.stderr
     assert (

@@ -26,9 +26,8 @@ from storage import (
     open_engine,
     registry,
 )
-from storage.records import READING_COLUMNS, reading_values
+from storage.records import READING_COLUMNS, ROW_COLUMNS, reading_values
 from storage.registry import Registration
-from storage.rollups import SQLITE_ROW_COLUMNS
 from storage.sqlite import batch_rows
 from tests.databases import (
     Database,
@@ -315,7 +314,8 @@ async def test_a_write_cancelled_anywhere_leaves_the_writer_able_to_commit_the_n
 
 
 def test_sqlite_batch_rows_follow_the_reading_columns_but_the_owner() -> None:
-    """The SQLite batch JSON holds each reading's row in READING_COLUMNS order, bar user_id."""
+    """The SQLite batch JSON holds each reading's row as both backends send it: in
+    READING_COLUMNS order, bar user_id, which the insert looks up."""
     at = datetime(2026, 3, 31, 23, 59, 58, 123000, tzinfo=UTC)
     solar = Reading(
         "t", "pv-1", "solar_panel", at, 0.5, 2.0, 230.0, 8.7, 55.0, 800.0, 41.5, "estimated",
@@ -323,10 +323,10 @@ def test_sqlite_batch_rows_follow_the_reading_columns_but_the_owner() -> None:
     )  # fmt: skip
     columns, text = batch_rows([solar])
     [row] = json.loads(text)
-    expected = list(reading_values(solar, None))[1:]
-    expected[SQLITE_ROW_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
-    expected[SQLITE_ROW_COLUMNS.index("metadata")] = solar.metadata
-    assert READING_COLUMNS[1:] == SQLITE_ROW_COLUMNS == columns
+    expected = list(reading_values(solar))
+    expected[ROW_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
+    expected[ROW_COLUMNS.index("metadata")] = solar.metadata
+    assert READING_COLUMNS[1:] == ROW_COLUMNS == columns
     assert row == expected
 
 
@@ -340,7 +340,7 @@ def test_sqlite_batch_rows_leave_out_the_columns_no_reading_fills() -> None:
     ]
     columns, text = batch_rows(meters)
     left_out = {"irradiance_wm2", "panel_temp_c", "metadata", "current"}
-    assert columns == tuple(c for c in SQLITE_ROW_COLUMNS if c not in left_out)
+    assert columns == tuple(c for c in ROW_COLUMNS if c not in left_out)
     rows = json.loads(text)
     assert [row[columns.index("battery_pct")] for row in rows] == [None, 80.0]
     assert all(len(row) == len(columns) for row in rows)
