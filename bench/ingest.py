@@ -50,18 +50,29 @@ class Result:
     stored: int
     peak_rss_mb: float
     cpu_seconds: float
+    broker_cpu_seconds: float = 0.0
 
     def rate(self, readings: int) -> float:
         return readings / self.seconds
 
 
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 class Sampler:
-    """Samples a process's resident memory every 50 ms, and its CPU time at the end."""
+    """Samples a process's resident memory every 50 ms, and its CPU time at the end.
+
+    `exclude_start_up()` marks the moment the process starts its real work: its CPU before
+    that (imports, schema checks) is left out of `stop()`'s figure.
+    """
 
     def __init__(self, pid: int) -> None:
         self._process = psutil.Process(pid)
         self.peak = 0
         self.cpu = 0.0
+        self._start_up = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -75,10 +86,13 @@ class Sampler:
             except psutil.NoSuchProcess:
                 return
 
+    def exclude_start_up(self) -> None:
+        self._start_up = cpu_seconds(self._process.pid)
+
     def stop(self) -> tuple[float, float]:
         self._stop.set()
         self._thread.join()
-        return self.peak / 2**20, self.cpu
+        return self.peak / 2**20, self.cpu - self._start_up
 
 
 def run_checked(command: list[str]) -> str:
@@ -117,6 +131,7 @@ def reference(kind: str, port: int, readings: int, db: Path) -> Result:
     )  # fmt: skip
     sampler = Sampler(consumer.pid)
     ready = float(line_starting(consumer, "ready").split()[1])
+    sampler.exclude_start_up()
     done = float(line_starting(consumer, "done").split()[1])
     consumer.wait(timeout=60)
     peak, cpu = sampler.stop()
@@ -149,6 +164,8 @@ def meterflow(port: int, readings: int, db: Path, log: Path, client: str = "mete
     with log.open("w") as log_file:
         daemon = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file)
     sampler = Sampler(daemon.pid)
+    wait_until(lambda: '"subscribed"' in log.read_text(), 120, poll=0.005)
+    sampler.exclude_start_up()
     # The daemon's own summaries say when it is done: counting rows every few milliseconds
     # would take CPU from the daemon being measured.
     wait_until(lambda: stored_by_summary(log)[1] >= readings, 900, poll=SUMMARY_INTERVAL_S)
@@ -193,6 +210,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.05
         time.sleep(poll)
 
 
+def print_cpu_ceiling(b: Result, w: Result, n: int) -> None:
+    """What this machine's cores allow meterflow, from its own run's CPU per reading.
+
+    The daemon and the broker share the cores; at the CPU both spent per reading in (b),
+    no schedule moves more than `cores / CPU per reading` readings a second.
+    """
+    cores = psutil.cpu_count() or 1
+    per_reading = (b.cpu_seconds + b.broker_cpu_seconds) / n
+    busy = (b.cpu_seconds + b.broker_cpu_seconds) / b.seconds
+    ceiling = cores / per_reading
+    print(
+        f"b    daemon + broker kept {busy:.2f} of {cores} cores busy: at "
+        f"{1e6 * per_reading:.1f} us of CPU per reading the cores allow at most "
+        f"{ceiling:,.0f} readings/s = {ceiling / w.rate(n):.2f} x the wire ceiling"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -230,10 +264,13 @@ def main() -> None:
             with Mosquitto(directory) as broker:
                 prime_session(broker.port, client_id)
                 publish_rate = publish_backlog(broker.port, n, args.devices)
+                broker_before = cpu_seconds(broker.pid)
                 r = results[key] = run(broker.port, directory)
+                r.broker_cpu_seconds = cpu_seconds(broker.pid) - broker_before
             print(
                 f"({key:>2}) {r.name:18} {r.rate(n):9,.0f} readings/s  {r.seconds:6.2f} s  "
-                f"CPU {1e6 * r.cpu_seconds / n:4.0f} us/reading  stored {r.stored:,}  "
+                f"CPU {1e6 * r.cpu_seconds / n:4.1f} us/reading (broker "
+                f"{1e6 * r.broker_cpu_seconds / n:4.1f})  stored {r.stored:,}  "
                 f"peak RSS {r.peak_rss_mb:5.1f} MiB   (backlog published at {publish_rate:,.0f}/s)",
                 flush=True,
             )
@@ -250,6 +287,7 @@ def main() -> None:
     print(f"b/b2 own subscriber / aiomqtt path:  {b.rate(n) / b2.rate(n):5.2f}")
     for r in (b, b2):
         print(f"{r.name} rows lost: {n - r.stored}   peak RSS {r.peak_rss_mb:.1f} MiB")
+    print_cpu_ceiling(b, w, n)
     fast_enough = "yes" if b.rate(n) >= TARGET_RATE else "no"
     print(f"b    meterflow >= {TARGET_RATE:,.0f} readings/s: {fast_enough}")
     if args.latency_rate:
