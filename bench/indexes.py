@@ -2,15 +2,15 @@
 
     python -m bench.indexes [--rows 500000] [--devices 1000]
 
-Inserts the same month of readings, in 5,000-row batches through the daemon's json_each
-statement, into a partition with each candidate index layout, then times the two queries
+Inserts the same month of readings, in 5,000-row batches through the daemon's insert
+statements, into a partition with each candidate index layout, then times the two queries
 analysts run most: one device's day of raw readings, and all devices' totals for one day.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import sqlite3
 import statistics
 import tempfile
@@ -18,8 +18,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.records import READING_COLUMNS
-from storage.sqlite import sqlite_timestamp
+from storage.records import Reading
+from storage.rollups import sqlite_insert_sql
+from storage.sqlite import Row, batch_rows, chunks, sqlite_timestamp
 
 LAYOUTS = {
     "device-first unique key (chosen)": [
@@ -41,30 +42,26 @@ TABLE = (
     " recorded_at TEXT NOT NULL, quality TEXT NOT NULL, validated INTEGER NOT NULL,"
     " metadata TEXT, created_at TEXT NOT NULL)"
 )
-INSERT = (
-    f"INSERT INTO t ({', '.join(READING_COLUMNS)}, validated, created_at) SELECT "
-    + ", ".join(f"value ->> {i}" for i in range(len(READING_COLUMNS)))
-    + ", 1, '2026-03-01 00:00:00.000000' FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
-)
+# The daemon's insert looks each reading's owner up in the registry.
+DEVICES = "CREATE TABLE iot_devices (device_id TEXT PRIMARY KEY, user_id TEXT)"
+CREATED_AT = "2026-03-01 00:00:00.000000"
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def batches(rows: int, devices: int, size: int = 5000) -> list[str]:
+def batches(rows: int, devices: int, size: int = 5000) -> list[list[Row]]:
     step = timedelta(seconds=(31 * 86400) // (rows // devices))
-    out, batch = [], []
-    for n in range(rows):
-        at = START + step * (n // devices)
-        device = f"meter-{n % devices:05d}"
-        batch.append(
-            [None, device, "consumption", 0.01, 0.6, 230.0, 2.6, None, None, None,
-             sqlite_timestamp(at), "good", None]
-        )  # fmt: skip
-        if len(batch) == size:
-            out.append(json.dumps(batch))
-            batch = []
-    if batch:
-        out.append(json.dumps(batch))
-    return out
+    readings = [
+        Reading("bench", f"meter-{n % devices:05d}", "smart_meter",
+                START + step * (n // devices), 0.01, 0.6, 230.0, 2.6)
+        for n in range(rows)
+    ]  # fmt: skip
+    return [batch_rows(readings[first : first + size]) for first in range(0, rows, size)]
+
+
+def insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
+    for chunk in chunks(rows):
+        values = itertools.chain.from_iterable(chunk)
+        conn.execute(sqlite_insert_sql("t", len(chunk)), [CREATED_AT, *values])
 
 
 def timed_median(conn: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> float:
@@ -81,7 +78,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--devices", type=int, default=1_000)
     args = parser.parse_args()
-    payloads = batches(args.rows, args.devices)
+    batched = batches(args.rows, args.devices)
     day = (
         sqlite_timestamp(START + timedelta(days=10)),
         sqlite_timestamp(START + timedelta(days=11)),
@@ -92,12 +89,12 @@ def main() -> None:
             conn = sqlite3.connect(Path(scratch) / f"{number}.db", isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            for ddl in (TABLE, *indexes):
+            for ddl in (TABLE, DEVICES, *indexes):
                 conn.execute(ddl)
             started = time.perf_counter()
-            for payload in payloads:
+            for rows in batched:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.execute(INSERT, (payload,))
+                insert(conn, rows)
                 conn.execute("COMMIT")
             rate = args.rows / (time.perf_counter() - started)
             conn.execute("ANALYZE")

@@ -36,7 +36,6 @@ DAILY = Rollup("energy_daily", "day", 10, " 00:00:00.000000")
 MONTHLY = Rollup("energy_monthly", "month", 7, "-01 00:00:00.000000")
 ROLLUPS = (HOURLY, DAILY, MONTHLY)
 
-_UNIQUE_KEY = ("device_id", "data_type", "recorded_at")
 _MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
 
 
@@ -58,25 +57,21 @@ def _merge(rollup: Rollup, greatest: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def sqlite_insert_sql(partition: str, sent: tuple[str, ...] = ROW_COLUMNS) -> str:
-    """Insert a JSON batch's readings into `partition`, skipping those already stored.
+def sqlite_insert_sql(partition: str, rows: int) -> str:
+    """Insert `rows` readings into `partition`, skipping those already stored.
 
-    The JSON rows hold the columns `sent`, in ROW_COLUMNS order; the others are NULL
-    (a batch leaves out the columns none of its readings has: each `->>` costs SQLite a
-    look into the row's text). The owner is looked up in `iot_devices`. Rows go in in key
-    order, so the unique index's pages are visited in order, and within a key in batch
-    order, so the first of two equal keys is the one kept.
+    The statement takes the batch's creation time, then each row's ROW_COLUMNS as
+    parameters of one multi-row VALUES; the owner is looked up in `iot_devices`. Rows go in
+    in the order given: the writer sorts them by unique key, so the index's pages are
+    visited in order, and the first of two equal keys is the one kept.
     """
-    position = {name: i for i, name in enumerate(sent)}
-    values = ", ".join(
-        f"value ->> {position[name]}" if name in position else "NULL" for name in ROW_COLUMNS
-    )
-    key = ", ".join(f"value ->> {position[name]}" for name in _UNIQUE_KEY)
+    row = f"({', '.join('?' * len(ROW_COLUMNS))})"
+    values = ", ".join(f"column{i + 1}" for i in range(len(ROW_COLUMNS)))
+    device = f"column{ROW_COLUMNS.index('device_id') + 1}"
     return f"""
 INSERT INTO "{partition}" ({", ".join(READING_COLUMNS)}, validated, created_at)
-SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = value ->> {position["device_id"]}),
-       {values}, 1, :created_at
-FROM json_each(:rows) WHERE true ORDER BY {key}, key
+SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = {device}), {values}, 1, ?
+FROM (VALUES {", ".join([row] * rows)}) WHERE true
 ON CONFLICT DO NOTHING
 """
 

@@ -28,7 +28,7 @@ from storage import (
 )
 from storage.records import READING_COLUMNS, ROW_COLUMNS, reading_values
 from storage.registry import Registration
-from storage.sqlite import batch_rows
+from storage.sqlite import CHUNK_ROWS, batch_rows, chunks
 from tests.databases import (
     Database,
     SQLiteDatabase,
@@ -314,33 +314,57 @@ async def test_a_write_cancelled_anywhere_leaves_the_writer_able_to_commit_the_n
 
 
 def test_sqlite_batch_rows_follow_the_reading_columns_but_the_owner() -> None:
-    """The SQLite batch JSON holds each reading's row as both backends send it: in
-    READING_COLUMNS order, bar user_id, which the insert looks up."""
+    """A SQLite batch row is each reading's row as both backends send it: in READING_COLUMNS
+    order, bar user_id, which the insert looks up; time and metadata as SQLite text."""
     at = datetime(2026, 3, 31, 23, 59, 58, 123000, tzinfo=UTC)
     solar = Reading(
         "t", "pv-1", "solar_panel", at, 0.5, 2.0, 230.0, 8.7, 55.0, 800.0, 41.5, "estimated",
         {"seq": 7, "nested": [1, {"x": None}]},
     )  # fmt: skip
-    columns, text = batch_rows([solar])
-    [row] = json.loads(text)
+    [row] = batch_rows([solar])
     expected = list(reading_values(solar))
     expected[ROW_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
-    expected[ROW_COLUMNS.index("metadata")] = solar.metadata
-    assert READING_COLUMNS[1:] == ROW_COLUMNS == columns
-    assert row == expected
+    assert READING_COLUMNS[1:] == ROW_COLUMNS
+    metadata = ROW_COLUMNS.index("metadata")
+    assert json.loads(str(row[metadata])) == solar.metadata
+    assert list(row[:metadata]) == expected[:metadata]
 
 
-def test_sqlite_batch_rows_leave_out_the_columns_no_reading_fills() -> None:
-    """Meters without irradiance, panel temperature or metadata send none of the three;
-    a column one reading of the batch fills is sent for all."""
-    at = datetime(2026, 3, 31, tzinfo=UTC)
-    meters = [
-        Reading("t", "m-1", "smart_meter", at, 0.5, 2.0, 230.0),
-        Reading("t", "m-2", "smart_meter", at, 0.5, 2.0, 231.0, battery_pct=80.0),
-    ]
-    columns, text = batch_rows(meters)
-    left_out = {"irradiance_wm2", "panel_temp_c", "metadata", "current"}
-    assert columns == tuple(c for c in ROW_COLUMNS if c not in left_out)
-    rows = json.loads(text)
-    assert [row[columns.index("battery_pct")] for row in rows] == [None, 80.0]
-    assert all(len(row) == len(columns) for row in rows)
+def test_sqlite_batch_rows_come_in_key_order_keeping_equal_keys_in_batch_order() -> None:
+    """Rows are sorted by (device, data type, time), so the unique index is walked in order;
+    of two equal keys the one received first stays first, and is the one stored."""
+    late, early = T0 + timedelta(seconds=1), T0
+    rows = batch_rows(
+        [reading("b", early, 1.0), reading("a", late, 2.0), reading("a", early, 3.0),
+         reading("a", late, 4.0)]
+    )  # fmt: skip
+    energy = ROW_COLUMNS.index("energy_amount")
+    in_order = [("a", 3.0), ("a", 2.0), ("a", 4.0), ("b", 1.0)]
+    assert [(row[0], row[energy]) for row in rows] == in_order
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 1024, 1025, 2500])
+def test_a_batch_is_cut_into_statements_of_a_few_sizes_only(rows: int) -> None:
+    """Every row goes in once and in order, in chunks of CHUNK_ROWS or a smaller power of
+    two, so SQLite prepares each statement text once and reuses it."""
+    sent = [(n,) for n in range(rows)]
+    pieces = list(chunks(sent))
+    assert [row for piece in pieces for row in piece] == sent
+    sizes = [len(piece) for piece in pieces]
+    assert all(size <= CHUNK_ROWS and size & (size - 1) == 0 for size in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+
+
+async def test_a_batch_larger_than_one_statement_keeps_the_first_of_a_split_duplicate(
+    writer: BatchWriter, database: Database
+) -> None:
+    """A batch of several statements' worth of rows stores each reading once, and the
+    rollups count it once, when two equal keys land in different statements."""
+    times = [T0 + timedelta(seconds=n) for n in range(CHUNK_ROWS + 100)]
+    batch = [reading("a", at, 0.5) for at in times]
+    batch.append(reading("a", times[CHUNK_ROWS - 1], 5.0))
+    result = await writer.write(WriteBatch(batch))
+    assert (result.inserted, result.duplicates) == (len(times), 1)
+    stored = [(len(times), 0.5 * len(times))]
+    assert database.query("SELECT count(*), sum(energy_amount) FROM energy_data") == stored
+    assert database.query("SELECT sum(readings), sum(energy_kwh) FROM energy_daily") == stored
