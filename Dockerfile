@@ -1,6 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY meterflow meterflow
 COPY ingest ingest
 COPY storage storage
 COPY partitions partitions

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from bench.workload import workload
-from ingest import Publisher
+from meterflow.publisher import Publisher
 from tests.mosquitto import Mosquitto
 from tests.process import DaemonProcess
 
@@ -67,7 +67,7 @@ def main() -> None:
         with Mosquitto(root / "mosquitto") as broker:
             db = root / "meterflow.db"
             daemon = DaemonProcess(broker.url, db, "flood", root / "daemon.log",
-                                   METERFLOW_BATCH__MAX_ROWS="5000")  # fmt: skip
+                                   METERFLOW_BATCH__MAX_MESSAGES="5000")  # fmt: skip
             with daemon:
                 process = psutil.Process(daemon.pid)
                 stop = threading.Event()

@@ -16,8 +16,8 @@ import struct
 import time
 from datetime import UTC, datetime
 
-from ingest import TopicScheme
-from ingest.packets import Connack, PacketType, connect, encode_varint, parse, split_packet
+from ingest.decode.topics import TopicScheme
+from ingest.source.packets import Connack, PacketType, connect, encode_varint, parse, split_packet
 
 # Messages written together before the pacer checks the clock again: 1 ms at 4,000/s.
 BURST = 4

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from bench.workload import workload
-from ingest import Publisher
+from meterflow.publisher import Publisher
 
 
 def main() -> None:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import psutil
 
-from ingest import Publisher, TopicScheme
-from ingest.simulate import paced
+from ingest.decode.topics import TopicScheme
+from meterflow.publisher import Publisher
+from meterflow.simulate import paced
 from tests.mosquitto import Mosquitto
 from tests.process import DaemonProcess
 

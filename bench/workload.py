@@ -7,8 +7,8 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from ingest.simulate import fleet, reading
-from ingest.topics import TopicScheme
+from ingest.decode.topics import TopicScheme
+from meterflow.simulate import fleet, reading
 
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 

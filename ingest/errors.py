@@ -2,10 +2,19 @@
 
 IngestError
 ├── ConfigError        settings that cannot be used, with what is wrong
-└── BrokerError        the MQTT connection failed or was lost
+├── BrokerError        the MQTT connection failed or was lost (`url` names the broker)
+│   └── ProtocolError  the broker sent what is not valid MQTT 5 for a QoS 1 subscriber
+└── DecodeError        a message that cannot become a reading; never leaves `ingest.decode`,
+    ├── FieldError     which turns it into a dead letter: a device document's field (`field`)
+    └── PayloadError   a canonical payload that breaks the schema (`error`, pydantic's account)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class IngestError(Exception):
@@ -26,3 +35,24 @@ class BrokerError(IngestError):
 
 class ProtocolError(BrokerError):
     """The broker sent something that is not valid MQTT 5 for a QoS 1 subscriber."""
+
+
+class DecodeError(IngestError, ValueError):
+    """A message that cannot become a reading; the router makes it a dead letter."""
+
+
+class FieldError(DecodeError):
+    """A field of a device's document that is missing or not what its decoder expects."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class PayloadError(DecodeError):
+    """The payload breaks the schema; `error` is pydantic's account of how."""
+
+    def __init__(self, error: ValidationError) -> None:
+        super().__init__(str(error))
+        self.error = error

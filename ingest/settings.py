@@ -1,7 +1,7 @@
-"""Settings: a TOML file, overridden by METERFLOW_* variables, overridden by flags.
+"""The ingest package's settings: the broker, batching, payload limits and decoders.
 
-Nested keys map to variables with a double underscore: `[mqtt] url` is
-`METERFLOW_MQTT__URL`.
+The application (meterflow/settings.py) composes these sections with the storage and
+partition ones into the whole configuration.
 """
 
 from __future__ import annotations
@@ -11,29 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from ingest.errors import ConfigError
-from ingest.units import Measure, factor
-from partitions import MIN_KEEP_MONTHS, RetentionAction
-from storage import DataType, DeviceType, SQLiteOptions, Synchronous, UnknownDevices
-
-DEFAULT_DATABASE = "sqlite:///data/meterflow.db"
-DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = {"smart_meter": 60.0, "solar_panel": 60.0}
+from ingest.decode.units import Measure, factor
+from storage import DataType, DeviceType, UnknownDevices
 
 
 class _Section(BaseModel):
@@ -100,31 +81,25 @@ class MqttSettings(_Section):
         return context
 
 
-class StorageSettings(_Section):
-    url: str = DEFAULT_DATABASE
-    sqlite_synchronous: Synchronous = "NORMAL"
-    sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
-    # The daemon copies SQLite's write-ahead log into the database this often, beside the
-    # writer (storage/checkpoints.py).
-    sqlite_checkpoint_interval_s: Annotated[float, Field(gt=0)] = 1.0
-    retry_initial_s: Annotated[float, Field(gt=0)] = 0.1
-    retry_max_s: Annotated[float, Field(gt=0)] = 10.0
-    # Partitions for the current month and this many ahead exist from start-up on, and are
-    # topped up by the daemon every few hours; other months are created by their first reading.
-    partitions_ahead: Annotated[int, Field(ge=0, le=120)] = 3
-    # Commits failing (and being retried) for longer than this make the daemon unready;
-    # a lock that clears in a moment should not.
-    unready_after_s: Annotated[float, Field(ge=0)] = 10.0
-
-    @property
-    def sqlite(self) -> SQLiteOptions:
-        return SQLiteOptions(self.sqlite_synchronous, self.sqlite_busy_timeout_ms)
-
-
 class BatchSettings(_Section):
-    max_rows: Annotated[int, Field(ge=1, le=60000)] = 5000
-    # p99 publish-to-commit stays within 250 ms at 20,000 readings/s (bench.latency).
+    # Messages per batch (a message may carry several readings, or none).
+    max_messages: Annotated[int, Field(ge=1, le=60000)] = 5000
+    # Short enough for the publish-to-commit latency target (bench.latency,
+    # docs/performance.md), long enough that batches fill at high rates.
     max_delay_ms: Annotated[int, Field(ge=1)] = 50
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_name(cls, data: Any) -> Any:  # noqa: ANN401  (whatever the sources gave)
+        """`max_rows`, the name before, is still read from files and the environment."""
+        if isinstance(data, dict) and "max_rows" in data:
+            if "max_messages" in data:
+                raise ValueError(
+                    "batch.max_rows is the old name of batch.max_messages: set only one of them"
+                )
+            data = {**data, "max_messages": data["max_rows"]}
+            del data["max_rows"]
+        return data
 
 
 class IngestSettings(_Section):
@@ -137,46 +112,6 @@ class IngestSettings(_Section):
     # (a few to 30 % more readings per second, docs/performance.md), else asyncio's own.
     # The aiomqtt receive path always runs on asyncio's (paho misses disconnects on uvloop).
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
-
-
-class LogSettings(_Section):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
-    summary_interval_s: Annotated[float, Field(gt=0)] = 10.0
-
-
-class DevicesSettings(_Section):
-    # How often each device type publishes; a device silent for offline_factor times its
-    # interval is marked inactive, and turns active again with its next reading.
-    expected_interval_s: dict[DeviceType, Annotated[float, Field(gt=0)]] = (
-        DEFAULT_EXPECTED_INTERVAL_S
-    )
-    offline_factor: Annotated[float, Field(ge=1)] = 3.0
-    check_interval_s: Annotated[float, Field(gt=0)] = 60.0
-    low_battery_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
-
-    @field_validator("expected_interval_s", mode="after")
-    @classmethod
-    def _every_type_has_an_interval(
-        cls, intervals: dict[DeviceType, float]
-    ) -> dict[DeviceType, float]:
-        # Setting one type's interval must not leave the others without one.
-        return {**DEFAULT_EXPECTED_INTERVAL_S, **intervals}
-
-
-class MetricsSettings(_Section):
-    # /metrics, /healthz and /readyz over HTTP; off unless a port is given.
-    port: Annotated[int, Field(ge=0, le=65535)] | None = None
-    host: str = "127.0.0.1"
-
-
-class RetentionSettings(_Section):
-    # Months to keep in the live database, counting the current one; unset keeps them all.
-    # The current and the previous month are never touched, so the least is 2.
-    keep_months: Annotated[int, Field(ge=MIN_KEEP_MONTHS)] | None = None
-    action: RetentionAction = "archive"
-    archive_dir: Path = Path("data/archive")
-    interval_s: Annotated[float, Field(gt=0)] = 24 * 3600.0
 
 
 BUILT_IN_DECODERS = ("canonical", "tasmota", "shelly", "zigbee2mqtt")
@@ -249,66 +184,3 @@ class DecodersSettings(_Section):
             if name not in BUILT_IN_DECODERS or name == "canonical":
                 raise ValueError(f"{name!r} is not a built-in device decoder")
         return self
-
-
-class Settings(BaseSettings):
-    """Every setting of the daemon, with its default."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="METERFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
-    mqtt: MqttSettings = MqttSettings()
-    storage: StorageSettings = StorageSettings()
-    batch: BatchSettings = BatchSettings()
-    ingest: IngestSettings = IngestSettings()
-    log: LogSettings = LogSettings()
-    devices: DevicesSettings = DevicesSettings()
-    metrics: MetricsSettings = MetricsSettings()
-    retention: RetentionSettings = RetentionSettings()
-    decoders: DecodersSettings = DecodersSettings()
-
-    @model_validator(mode="after")
-    def _window_exceeds_batch(self) -> Self:
-        if self.mqtt.receive_maximum <= self.batch.max_rows:
-            raise ValueError(
-                f"mqtt.receive_maximum ({self.mqtt.receive_maximum}) must exceed "
-                f"batch.max_rows ({self.batch.max_rows}), or batches can never fill"
-            )
-        return self
-
-
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:  # noqa: ANN401
-    """Settings from `config_file`, the environment and `overrides` (highest first: flags).
-
-    `overrides` takes dotted keys, e.g. `{"mqtt.url": "mqtt://host:1883"}`.
-    """
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {config_file} does not exist")
-
-    class _Loaded(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
-            if config_file is not None:
-                sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
-            return sources
-
-    nested: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        section, _, name = key.partition(".")
-        nested.setdefault(section, {})[name] = value
-    try:
-        loaded = _Loaded(**nested)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid settings:\n{exc}") from exc
-    return loaded

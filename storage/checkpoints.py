@@ -14,16 +14,26 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import structlog
+from sqlalchemy.engine import make_url
+
+from storage.engine import sqlite_file
 
 log = structlog.get_logger("meterflow.storage")
 
 # The writer's own automatic checkpoint, a safety net: four times the log one second of
 # writing at 40,000 readings/s leaves.
 WRITER_CHECKPOINT_PAGES = 40_000
+
+
+def checkpointer_for(url: str, interval_s: float, busy_timeout_ms: int) -> Checkpointer | None:
+    """The checkpointer a daemon writing to `url` runs beside its writer; None on
+    PostgreSQL, which checkpoints by itself."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    return Checkpointer(sqlite_file(url, "checkpoints"), interval_s, busy_timeout_ms)
 
 
 class Checkpointer:
@@ -40,12 +50,7 @@ class Checkpointer:
         self._db = await asyncio.to_thread(self._connect)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None

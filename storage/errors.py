@@ -10,6 +10,15 @@ StorageError
 from __future__ import annotations
 
 
+def database_said(error: BaseException | None) -> str:
+    """What the database or its driver said, on one line, without the driver's class name
+    (SQLAlchemy's asyncpg adapter puts `<class '...'>: ` before the server's message)."""
+    text = str(error)
+    if text.startswith("<class '") and "'>: " in text:
+        text = text.split("'>: ", 1)[1]
+    return " ".join(text.split())
+
+
 class StorageError(Exception):
     """Base class of every error the storage package raises."""
 
@@ -26,7 +35,8 @@ class UnsupportedDatabaseError(StorageError, ValueError):
 
 
 class WriteError(StorageError):
-    """A batch failed for a reason retrying cannot fix."""
+    """A batch (or upkeep's transaction) failed for a reason retrying cannot fix; the
+    daemon stops with it, leaving the batch's messages unacknowledged."""
 
 
 class SchemaVersionError(StorageError):

@@ -2,8 +2,8 @@
 
 A database records its version in `meterflow_schema`. `meterflow run` creates the schema on
 an empty database, and refuses one whose version is older (or newer) than its own, naming
-the command that fixes it; `meterflow db upgrade` applies what is missing, in order, each
-step in its own transaction.
+the command that fixes it; `meterflow db upgrade` applies what is missing, in order, all in
+one transaction: a step that fails leaves the database at the version it had.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A batch is copied into a temporary staging table, then moved into `energy_data` with one
 INSERT ... SELECT ... ON CONFLICT DO NOTHING, so every row is still checked against the
-unique key, which COPY alone cannot do. `python -m bench.pg_insert` measured this at
-79,000 rows/s against 62,000 for unnest over column arrays and 30,000 for multi-row
-VALUES, in the same run.
+unique key, which COPY alone cannot do. It is the fastest of the ways `python -m
+bench.pg_insert` compares (unnest over column arrays, multi-row VALUES); the figures are in
+docs/performance.md.
 """
 
 from __future__ import annotations

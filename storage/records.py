@@ -42,8 +42,8 @@ class Reading(msgspec.Struct, frozen=True):
     (a device that publishes one number per topic); `kind` overrides the data type its
     device type implies (a meter's export counter is production).
 
-    A msgspec Struct rather than a frozen dataclass: one is built per message, and a
-    frozen dataclass of this size costs 3 µs to build against 0.2 µs.
+    A msgspec Struct rather than a frozen dataclass: one is built per message, and it
+    builds many times faster (docs/performance.md).
     """
 
     topic: str
@@ -146,9 +146,6 @@ class WriteBatch:
     readings: Sequence[Reading] = ()
     dead_letters: Sequence[DeadLetter] = ()
     availability: Sequence[Availability] = ()
-
-    def __len__(self) -> int:
-        return len(self.readings) + len(self.dead_letters) + len(self.availability)
 
 
 @dataclass(frozen=True, slots=True)

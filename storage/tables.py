@@ -99,9 +99,9 @@ def _rollup(name: str, bucket: str) -> Table:
     Every batch updates about one row per device in each rollup. PostgreSQL writes an
     update in place (a HOT update) only when no indexed column changes and the page has
     room, so there the bucket index leaves energy_kwh out and pages are kept 30 % free.
-    With the foreign key below gone too, `python -m bench.pg_batch` measures the
-    statement that inserts a batch and adds it to the rollups at about 60 % of its former
-    time. SQLite has no such distinction and keeps the index-only scan.
+    With the foreign key below gone too, that saves the statement which inserts a batch and
+    adds it to the rollups a large part of its time (`python -m bench.pg_batch`,
+    docs/performance.md). SQLite has no such distinction and keeps the index-only scan.
     """
     columns = (bucket, "device_id", "data_type")
     table = Table(
@@ -161,8 +161,8 @@ def _reading_columns(name: str) -> list[SchemaItem]:
         UniqueConstraint("device_id", "data_type", "recorded_at", name=f"uq_{name}_reading"),
         CheckConstraint(f"data_type IN {DATA_TYPES!r}", name=f"ck_{name}_data_type"),
         CheckConstraint("energy_amount >= 0", name=f"ck_{name}_energy"),
-        # PostgreSQL checks a foreign key with a row-locking query per inserted row (about
-        # a fifth of its time per reading, measured), while the writer upserts every device
+        # PostgreSQL checks a foreign key with a row-locking query per inserted row (a large
+        # share of its time per reading, docs/performance.md), while the writer upserts every device
         # of a batch in the batch's own transaction before its readings: the reference
         # holds by construction. SQLite checks with one index probe and keeps it.
         ForeignKeyConstraint(

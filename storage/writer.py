@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Literal, Self, TypeVar
 
 import structlog
@@ -21,7 +20,7 @@ from storage import registry
 from storage.backend import Backend, backend_for
 from storage.counters import apply_counters, counter_key, load_counters, save_counters
 from storage.devices import sightings
-from storage.errors import WriteError
+from storage.errors import WriteError, database_said
 from storage.faults import crash_point
 from storage.migrations import require_current
 from storage.records import (
@@ -89,12 +88,7 @@ class BatchWriter:
         await self._connect()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._settle()
         if self._conn is not None:
             await self._conn.close()
@@ -136,7 +130,7 @@ class BatchWriter:
                     return await work(conn)
             except DBAPIError as exc:
                 if not _is_transient(exc):
-                    raise WriteError(f"upkeep failed: {exc.orig}") from exc
+                    raise WriteError(f"upkeep failed: {database_said(exc.orig)}") from exc
                 await self._recover(exc, attempt)
                 attempt += 1
 
@@ -265,7 +259,9 @@ class BatchWriter:
                         result = await self._write_once(conn, batch, isolate=True)
             except DBAPIError as exc:
                 if not _is_transient(exc):
-                    raise WriteError(f"batch could not be stored: {exc.orig}") from exc
+                    raise WriteError(
+                        f"a batch could not be stored: {database_said(exc.orig)}"
+                    ) from exc
                 await self._recover(exc, attempt)
                 attempt += 1
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner, Result
 
-from ingest.cli import main
+from meterflow.cli import main
 
 
 def meterflow(*args: str) -> Result:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import Publisher
+from meterflow.publisher import Publisher
 from tests.databases import (
     Database,
     PostgresDatabase,

@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ingest import Daemon, Settings
-from ingest.settings import load_settings
+from ingest.decode import Router
+from meterflow.daemon import Daemon
+from meterflow.settings import Settings, load_settings
 
 # scripts/test runs the broker tests a second time with METERFLOW_MQTT__CLIENT=aiomqtt:
 # every daemon the tests start then receives through aiomqtt instead of our own subscriber.
@@ -37,6 +38,11 @@ def make_settings(broker_url: str, database: Path | str, prefix: str, **override
     return load_settings(None, **values)
 
 
+def router_for(settings: Settings) -> Router:
+    """The router a daemon with these settings decodes every message through."""
+    return Router.configured(settings.decoders, settings.ingest, settings.mqtt.topic_prefix)
+
+
 @asynccontextmanager
 async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
     """A daemon running in this event loop, subscribed before the body starts."""
@@ -44,7 +50,7 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
     task = asyncio.create_task(daemon.run(), name="test-daemon")
     try:
         async with asyncio.timeout(10):
-            while not daemon.connected.is_set():
+            while not daemon.connected:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)

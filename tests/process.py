@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 METERFLOW = str(Path(sys.executable).with_name("meterflow"))
@@ -31,7 +30,7 @@ class DaemonProcess:
             "METERFLOW_MQTT__CLIENT_ID": f"meterflow-{prefix}",
             "METERFLOW_MQTT__RECONNECT_INITIAL_S": "0.1",
             "METERFLOW_MQTT__RECONNECT_MAX_S": "1",
-            "METERFLOW_BATCH__MAX_ROWS": "500",
+            "METERFLOW_BATCH__MAX_MESSAGES": "500",
             "METERFLOW_BATCH__MAX_DELAY_MS": "50",
             "METERFLOW_LOG__FORMAT": "json",
             "METERFLOW_LOG__SUMMARY_INTERVAL_S": "1",
@@ -88,11 +87,6 @@ class DaemonProcess:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._process is not None and self._process.poll() is None:
             self.kill()

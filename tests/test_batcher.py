@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from ingest import Batcher, Delivery
+from ingest.batch import Batcher
+from ingest.delivery import Delivery
 from storage import DeadLetter, Reading
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -19,8 +20,8 @@ def item(n: int) -> tuple[list[Reading | DeadLetter], Delivery]:
 
 
 async def test_full_batch_is_handed_out_at_once_in_arrival_order() -> None:
-    """Reaching max_rows makes a batch available without waiting for the delay."""
-    batcher = Batcher(max_rows=4, max_delay_s=3600)
+    """Reaching max_messages makes a batch available without waiting for the delay."""
+    batcher = Batcher(max_messages=4, max_delay_s=3600)
     for n in range(6):
         batcher.add(*item(n))
     async with asyncio.timeout(1):
@@ -32,9 +33,9 @@ async def test_full_batch_is_handed_out_at_once_in_arrival_order() -> None:
 
 
 async def test_partial_batch_waits_for_the_delay_then_flushes() -> None:
-    """A batch below max_rows is handed out once its first message is max_delay old."""
+    """A batch below max_messages is handed out once its first message is max_delay old."""
     clock = [100.0]
-    batcher = Batcher(max_rows=100, max_delay_s=0.05, clock=lambda: clock[0])
+    batcher = Batcher(max_messages=100, max_delay_s=0.05, clock=lambda: clock[0])
     batcher.add(*item(0))
     waiting = asyncio.create_task(batcher.next_batch())
     await asyncio.sleep(0.01)
@@ -43,12 +44,12 @@ async def test_partial_batch_waits_for_the_delay_then_flushes() -> None:
     async with asyncio.timeout(1):
         batch = await waiting
     assert batch is not None
-    assert len(batch) == 1
+    assert batch.messages == 1
 
 
 async def test_close_hands_out_the_rest_then_none() -> None:
     """After close, what is left comes out immediately, then next_batch returns None."""
-    batcher = Batcher(max_rows=100, max_delay_s=3600)
+    batcher = Batcher(max_messages=100, max_delay_s=3600)
     batcher.add(*item(0))
     batcher.close()
     async with asyncio.timeout(1):
@@ -58,7 +59,7 @@ async def test_close_hands_out_the_rest_then_none() -> None:
 
 async def test_waiting_writer_wakes_when_the_first_message_arrives() -> None:
     """An idle writer is woken by the first message and flushes it after the delay."""
-    batcher = Batcher(max_rows=100, max_delay_s=0.02)
+    batcher = Batcher(max_messages=100, max_delay_s=0.02)
     waiting = asyncio.create_task(batcher.next_batch())
     await asyncio.sleep(0.01)
     batcher.add(*item(0))

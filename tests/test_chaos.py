@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import Publisher
+from meterflow.publisher import Publisher
 from storage.faults import CRASH_EXIT_CODE
 from tests.databases import PostgresDatabase, count_readings
 from tests.helpers import RECEIVE_PATH, count_rows, wait_until
@@ -66,7 +66,7 @@ async def test_a_crash_at_each_point_of_the_commit_loses_and_doubles_nothing(
         db_path,
         prefix,
         tmp_path / "daemon.log",
-        METERFLOW_BATCH__MAX_ROWS="100",
+        METERFLOW_BATCH__MAX_MESSAGES="100",
         METERFLOW_TEST_CRASH=f"{point}:3",
     )
     daemon.start()

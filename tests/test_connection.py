@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from ingest import Publisher
-from ingest.connection import Connection, Delivery
+from ingest.delivery import Delivery
+from ingest.source.connection import Connection
+from meterflow.publisher import Publisher
 from tests.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.mqtt

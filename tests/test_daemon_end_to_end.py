@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest import Publisher, TopicScheme
+from ingest.decode.topics import TopicScheme
+from meterflow.publisher import Publisher
 from partitions import Month
 from tests.databases import Database, as_utc, count_readings, partition_tables
 from tests.helpers import make_settings, payload, recent, running_daemon, wait_until

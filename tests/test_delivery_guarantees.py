@@ -18,7 +18,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest import Publisher, TopicScheme
+from ingest.decode.topics import TopicScheme
+from meterflow.publisher import Publisher
 from tests.helpers import (
     count_rows,
     make_settings,
@@ -191,7 +192,7 @@ async def test_a_slow_writer_stops_reading_and_the_broker_keeps_the_backlog(
         prefix,
         **{
             "mqtt.receive_maximum": 300,
-            "batch.max_rows": 100,
+            "batch.max_messages": 100,
             "storage.sqlite_busy_timeout_ms": 20,
             "storage.retry_initial_s": 0.01,
             "storage.retry_max_s": 0.05,

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from ingest.decoders import Decoded, Router, build_decoders
-from ingest.settings import load_settings
+from ingest.decode import Decoded
+from meterflow.settings import load_settings
 from storage import Availability, DeadLetter, Reading
+from tests.helpers import router_for
 
 FORMATS = Path(__file__).parent / "data" / "device-formats"
 RECEIVED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -68,7 +69,7 @@ SETTINGS = load_settings(
         ],
     },
 )  # fmt: skip
-ROUTER = Router(build_decoders(SETTINGS), SETTINGS.ingest)
+ROUTER = router_for(SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ def test_a_verbatim_frame_decodes_to_what_its_notes_imply(
         everything = load_settings(
             None, **{"decoders.enabled": ["canonical", "tasmota", "shelly", "zigbee2mqtt"]}
         )
-        router = Router(build_decoders(everything), everything.ingest)
+        router = router_for(everything)
         subscribed = [f for f in router.subscriptions(None) if _matches(f, entry["topic"])]
         assert subscribed == []
         return

@@ -11,7 +11,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from structlog.testing import capture_logs
 
-from ingest import Publisher, TopicScheme
+from ingest.decode.topics import TopicScheme
+from meterflow.publisher import Publisher
 from tests.databases import Database
 from tests.helpers import make_settings, payload, running_daemon, wait_until
 from tests.mosquitto import Mosquitto

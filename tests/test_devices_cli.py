@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from ingest.cli.output import ago
+from meterflow.cli.output import ago
 from tests.cli import meterflow
 from tests.databases import Database
 

@@ -58,7 +58,7 @@ async def test_full_disk_stops_acks_reports_unready_and_resumes_when_space_retur
         broker.url,
         db_path,
         prefix,
-        **{"batch.max_rows": 100, "storage.retry_max_s": 0.2, "storage.unready_after_s": 0.3},
+        **{"batch.max_messages": 100, "storage.retry_max_s": 0.2, "storage.unready_after_s": 0.3},
     )
     messages = numbered(prefix, 3000)
     async with running_daemon(settings) as daemon:

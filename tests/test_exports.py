@@ -14,7 +14,9 @@ def isort_style(name: str) -> tuple[int, str]:
     return kind, name
 
 
-@pytest.mark.parametrize("name", ["ingest", "storage", "partitions"])
+@pytest.mark.parametrize(
+    "name", ["meterflow", "ingest", "ingest.decode", "ingest.source", "storage", "partitions"]
+)
 def test_all_is_sorted_and_every_name_exists(name: str) -> None:
     """`__all__` is sorted and names only what the package really exports."""
     package: ModuleType = importlib.import_module(name)

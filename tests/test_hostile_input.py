@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import Publisher, TopicScheme
+from ingest.decode.topics import TopicScheme
+from meterflow.publisher import Publisher
 from tests.helpers import make_settings, payload, query, recent, running_daemon, scalar, wait_until
 from tests.mosquitto import Mosquitto
 

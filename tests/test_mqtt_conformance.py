@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest import packets
-from ingest.connection import Connection, Delivery, SubscriberProtocol
+from ingest.delivery import Delivery
 from ingest.errors import BrokerError, ProtocolError
+from ingest.source import packets
+from ingest.source.connection import Connection, SubscriberProtocol
 from tests.mosquitto import Mosquitto, require_mosquitto
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import Publisher, TopicScheme
+from ingest.decode.topics import TopicScheme
+from meterflow.publisher import Publisher
 from tests.cli import meterflow
 from tests.databases import Database
 from tests.helpers import make_settings, payload, recent, running_daemon, wait_until
@@ -94,13 +95,13 @@ async def test_readyz_turns_unhealthy_while_the_broker_is_down_and_healthy_after
         assert port is not None
         assert (await readyz(port))[0] == 200
         own_broker.stop()
-        await wait_until(lambda: not daemon.connected.is_set(), what="the daemon to notice")
+        await wait_until(lambda: not daemon.connected, what="the daemon to notice")
         status, document = await readyz(port)
         assert status == 503
         assert document["problems"] == ["not connected to the broker"]
         assert await get(port, "/healthz") == (200, b"ok\n")
         own_broker.start()
-        await wait_until(daemon.connected.is_set, within=30, what="reconnection")
+        await wait_until(lambda: daemon.connected, within=30, what="reconnection")
         status, document = await readyz(port)
         assert status == 200, document
         assert daemon.stats.reconnects >= 1

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest import packets
 from ingest.errors import ProtocolError
+from ingest.source import packets
 
 
 @given(st.integers(min_value=0, max_value=packets.MAX_REMAINING_LENGTH))

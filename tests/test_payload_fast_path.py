@@ -10,14 +10,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ingest.payload import (
+from ingest.decode.payload import (
     PAYLOAD_MODELS,
-    PayloadError,
     SolarPanelPayload,
     Telemetry,
     _fast_path,
     parse_telemetry,
 )
+from ingest.errors import PayloadError
 
 junk = st.one_of(
     st.none(),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import Publisher, TopicScheme
+from ingest.decode.topics import TopicScheme
+from meterflow.publisher import Publisher
 from partitions import Month, PartitionError, months_back, parse_age, retired
 from storage.database import connect
 from tests.cli import meterflow

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest import Daemon, Publisher, TopicScheme
-from ingest.settings import Settings
+from ingest.decode.topics import TopicScheme
+from meterflow.daemon import Daemon
+from meterflow.publisher import Publisher
+from meterflow.settings import Settings
 from partitions import Month
 from tests.databases import Database, count_readings, partition_tables
 from tests.helpers import make_settings, payload, running_daemon, wait_until

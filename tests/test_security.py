@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from ingest import Daemon, Publisher, TopicScheme
-from ingest.settings import Settings
+from ingest.decode.topics import TopicScheme
+from meterflow.daemon import Daemon
+from meterflow.publisher import Publisher
+from meterflow.settings import Settings
 from tests.helpers import RECEIVE_PATH, make_settings, payload, recent, running_daemon, wait_until
 from tests.mosquitto import Mosquitto, mosquitto_binary
 
@@ -118,7 +120,7 @@ async def refused(settings: Settings) -> list[MutableMapping[str, Any]]:
         daemon.request_stop()
         async with asyncio.timeout(10):
             await task
-    assert not daemon.connected.is_set()
+    assert not daemon.connected
     return logs
 
 

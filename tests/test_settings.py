@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest import ConfigError, load_settings
-from ingest.aiomqtt_source import AiomqttSource
-from ingest.cli import main
-from ingest.cli.run import event_loop
-from ingest.mqtt import MqttSource, open_source
+from ingest.errors import ConfigError
 from ingest.settings import MqttSettings
+from ingest.source import MqttSource, open_source
+from ingest.source.aiomqtt import AiomqttSource
+from meterflow.cli import main
+from meterflow.cli.run import event_loop
+from meterflow.settings import load_settings
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "meterflow.toml"
 
@@ -29,15 +30,28 @@ def test_environment_overrides_file_and_flags_override_environment(
     """A flag beats METERFLOW_* which beats the TOML file; untouched keys keep the file's."""
     config = tmp_path / "meterflow.toml"
     config.write_text(
-        '[mqtt]\nurl = "mqtt://file:1"\nclient_id = "from-file"\n[batch]\nmax_rows = 10\n'
+        '[mqtt]\nurl = "mqtt://file:1"\nclient_id = "from-file"\n[batch]\nmax_messages = 10\n'
     )
     monkeypatch.setenv("METERFLOW_MQTT__URL", "mqtt://env:2")
-    monkeypatch.setenv("METERFLOW_BATCH__MAX_ROWS", "20")
+    monkeypatch.setenv("METERFLOW_BATCH__MAX_MESSAGES", "20")
     settings = load_settings(config, **{"mqtt.url": "mqtt://flag:3"})
     assert settings.mqtt.url == "mqtt://flag:3"
     assert settings.mqtt.client_id == "from-file"
-    assert settings.batch.max_rows == 20
+    assert settings.batch.max_messages == 20
     assert (settings.mqtt.host, settings.mqtt.port) == ("flag", 3)
+
+
+def test_batch_max_rows_is_still_read_as_the_old_name_of_max_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file or environment written for an earlier meterflow keeps its batch size."""
+    config = tmp_path / "meterflow.toml"
+    config.write_text("[batch]\nmax_rows = 10\n")
+    assert load_settings(config).batch.max_messages == 10
+    monkeypatch.setenv("METERFLOW_BATCH__MAX_ROWS", "20")
+    assert load_settings(None).batch.max_messages == 20
+    with pytest.raises(ConfigError, match=r"max_rows is the old name of batch\.max_messages"):
+        load_settings(None, **{"batch.max_messages": 30})
 
 
 def test_window_must_exceed_batch_size() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.health import Health
-from ingest.metrics import DaemonCollector, exposition, metrics_registry
 from ingest.stats import Stats
-from ingest.upkeep import Facts
+from meterflow.health import Health
+from meterflow.metrics import DaemonCollector, exposition, metrics_registry
+from meterflow.upkeep import Facts
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ingest.cli import main
-from ingest.simulate import SimulatedDevice, irradiance_wm2, meter_power_kw, reading
+from meterflow.cli import main
+from meterflow.simulate import SimulatedDevice, irradiance_wm2, meter_power_kw, reading
 from tests.helpers import make_settings, running_daemon, scalar, wait_until
 from tests.mosquitto import Mosquitto
 

@@ -8,8 +8,8 @@ from http import HTTPStatus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.http import HttpServer, Response
 from ingest.stats import Histogram
+from meterflow.http import HttpServer, Response
 
 
 def test_a_value_on_a_bound_counts_in_that_bounds_bucket() -> None:

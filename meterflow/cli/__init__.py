@@ -1,0 +1,51 @@
+"""The `meterflow` command: one module per command or command group, loaded when used.
+
+A command's module is imported only when that command runs, so that `meterflow
+partitions list` loads the partition code and not the daemon, the MQTT stack or paho.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+__all__ = ["main"]
+
+# Command name -> (module under meterflow.cli, attribute), in the order `--help` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "backup": ("backup", "backup"),
+    "config": ("config", "config"),
+    "db": ("db", "db"),
+    "devices": ("devices", "devices"),
+    "export": ("export", "export"),
+    "migrate": ("migrate", "migrate"),
+    "partitions": ("partitions", "partitions"),
+    "plot": ("plot", "plot"),
+    "query": ("query", "query"),
+    "restore": ("backup", "restore"),
+    "run": ("run", "run"),
+    "simulate": ("simulate", "simulate"),
+    "status": ("status", "status"),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands are imported on first use (click's documented lazy loading)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"meterflow.cli.{module}"), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"meterflow.cli.{module}.{attribute} is not a click command")
+        return command
+
+
+@click.group(cls=_LazyGroup)
+def main() -> None:
+    """meterflow: MQTT smart-meter and solar readings into monthly-partitioned tables."""

@@ -1,0 +1,71 @@
+"""What every command shares: the common options, settings loading, running a coroutine,
+and the one seam where errors become what the operator reads.
+
+Exit codes (README, "Exit codes"):
+
+- 0: done; for `meterflow run`, stopped by SIGTERM or SIGINT;
+- 1: the command could not do its job (settings, a refused operation, a database that
+  cannot be opened): one line on stderr says what and, where there is one, the fix;
+- 2: the command line itself is wrong (click's usage errors);
+- 3: `meterflow run` stopped because the database refused a batch in a way no retry
+  can mend; the batch's messages stay unacknowledged, and the broker keeps them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ingest.errors import ConfigError, IngestError
+from meterflow.settings import Settings, load_settings
+from partitions import PartitionError
+from storage import StorageError, WriteError
+
+config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="METERFLOW_CONFIG",
+    help="TOML settings file (see config/meterflow.toml).",
+)
+broker_option = click.option("--broker", help="Broker URL, e.g. mqtt://127.0.0.1:1883.")
+db_option = click.option("--db", help="Database URL, e.g. sqlite:///data/meterflow.db.")
+
+
+def settings_for(config_file: Path | None, **overrides: Any) -> Settings:  # noqa: ANN401
+    try:
+        return load_settings(config_file, **overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+T = TypeVar("T")
+
+EXIT_DATABASE_FAILED = 3
+
+
+class DatabaseFailed(click.ClickException):
+    """The daemon's database refused a batch for good: one line, exit code 3."""
+
+    exit_code = EXIT_DATABASE_FAILED
+
+
+def complete(
+    coroutine: Coroutine[Any, Any, T],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a command's coroutine to its end; meterflow's own errors become one line."""
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coroutine)
+    except WriteError as exc:
+        raise DatabaseFailed(
+            f"stopped: {exc}. Nothing is lost: the broker keeps the unacknowledged "
+            "messages until meterflow runs again."
+        ) from exc
+    except (StorageError, PartitionError, IngestError) as exc:
+        raise click.ClickException(str(exc)) from exc

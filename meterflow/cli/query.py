@@ -1,0 +1,145 @@
+"""`meterflow query`: read-only questions to the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from meterflow.cli.common import complete, config_option, db_option, settings_for
+from meterflow.cli.output import Cell, OutputFormat, format_option, render
+from storage import StorageError
+from storage.analytics import Balance, DeviceDay, balance, device_days
+from storage.database import connect
+from storage.readonly import Rows, archives_in, query_postgres, query_sqlite
+
+
+@click.group()
+def query() -> None:
+    """Ask the database questions (read-only)."""
+
+
+@query.command("sql")
+@config_option
+@db_option
+@click.argument("statement")
+@click.option(
+    "--include-archive",
+    is_flag=True,
+    help="SQLite: energy_data also covers the months archived under --archive-dir.",
+)
+@click.option(
+    "--archive-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where archived months are (default: retention.archive_dir).",
+)
+@format_option
+def query_sql(
+    config_file: Path | None,
+    db: str | None,
+    statement: str,
+    include_archive: bool,  # noqa: FBT001
+    archive_dir: Path | None,
+    output_format: OutputFormat,
+) -> None:
+    """Run one read-only SQL statement; writes, ATTACH and DETACH are refused."""
+    settings = settings_for(config_file, **{"storage.url": db})
+    url = settings.storage.url
+    rows: Rows
+    if url.startswith("postgres"):
+        if include_archive:
+            raise click.ClickException(
+                "PostgreSQL archives are CSV files: restore the month with "
+                "`meterflow partitions restore FILE`, or read the file with DuckDB or pandas"
+            )
+        rows = complete(query_postgres(url, statement))
+    else:
+        archives = archives_in(archive_dir or settings.retention.archive_dir)
+        try:
+            rows = query_sqlite(url, statement, archives if include_archive else [])
+        except StorageError as exc:
+            raise click.ClickException(str(exc)) from exc
+    columns, records = rows
+    click.echo(render(columns, records, output_format))
+
+
+@query.command("devices-daily")
+@config_option
+@db_option
+@click.option("--device", "device_id", required=True, help="The device's id.")
+@click.option(
+    "--from",
+    "start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="First UTC day (default: 7 days ago).",
+)
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]),
+              help="Last UTC day, included (default: today).")  # fmt: skip
+@format_option
+def query_devices_daily(
+    config_file: Path | None,
+    db: str | None,
+    device_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    output_format: OutputFormat,
+) -> None:
+    """One device's days: total energy, average and peak power, readings."""
+    settings = settings_for(config_file, **{"storage.url": db})
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = end.replace(tzinfo=UTC) if end else today
+    first = start.replace(tzinfo=UTC) if start else last - timedelta(days=6)
+
+    async def ask() -> list[DeviceDay]:
+        async with (
+            connect(settings.storage.url, settings.storage.sqlite) as database,
+            database.conn.begin(),
+        ):
+            return await device_days(database.conn, device_id, first, last + timedelta(days=1))
+
+    days = complete(ask())
+    headers = ("day", "energy_kwh", "average_power_kw", "peak_power_kw", "readings")
+    rows: list[list[Cell]] = [
+        [d.day.isoformat(), _round(d.energy_kwh), _round(d.average_power_kw),
+         _round(d.peak_power_kw), d.readings]
+        for d in days
+    ]  # fmt: skip
+    click.echo(render(headers, rows, output_format))
+
+
+@query.command("balance")
+@config_option
+@db_option
+@click.option("--user", "user_id", required=True, help="The owner (iot_devices.user_id).")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1))
+@format_option
+def query_balance(
+    config_file: Path | None,
+    db: str | None,
+    user_id: str,
+    days: int,
+    output_format: OutputFormat,
+) -> None:
+    """A user's consumption, production and net (consumption - production) over N days."""
+    settings = settings_for(config_file, **{"storage.url": db})
+    since = datetime.now(UTC) - timedelta(days=days)
+
+    async def ask() -> Balance:
+        async with (
+            connect(settings.storage.url, settings.storage.sqlite) as database,
+            database.conn.begin(),
+        ):
+            return await balance(database.conn, user_id, since)
+
+    result = complete(ask())
+    headers = ("user_id", "days", "devices", "consumption_kwh", "production_kwh", "net_kwh")
+    row: list[Cell] = [
+        user_id, days, result.devices, _round(result.consumption_kwh),
+        _round(result.production_kwh), _round(result.net_kwh),
+    ]  # fmt: skip
+    click.echo(render(headers, [row], output_format))
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

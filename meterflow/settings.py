@@ -1,0 +1,126 @@
+"""Settings: a TOML file, overridden by METERFLOW_* variables, overridden by flags.
+
+Nested keys map to variables with a double underscore: `[mqtt] url` is
+`METERFLOW_MQTT__URL`. Each package owns the sections of its own part (ingest/settings.py,
+storage/settings.py, partitions/settings.py); this module adds the application's own
+(logging, device status checks, the metrics endpoint) and composes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ingest.errors import ConfigError
+from ingest.settings import BatchSettings, DecodersSettings, IngestSettings, MqttSettings
+from partitions.settings import RetentionSettings
+from storage import DeviceType
+from storage.settings import StorageSettings
+
+DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = {"smart_meter": 60.0, "solar_panel": 60.0}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    summary_interval_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class DevicesSettings(_Section):
+    # How often each device type publishes; a device silent for offline_factor times its
+    # interval is marked inactive, and turns active again with its next reading.
+    expected_interval_s: dict[DeviceType, Annotated[float, Field(gt=0)]] = (
+        DEFAULT_EXPECTED_INTERVAL_S
+    )
+    offline_factor: Annotated[float, Field(ge=1)] = 3.0
+    check_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    low_battery_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
+
+    @field_validator("expected_interval_s", mode="after")
+    @classmethod
+    def _every_type_has_an_interval(
+        cls, intervals: dict[DeviceType, float]
+    ) -> dict[DeviceType, float]:
+        # Setting one type's interval must not leave the others without one.
+        return {**DEFAULT_EXPECTED_INTERVAL_S, **intervals}
+
+
+class MetricsSettings(_Section):
+    # /metrics, /healthz and /readyz over HTTP; off unless a port is given.
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    host: str = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Every setting of the daemon, with its default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="METERFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    batch: BatchSettings = BatchSettings()
+    ingest: IngestSettings = IngestSettings()
+    log: LogSettings = LogSettings()
+    devices: DevicesSettings = DevicesSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
+    decoders: DecodersSettings = DecodersSettings()
+
+    @model_validator(mode="after")
+    def _window_exceeds_batch(self) -> Self:
+        if self.mqtt.receive_maximum <= self.batch.max_messages:
+            raise ValueError(
+                f"mqtt.receive_maximum ({self.mqtt.receive_maximum}) must exceed "
+                f"batch.max_messages ({self.batch.max_messages}), or batches can never fill"
+            )
+        return self
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:  # noqa: ANN401
+    """Settings from `config_file`, the environment and `overrides` (highest first: flags).
+
+    `overrides` takes dotted keys, e.g. `{"mqtt.url": "mqtt://host:1883"}`.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+            if config_file is not None:
+                sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+            return sources
+
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.partition(".")
+        nested.setdefault(section, {})[name] = value
+    try:
+        loaded = _Loaded(**nested)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings:\n{exc}") from exc
+    return loaded

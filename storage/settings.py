@@ -1,0 +1,42 @@
+"""The storage package's settings: the database, SQLite's knobs, retries of failed commits."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage.checkpoints import WRITER_CHECKPOINT_PAGES
+from storage.engine import SQLiteOptions, Synchronous
+
+DEFAULT_DATABASE = "sqlite:///data/meterflow.db"
+
+
+class StorageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = DEFAULT_DATABASE
+    sqlite_synchronous: Synchronous = "NORMAL"
+    sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
+    # The daemon copies SQLite's write-ahead log into the database this often, beside the
+    # writer (storage/checkpoints.py).
+    sqlite_checkpoint_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    retry_initial_s: Annotated[float, Field(gt=0)] = 0.1
+    retry_max_s: Annotated[float, Field(gt=0)] = 10.0
+    # Partitions for the current month and this many ahead exist from start-up on, and are
+    # topped up by the daemon every few hours; other months are created by their first reading.
+    partitions_ahead: Annotated[int, Field(ge=0, le=120)] = 3
+    # Commits failing (and being retried) for longer than this make the daemon unready;
+    # a lock that clears in a moment should not.
+    unready_after_s: Annotated[float, Field(ge=0)] = 10.0
+
+    @property
+    def sqlite(self) -> SQLiteOptions:
+        return SQLiteOptions(self.sqlite_synchronous, self.sqlite_busy_timeout_ms)
+
+    @property
+    def writer_sqlite(self) -> SQLiteOptions:
+        """The daemon writer's options: checkpoints are the checkpointer's job
+        (storage/checkpoints.py), and the writer's own only a safety net."""
+        return replace(self.sqlite, wal_autocheckpoint_pages=WRITER_CHECKPOINT_PAGES)
