@@ -48,7 +48,7 @@ def create(path: Path, months: list[Month]) -> None:
         url = f"sqlite:///{path}"
         engine = open_engine(url)
         async with BatchWriter(engine, url=url) as writer:
-            await writer.transaction(lambda conn: writer.partitions.ensure(conn, months))
+            await writer.ensure_partitions(months)
         await engine.dispose()
 
     asyncio.run(go())

@@ -1,7 +1,9 @@
-"""The daemon's periodic upkeep: partitions ahead, device status, the facts metrics show.
+"""The daemon's periodic upkeep: partitions ahead, device status, retention, the facts
+metrics show.
 
-Each job runs on the writer's connection between batches (see `BatchWriter.transaction`),
-on its own schedule, and a failing round is logged and tried again at the next one: upkeep
+Each job is a task on the writer's queue (storage/tasks.py), between two batches, or,
+for retention, holds the writer while a month moves (`BatchWriter.paused`). Each runs on
+its own schedule, and a failing round is logged and tried again at the next one: upkeep
 must never take the ingest path down with it.
 """
 
@@ -49,8 +51,6 @@ class _Check:
     statuses_of_previous: dict[str, str]
     counts: dict[str, int]
     low_battery: int
-    stray_rows: int
-    partitions: int
 
 
 class Upkeep:
@@ -82,7 +82,8 @@ class Upkeep:
         if retention.keep_months is None:
             return
         current = Month.of(datetime.now(UTC))
-        for month in retired(self._writer.partitions.months, current, retention.keep_months):
+        months = await self._writer.reload_partitions()
+        for month in retired(months, current, retention.keep_months):
             # Batches wait while a month moves; between months they go on.
             async with self._writer.paused():
                 done = await apply_retention(
@@ -121,19 +122,17 @@ class Upkeep:
             silent = await registry.mark_offline(conn, cutoffs, now)
             inactive = set(await registry.ids_with_status(conn, "inactive"))
             back = sorted((previous or set()) - inactive)
-            partitions = self._writer.partitions
-            await partitions.load(conn)
             return _Check(
                 silent=silent,
                 inactive=inactive,
                 statuses_of_previous=await registry.statuses(conn, back),
                 counts=await registry.status_counts(conn),
                 low_battery=await registry.low_battery_count(conn, devices.low_battery_pct),
-                stray_rows=await self._writer.backend.stray_rows(conn),
-                partitions=len(partitions.months),
             )
 
         result = await self._writer.transaction(check)
+        stray_rows = await self._writer.stray_rows()
+        months = await self._writer.reload_partitions()
         self._inactive = result.inactive
         went = set(result.silent)
         if previous is not None:
@@ -147,8 +146,8 @@ class Upkeep:
         facts.came_back += len(came_back)
         facts.devices = result.counts
         facts.low_battery = result.low_battery
-        facts.stray_rows = result.stray_rows
-        facts.partitions = result.partitions
+        facts.stray_rows = stray_rows
+        facts.partitions = len(months)
         facts.checked = True
 
 

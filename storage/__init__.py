@@ -18,12 +18,13 @@ from storage.records import (
     DeviceType,
     Reading,
     RejectKind,
+    UnknownDevices,
     WriteBatch,
     WriteResult,
 )
 from storage.retry import Backoff
 from storage.tables import dead_letters, energy_parent, energy_partition, iot_devices, metadata
-from storage.writer import BatchWriter, UnknownDevices
+from storage.writer import BatchWriter
 
 __all__ = [
     "DATA_TYPE_OF",

@@ -25,6 +25,8 @@ RejectKind = Literal[
     "refused",
 ]
 DataType = Literal["consumption", "production"]
+# What the writer does with a reading or status of a device the registry lacks.
+UnknownDevices = Literal["register", "reject"]
 
 DATA_TYPE_OF: dict[DeviceType, DataType] = {
     "smart_meter": "consumption",

@@ -1,46 +1,60 @@
-"""The single writer: one connection, one transaction per batch, retried until it commits."""
+"""The single writer: one loop, one connection, one queue of typed tasks.
+
+Everything that uses the writer's database connection is a task on its queue
+(storage/tasks.py): a batch, an upkeep transaction, partitions to create or read afresh,
+a hold while partitions are maintained from outside, a stop. One loop takes them one at a
+time, so the connection serves one thing at a time by construction, and nothing else
+reaches into it.
+
+One exception keeps the pipeline fast. The common batch of plain readings (`_plain`) is
+queued whole to the backend (on SQLite, in aiosqlite's thread), and the loop goes on to
+prepare the next batch while it commits. Transactions queued that way commit in order.
+Any other task starts only once they have committed (`_settle`).
+
+A failing task never ends the loop. Transient database errors (a locked or full
+database, a lost server) are retried with backoff for as long as it takes. A batch the
+database refuses outright is stored row by row, so that the one bad reading becomes a
+dead letter and the rest are kept. An error no retry mends is set on the task's future,
+for its submitter to handle.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar, cast
 
 import structlog
-from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from partitions import Month, Partitions
-from storage import registry
+from partitions import Month
 from storage.backend import Backend, backend_for
-from storage.counters import apply_counters, counter_key, load_counters, save_counters
+from storage.batch_transaction import plain_outcome, store_batch
+from storage.counters import counter_key
 from storage.devices import sightings
 from storage.errors import WriteError, database_said
-from storage.faults import crash_point
 from storage.migrations import require_current
-from storage.records import (
-    DeadLetter,
-    Reading,
-    WriteBatch,
-    WriteResult,
-    by_month,
-)
-from storage.rejections import (
-    dead_letter_row,
-    split_registered,
-    unregistered_reading,
-    unregistered_status,
-)
+from storage.records import Reading, UnknownDevices, WriteBatch, WriteResult, by_month
 from storage.retry import Backoff
-from storage.tables import dead_letters
+from storage.tasks import (
+    EnsurePartitions,
+    Hold,
+    ReloadPartitions,
+    Settle,
+    Stop,
+    StoreBatch,
+    Task,
+    Transact,
+)
 
-UnknownDevices = Literal["register", "reject"]
 T = TypeVar("T")
+P = ParamSpec("P")
 
 log = structlog.get_logger("meterflow.storage")
 
@@ -51,12 +65,20 @@ def _is_transient(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) or exc.connection_invalidated
 
 
-class BatchWriter:
-    """Owns the database connection and stores `WriteBatch`es in order.
+@dataclass(slots=True)
+class _Queued:
+    """A plain batch whose transaction is queued to the backend and not yet settled."""
 
-    `write` returns only once the batch has committed: transient failures are retried with
-    backoff for as long as it takes, and a batch the database refuses outright is stored
-    row by row so that the one bad reading becomes a dead letter and the rest are kept.
+    task: StoreBatch
+    committing: asyncio.Future[int]
+
+
+class BatchWriter:
+    """Owns the database connection; stores `WriteBatch`es in order, and runs upkeep's
+    transactions between them.
+
+    What it shows of itself, for health checks: `last_commit_at` and `failing_since`
+    (`time.monotonic`), and `months`, the partitions it knows.
     """
 
     def __init__(
@@ -71,13 +93,11 @@ class BatchWriter:
         self._url = url
         self._unknown_devices = unknown_devices
         self._backoff = backoff or Backoff()
-        self._backend = backend_for(engine.dialect.name)
+        self._backend: Backend = backend_for(engine.dialect.name)
         self._conn: AsyncConnection | None = None
-        # The connection serves one transaction at a time: batches and partition upkeep
-        # (called from different tasks) take turns. Plain batches may be queued behind
-        # one another (`submit`); whoever takes the turn waits for those first.
-        self._turn = asyncio.Lock()
-        self._queued: set[asyncio.Future[int]] = set()
+        self._tasks: asyncio.Queue[Task] = asyncio.Queue()
+        self._queued: deque[_Queued] = deque()
+        self._loop: asyncio.Task[None] | None = None
         self.last_commit_at: float | None = None
         self.failing_since: float | None = None
         # Set when the partitions this writer knows may be out of date: after a failure,
@@ -86,75 +106,55 @@ class BatchWriter:
 
     async def __aenter__(self) -> Self:
         await self._connect()
+        self._loop = asyncio.create_task(self._run(), name="meterflow.writer")
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self._settle()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            if exc_type is None:
+                # A clean exit: what was submitted before commits first.
+                self._tasks.put_nowait(Stop())
+            else:
+                loop.cancel()
+            try:
+                await loop
+            except asyncio.CancelledError:
+                if exc_type is None:
+                    raise
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
 
     @property
-    def partitions(self) -> Partitions:
-        return self._backend.partitions
+    def months(self) -> frozenset[Month]:
+        """The months the writer knows partitions for."""
+        return self._backend.partitions.months
 
-    @property
-    def backend(self) -> Backend:
-        return self._backend
+    # What the writer offers: each call puts a task on the queue.
 
-    async def _connect(self) -> AsyncConnection:
-        conn = await self._engine.connect()
-        try:
-            await require_current(conn, self._backend, self._url)
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
-        return conn
+    async def submit(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
+        """Queue the batch; the future gives its result once it has committed.
+
+        Batches commit in the order they were submitted.
+        """
+        done: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        self._put(StoreBatch(batch, done))
+        return done
+
+    async def write(self, batch: WriteBatch) -> WriteResult:
+        """Store the batch in one transaction; return once it has committed."""
+        return await (await self.submit(batch))
 
     async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run `work` in a transaction on the writer's connection, between two batches.
 
-        For upkeep (partitions, device status) that must not race the batches: SQLite
-        has one writer, and this is it. Transient failures are retried like a batch's.
+        For upkeep (device status) that must not race the batches: SQLite has one
+        writer, and this is it. Transient failures are retried like a batch's.
         """
-        async with self._exclusive():
-            return await self._transaction(work)
-
-    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        attempt = 0
-        while True:
-            try:
-                conn = self._conn or await self._connect()
-                async with conn.begin():
-                    return await work(conn)
-            except DBAPIError as exc:
-                if not _is_transient(exc):
-                    raise WriteError(f"upkeep failed: {database_said(exc.orig)}") from exc
-                await self._recover(exc, attempt)
-                attempt += 1
-
-    @asynccontextmanager
-    async def paused(self) -> AsyncIterator[None]:
-        """Hold batches back while partitions are maintained from outside the writer."""
-        async with self._exclusive():
-            try:
-                yield
-            finally:
-                await self._reload_partitions()
-
-    async def _reload_partitions(self) -> None:
-        try:
-            conn = self._conn or await self._connect()
-            async with conn.begin():
-                await self._backend.partitions.load(conn)
-        except DBAPIError:
-            # The next batch reads them instead.
-            self._stale_partitions = True
-
-    async def stray_rows(self) -> int:
-        """Readings outside any monthly partition (PostgreSQL DEFAULT partition)."""
-        return await self.transaction(self._backend.stray_rows)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._put(Transact(work, done))
+        return cast("T", await done)
 
     async def create_ahead(self, months_ahead: int) -> list[str]:
         """Create the partitions of this month and the next `months_ahead`; return new names."""
@@ -163,77 +163,134 @@ class BatchWriter:
         for _ in range(months_ahead):
             month = month.next()
             wanted.append(month)
-        async with self._exclusive():
-            return await self._create(wanted)
+        return await self.ensure_partitions(wanted)
 
-    async def _create(self, wanted: list[Month]) -> list[str]:
-        async def ensure(conn: AsyncConnection) -> list[Month]:
-            return await self._backend.partitions.ensure(conn, wanted)
+    async def ensure_partitions(self, months: Iterable[Month]) -> list[str]:
+        """Create the partitions of `months` that are missing; return their table names."""
+        done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._put(EnsurePartitions(tuple(months), done))
+        return await done
 
-        created = await self._transaction(ensure)
-        self._backend.partitions.confirm(created)
-        return [m.table_name for m in created]
+    async def reload_partitions(self) -> frozenset[Month]:
+        """Read the partitions afresh; return the months they cover."""
+        done: asyncio.Future[frozenset[Month]] = asyncio.get_running_loop().create_future()
+        self._put(ReloadPartitions(done))
+        return await done
+
+    async def stray_rows(self) -> int:
+        """Readings outside any monthly partition (PostgreSQL DEFAULT partition)."""
+        return await self.transaction(self._backend.stray_rows)
 
     @asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """The connection to oneself, once the plain batches queued on it have committed."""
-        async with self._turn:
-            await self._settle()
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold batches back while partitions are maintained from outside the writer."""
+        hold = Hold(asyncio.get_running_loop().create_future(), asyncio.Event())
+        self._put(hold)
+        try:
+            await hold.held
             yield
+        finally:
+            hold.release.set()
+
+    def _put(self, task: Task) -> None:
+        if self._loop is None or self._loop.done():
+            raise RuntimeError("BatchWriter used outside its `async with`")
+        self._tasks.put_nowait(task)
+
+    # The loop.
+
+    async def _run(self) -> None:
+        while True:
+            task = await self._tasks.get()
+            if isinstance(task, Stop):
+                await self._settle()
+                return
+            try:
+                await self._handle(task)
+            except Exception as exc:
+                log.exception("writer task failed", task=type(task).__name__)
+                _fail(task, exc)
+
+    async def _handle(self, task: Task) -> None:
+        match task:
+            case StoreBatch():
+                await self._store(task)
+            case Settle():
+                await self._settle()
+            case Transact(work=work, done=done):
+                await self._settle()
+                await _finish(done, self._transaction, work)
+            case EnsurePartitions(months=months, done=done):
+                await self._settle()
+                await _finish(done, self._ensure, months)
+            case ReloadPartitions(done=done):
+                await self._settle()
+                await self._reload_partitions()
+                if not done.done():
+                    done.set_result(self.months)
+            case Hold(held=held, release=release):
+                await self._settle()
+                if not held.done():
+                    held.set_result(None)
+                await release.wait()
+                await self._reload_partitions()
+
+    async def _store(self, task: StoreBatch) -> None:
+        if task.done.done():
+            return  # its submitter gave up on it (the broker went away)
+        batch = task.batch
+        months = self._plain(batch)
+        if months is not None:
+            committing = await self._queue_plain(batch, months)
+            if committing is not None:
+                queued = _Queued(task, committing)
+                self._queued.append(queued)
+                committing.add_done_callback(lambda _: self._committed(queued))
+                return
+        await self._settle()
+        await _finish(task.done, self._write, batch)
+
+    def _committed(self, queued: _Queued) -> None:
+        """A queued plain batch has committed, or failed: the loop takes failures over."""
+        if _failed(queued.committing):
+            self._tasks.put_nowait(Settle())
+        else:
+            self._resolve(queued)
+
+    def _resolve(self, queued: _Queued) -> None:
+        if queued in self._queued:
+            self._queued.remove(queued)
+            self._succeeded()
+            done = queued.task.done
+            if not done.done():
+                done.set_result(plain_outcome(queued.task.batch, queued.committing.result()))
 
     async def _settle(self) -> None:
-        if self._queued:
-            # Their outcomes are their submitters' to handle.
-            await asyncio.wait(self._queued)
-
-    async def write(self, batch: WriteBatch) -> WriteResult:
-        """Store the batch in one transaction; return once it has committed."""
-        return await (await self.submit(batch))
-
-    async def submit(self, batch: WriteBatch) -> asyncio.Future[WriteResult]:
-        """Start storing the batch; the future gives its result once it has committed.
-
-        A batch of plain readings (see `_plain`) is queued behind those before it, so that
-        the next can be prepared while it commits; transactions commit in the order they
-        were queued. Any other batch starts once the queued ones have committed, and is
-        stored before this returns.
-        """
-        async with self._turn:
-            months = self._plain(batch)
-            if months is not None:
-                queued = await self._queue_plain(batch, months)
-                if queued is not None:
-                    return asyncio.ensure_future(self._plain_result(batch, queued))
-            await self._settle()
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(await self._write(batch))
-            return done
+        """Wait for every queued plain batch; take over, in order, those that failed."""
+        if not self._queued:
+            return
+        await asyncio.wait([q.committing for q in self._queued])
+        while self._queued:
+            queued = self._queued[0]
+            if not _failed(queued.committing):
+                self._resolve(queued)
+                continue
+            self._queued.popleft()
+            error = None if queued.committing.cancelled() else queued.committing.exception()
+            if isinstance(error, DBAPIError):
+                await self._failed_plain(error)
+            # Retried, or stored row by row, as any batch would be.
+            await _finish(queued.task.done, self._write, queued.task.batch)
 
     async def _queue_plain(
         self, batch: WriteBatch, months: Mapping[Month, Sequence[Reading]]
     ) -> asyncio.Future[int] | None:
         try:
             conn = self._conn or await self._connect()
-            queued = await self._store_plain(conn, batch, months)
+            return await self._store_plain(conn, batch, months)
         except DBAPIError as exc:
             await self._failed_plain(exc)
             return None
-        self._queued.add(queued)
-        queued.add_done_callback(self._queued.discard)
-        return queued
-
-    async def _plain_result(self, batch: WriteBatch, queued: asyncio.Future[int]) -> WriteResult:
-        try:
-            inserted = await queued
-        except DBAPIError as exc:
-            # Retried, or stored row by row, as any batch would be; after the batches
-            # queued with it, so the connection is its own again.
-            async with self._exclusive():
-                await self._failed_plain(exc)
-                return await self._write(batch)
-        self.last_commit_at = time.monotonic()
-        self.failing_since = None
-        return _plain_outcome(batch, inserted)
 
     async def _store_plain(
         self, conn: AsyncConnection, batch: WriteBatch, months: Mapping[Month, Sequence[Reading]]
@@ -265,9 +322,84 @@ class BatchWriter:
                 await self._recover(exc, attempt)
                 attempt += 1
                 continue
-            self.last_commit_at = time.monotonic()
-            self.failing_since = None
+            self._succeeded()
             return result
+
+    async def _write_once(
+        self, conn: AsyncConnection, batch: WriteBatch, *, isolate: bool
+    ) -> WriteResult:
+        months = None if isolate else self._plain(batch)
+        if months is not None:
+            return plain_outcome(batch, await (await self._store_plain(conn, batch, months)))
+        # Read afresh within the batch's transaction; a failure marks them stale again.
+        stale, self._stale_partitions = self._stale_partitions, False
+        return await store_batch(
+            conn,
+            self._backend,
+            batch,
+            unknown_devices=self._unknown_devices,
+            isolate=isolate,
+            load_partitions=stale,
+        )
+
+    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                conn = self._conn or await self._connect()
+                async with conn.begin():
+                    return await work(conn)
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    raise WriteError(f"upkeep failed: {database_said(exc.orig)}") from exc
+                await self._recover(exc, attempt)
+                attempt += 1
+
+    async def _ensure(self, months: Sequence[Month]) -> list[str]:
+        async def ensure(conn: AsyncConnection) -> list[Month]:
+            return await self._backend.partitions.ensure(conn, months)
+
+        created = await self._transaction(ensure)
+        self._backend.partitions.confirm(created)
+        return [m.table_name for m in created]
+
+    async def _reload_partitions(self) -> None:
+        try:
+            conn = self._conn or await self._connect()
+            async with conn.begin():
+                await self._backend.partitions.load(conn)
+        except DBAPIError:
+            # The next batch reads them instead.
+            self._stale_partitions = True
+
+    def _plain(self, batch: WriteBatch) -> dict[Month, list[Reading]] | None:
+        """The batch's readings by month, if it is the common batch the backend stores in
+        its cheapest way: readings alone, into known partitions, with no counter or
+        registration to consult. None for any other."""
+        if (
+            batch.dead_letters
+            or batch.availability
+            or self._stale_partitions
+            or self._unknown_devices == "reject"
+            or any(counter_key(r) is not None for r in batch.readings)
+        ):
+            return None
+        months = by_month(batch.readings)
+        return months if months.keys() <= self._backend.partitions.months else None
+
+    async def _connect(self) -> AsyncConnection:
+        conn = await self._engine.connect()
+        try:
+            await require_current(conn, self._backend, self._url)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _succeeded(self) -> None:
+        self.last_commit_at = time.monotonic()
+        self.failing_since = None
 
     async def _failed_plain(self, exc: DBAPIError) -> None:
         """A plain batch failed: back off if the cause heals by itself. The general path
@@ -286,104 +418,34 @@ class BatchWriter:
             self._conn = None
         await asyncio.sleep(delay)
 
-    def _plain(self, batch: WriteBatch) -> dict[Month, list[Reading]] | None:
-        """The batch's readings by month, if it is the common batch the backend stores in
-        its cheapest way: readings alone, into known partitions, with no counter or
-        registration to consult. None for any other."""
-        if (
-            batch.dead_letters
-            or batch.availability
-            or self._stale_partitions
-            or self._unknown_devices == "reject"
-            or any(counter_key(r) is not None for r in batch.readings)
-        ):
-            return None
-        months = by_month(batch.readings)
-        return months if months.keys() <= self._backend.partitions.months else None
 
-    async def _write_once(
-        self, conn: AsyncConnection, batch: WriteBatch, *, isolate: bool
-    ) -> WriteResult:
-        months = None if isolate else self._plain(batch)
-        if months is not None:
-            return _plain_outcome(batch, await (await self._store_plain(conn, batch, months)))
-        now = datetime.now(UTC)
-        readings = list(batch.readings)
-        rejected = list(batch.dead_letters)
-        async with conn.begin():
-            backend = self._backend
-            if self._stale_partitions:
-                await backend.partitions.load(conn)
-                self._stale_partitions = False
-            registered = await backend.registered_owners(
-                conn, sorted({r.device_id for r in readings})
-            )
-            if self._unknown_devices == "reject":
-                readings, unknown = split_registered(readings, registered)
-                rejected.extend(unregistered_reading(r, now) for r in unknown)
-            readings = await _with_counters(conn, readings, now)
-            created = await backend.partitions.ensure(conn, by_month(readings).keys())
-            await backend.upsert_devices(conn, sightings(readings), now)
-            unknown_statuses = await registry.apply_availability(
-                conn,
-                batch.availability,
-                now,
-                register_unknown=self._unknown_devices == "register",
-            )
-            rejected.extend(unregistered_status(a) for a in unknown_statuses)
-            refused: list[DeadLetter] = []
-            if isolate:
-                inserted, refused = await self._insert_each(conn, readings, now)
-                rejected.extend(refused)
-            else:
-                inserted = await backend.insert_readings(conn, readings, now)
-            if rejected:
-                await conn.execute(insert(dead_letters), [dead_letter_row(d) for d in rejected])
-            crash_point("during-commit")
-        backend.partitions.confirm(created)
-        return WriteResult(
-            inserted=inserted,
-            duplicates=len(readings) - inserted - len(refused),
-            dead_letters=len(rejected),
-            created_partitions=tuple(m.table_name for m in created),
-            rejected=Counter(d.kind for d in rejected),
-            statuses=len(batch.availability) - len(unknown_statuses),
-        )
-
-    async def _insert_each(
-        self,
-        conn: AsyncConnection,
-        readings: Sequence[Reading],
-        now: datetime,
-    ) -> tuple[int, list[DeadLetter]]:
-        inserted = 0
-        refused: list[DeadLetter] = []
-        for reading in readings:
-            try:
-                async with conn.begin_nested():
-                    inserted += await self._backend.insert_readings(conn, [reading], now)
-            except IntegrityError as exc:
-                reason = f"database refused the reading: {exc.orig}"
-                refused.append(
-                    DeadLetter(
-                        reading.topic, reading.to_payload(), reason, received_at=now, kind="refused"
-                    )
-                )
-        return inserted, refused
+async def _finish(
+    done: asyncio.Future[T],
+    job: Callable[P, Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> None:
+    """Run `job` unless its submitter has given up; its result or error goes to `done`."""
+    if done.done():
+        return
+    try:
+        result = await job(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001  (the submitter handles it, not the loop)
+        if not done.done():
+            done.set_exception(exc)
+        return
+    if not done.done():
+        done.set_result(result)
 
 
-def _plain_outcome(batch: WriteBatch, inserted: int) -> WriteResult:
-    return WriteResult(inserted=inserted, duplicates=len(batch.readings) - inserted, dead_letters=0)
+def _failed(committing: asyncio.Future[int]) -> bool:
+    return committing.cancelled() or committing.exception() is not None
 
 
-async def _with_counters(
-    conn: AsyncConnection, readings: list[Reading], now: datetime
-) -> list[Reading]:
-    keys = sorted({key for r in readings if (key := counter_key(r)) is not None})
-    if not keys:
-        return readings
-    states = await load_counters(conn, keys)
-    before = dict(states)
-    counted = apply_counters(readings, states)
-    await save_counters(conn, {k: v for k, v in states.items() if before.get(k) != v}, now)
-    return counted
+def _fail(task: Task, exc: Exception) -> None:
+    """Give a task's submitter the error its handling raised."""
+    done: asyncio.Future[Any] | None = getattr(task, "done", None)
+    if done is None and isinstance(task, Hold):
+        done = task.held
+    if done is not None and not done.done():
+        done.set_exception(exc)

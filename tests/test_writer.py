@@ -189,6 +189,40 @@ async def test_a_refused_reading_in_a_queued_batch_is_isolated_and_later_batches
     ]
 
 
+async def test_a_failing_upkeep_job_is_its_callers_error_and_the_writer_goes_on(
+    writer: BatchWriter, database: Database
+) -> None:
+    """An upkeep transaction that raises gives its caller the error and rolls back; the
+    batches queued before and after it commit."""
+    before = await writer.submit(WriteBatch([reading("a", T0)]))
+
+    async def broken(conn: AsyncConnection) -> None:
+        await registry.register(conn, [Registration("half-done", "smart_meter")], T0)
+        raise ValueError("upkeep bug")
+
+    with pytest.raises(ValueError, match="upkeep bug"):
+        await writer.transaction(broken)
+    after = await writer.write(WriteBatch([reading("b", T0)]))
+    assert ((await before).inserted, after.inserted) == (1, 1)
+    assert database.query("SELECT count(*) FROM iot_devices WHERE device_id = 'half-done'") == [
+        (0,)
+    ]
+    assert count_readings(database) == 2
+
+
+async def test_a_batch_whose_submitter_gave_up_before_its_turn_is_not_stored(
+    writer: BatchWriter, database: Database
+) -> None:
+    """Cancelled while still queued (the broker went away), a batch is dropped unstored:
+    its messages were never acknowledged, so the broker redelivers them."""
+    async with writer.paused():
+        dropped = await writer.submit(WriteBatch([reading("gone", T0)]))
+        kept = await writer.submit(WriteBatch([reading("kept", T0)]))
+        dropped.cancel()
+    assert (await kept).inserted == 1
+    assert database.query("SELECT device_id FROM energy_data") == [("kept",)]
+
+
 async def test_every_value_a_reading_carries_is_read_back_as_it_was_written(
     writer: BatchWriter, database: Database
 ) -> None:
