@@ -18,9 +18,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.records import Reading
+from storage.records import Reading, Row
 from storage.rollups import sqlite_insert_sql
-from storage.sqlite import Row, batch_rows, chunks, sqlite_timestamp
+from storage.sqlite import batch_rows, chunks, sqlite_timestamp
 
 LAYOUTS = {
     "device-first unique key (chosen)": [

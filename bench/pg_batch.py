@@ -28,6 +28,7 @@ from sqlalchemy import event
 
 from bench.ingest import BIN
 from storage import open_engine
+from storage.backend import PlainBatch
 from storage.devices import sightings
 from storage.postgres import PostgresBackend
 from storage.records import Reading, by_month
@@ -107,9 +108,8 @@ async def time_batches(url: str, batches: int, size: int, devices: int) -> defau
                 counting = number >= WARM_UP
                 batch = readings(number * size, size, devices, start)
                 begun = time.perf_counter()
-                stored = await backend.store_readings(
-                    conn, by_month(batch), sightings(batch), datetime.now(UTC)
-                )
+                plain = PlainBatch(by_month(batch), sightings(batch), datetime.now(UTC))
+                stored = await backend.store_readings(conn, plain)
                 assert await stored == size
                 if counting:
                     spent[REST] += time.perf_counter() - begun

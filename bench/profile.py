@@ -39,7 +39,7 @@ STAGES = [
     ("SQLite checkpoints (own thread)", ["Checkpointer._checkpoint"]),
     ("SQLite statements (aiosqlite thread)", ["_connection_worker_thread"]),
     ("decode + validate", ["Router.decode"]),
-    ("row build (SQLite rows, tuples for COPY)", ["batch_rows", "dumps", "reading_values"]),
+    ("row build (SQLite rows, tuples for COPY)", ["batch_rows", "reading_rows"]),
     ("counters, sightings, registry (Python)", ["_with_counters", "sightings", "upsert_devices",
                                                 "registered_owners"]),
     ("PostgreSQL statements (asyncpg, COPY)", ["PostgresBackend."]),

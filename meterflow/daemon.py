@@ -26,10 +26,10 @@ from meterflow.metrics import CONTENT_TYPE, DaemonCollector, exposition, metrics
 from meterflow.settings import Settings
 from meterflow.upkeep import Facts, Upkeep
 from storage import Backoff, BatchWriter, StorageError, open_engine
+from storage.backend import backend_for_url
 from storage.checkpoints import checkpointer_for
 from storage.engine import DAEMON_APPLICATION
 from storage.inuse import used_by_daemon
-from storage.partition_stores import partition_store
 
 log = structlog.get_logger("meterflow.daemon")
 
@@ -123,7 +123,9 @@ class Daemon:
                 )
                 if self._stop_requested:
                     pipeline.request_stop()
-                store = partition_store(engine, storage.url, storage.sqlite)
+                store = backend_for_url(storage.url).partition_store(
+                    engine, storage.url, storage.sqlite
+                )
                 upkeep = self._upkeep = Upkeep(writer, store, settings)
                 async with asyncio.TaskGroup() as tasks:
                     background = [

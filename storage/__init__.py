@@ -1,7 +1,7 @@
 """Storage: engines, tables, the single batch writer and the device registry."""
 
 from storage import registry
-from storage.backend import Backend, backend_for
+from storage.backend import Backend, Dialect, Operations, Schema, backend_for, backend_for_url
 from storage.engine import SQLiteOptions, Synchronous, database_url, open_engine
 from storage.errors import (
     SchemaVersionError,
@@ -36,9 +36,12 @@ __all__ = [
     "DataType",
     "DeadLetter",
     "DeviceType",
+    "Dialect",
+    "Operations",
     "Reading",
     "RejectKind",
     "SQLiteOptions",
+    "Schema",
     "SchemaVersionError",
     "StorageError",
     "Synchronous",
@@ -48,6 +51,7 @@ __all__ = [
     "WriteError",
     "WriteResult",
     "backend_for",
+    "backend_for_url",
     "database_url",
     "dead_letters",
     "energy_parent",

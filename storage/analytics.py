@@ -81,9 +81,9 @@ async def balance(conn: AsyncConnection, user_id: str, since: datetime) -> Balan
     return Balance(user_id, since, float(consumption), float(production), int(devices or 0))
 
 
-def summary_view_ddl(dialect: str) -> str:
-    """`user_energy_summary`: per user and UTC day, consumption, production and net kWh."""
-    day = "(h.day AT TIME ZONE 'UTC')::date" if dialect == "postgresql" else "date(h.day)"
+def summary_view_ddl(day: str) -> str:
+    """`user_energy_summary`: per user and UTC day, consumption, production and net kWh;
+    `day` is the database's expression of the UTC date of `h.day` (`Schema.utc_date`)."""
     consumption = "sum(CASE WHEN h.data_type = 'consumption' THEN h.energy_kwh ELSE 0 END)"
     production = "sum(CASE WHEN h.data_type = 'production' THEN h.energy_kwh ELSE 0 END)"
     return (

@@ -1,17 +1,81 @@
-"""The one storage interface the writer uses; SQLite and PostgreSQL each implement it."""
+"""The storage interface that owns the dialects; SQLite and PostgreSQL each implement it.
+
+One class per database (`storage/sqlite.py`, `storage/postgres.py`) implements three
+interfaces, kept apart because different parts of meterflow use them:
+
+- `Schema`: creating and upgrading the schema (storage/migrations.py);
+- `Backend`: the writer's hot path, and the statements whose SQL differs by database;
+- `Operations`: what is done to a whole database by its URL (backup, restore, read-only
+  queries, partition maintenance from a connection of its own).
+
+Nothing outside those two modules asks which database it talks to: it asks for the
+backend (`backend_for`, `backend_for_url`) and calls it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from partitions import Month, Partitions
+from partitions import Month, Partitions, PartitionStore
 from storage.devices import DeviceSighting
+from storage.engine import SQLiteOptions, database_url
 from storage.records import Reading
+from storage.rollups import Rollup
+
+# Column names, then rows: what a read-only query returns.
+Rows = tuple[list[str], list[tuple[Any, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class PlainBatch:
+    """The common batch, as the writer hands it to `Backend.store_readings`: readings alone,
+    grouped by the month they fall into (`storage.records.by_month`), into partitions
+    that exist; the devices they came from (`storage.devices.sightings`); and when."""
+
+    months: Mapping[Month, Sequence[Reading]]
+    seen: Sequence[DeviceSighting]
+    now: datetime
+
+
+class Schema(Protocol):
+    """The schema steps of one database, each within the caller's transaction."""
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        """Keep other daemons out of schema changes until the transaction ends."""
+        ...
+
+    async def create_tables(self, conn: AsyncConnection) -> None:
+        """Create whatever of the schema is missing."""
+        ...
+
+    async def relax_measures(self, conn: AsyncConnection) -> None:
+        """Schema v2: let energy_amount and instantaneous_power be NULL in every partition."""
+        ...
+
+    async def lean_writes(self, conn: AsyncConnection) -> None:
+        """Schema v4: the shape that keeps batch writes cheap on this database."""
+        ...
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        """Learn the existing partitions (and mend the SQLite view)."""
+        ...
+
+    def rollup_bucket(self, rollup: Rollup, column: str) -> str:
+        """The SQL expression of the rollup's bucket (hour, day, month) of a time column."""
+        ...
+
+    def utc_date(self, expression: str) -> str:
+        """The SQL expression of the UTC calendar date of a stored time."""
+        ...
 
 
 class Backend(Protocol):
@@ -20,24 +84,16 @@ class Backend(Protocol):
     @property
     def partitions(self) -> Partitions: ...
 
-    async def lock_schema(self, conn: AsyncConnection) -> None:
-        """Within the caller's transaction, keep other daemons out of schema changes."""
-        ...
-
-    async def create_tables(self, conn: AsyncConnection) -> None:
-        """Create whatever of the schema is missing, within the caller's transaction."""
-        ...
-
-    async def relax_measures(self, conn: AsyncConnection) -> None:
-        """Schema v2: let energy_amount and instantaneous_power be NULL in every partition."""
-        ...
-
-    async def prepare(self, conn: AsyncConnection) -> None:
-        """Learn the existing partitions (and mend the SQLite view), in the caller's transaction."""
+    def readings_table(self, month: Month) -> Table:
+        """The table to read a month's readings from, so that only that month is read."""
         ...
 
     async def stray_rows(self, conn: AsyncConnection) -> int:
         """Readings in no monthly partition (a PostgreSQL DEFAULT partition); 0 if none."""
+        ...
+
+    async def move_stray_rows(self, conn: AsyncConnection) -> dict[Month, int]:
+        """Move stray readings into their months' partitions; how many went to each."""
         ...
 
     async def registered_owners(
@@ -47,10 +103,7 @@ class Backend(Protocol):
         ...
 
     async def insert_readings(
-        self,
-        conn: AsyncConnection,
-        readings: Sequence[Reading],
-        now: datetime,
+        self, conn: AsyncConnection, readings: Sequence[Reading], now: datetime
     ) -> int:
         """Insert readings into existing partitions, skipping duplicates, each with its
         registered owner; return the new count."""
@@ -62,24 +115,51 @@ class Backend(Protocol):
         """Upsert every sighted device: last_seen never moves backwards, inactive turns active."""
         ...
 
-    async def store_readings(
-        self,
-        conn: AsyncConnection,
-        months: Mapping[Month, Sequence[Reading]],
-        seen: Sequence[DeviceSighting],
-        now: datetime,
-    ) -> asyncio.Future[int]:
-        """Queue the common batch as one transaction of its own: readings (grouped by the
-        month they fall into, as `storage.records.by_month` groups them) into existing
+    async def store_readings(self, conn: AsyncConnection, batch: PlainBatch) -> asyncio.Future[int]:
+        """Store the common batch as one transaction of its own: readings into existing
         partitions, duplicates skipped, owners looked up, sighted devices upserted.
 
-        The future gives the count of new readings once the transaction has committed.
-        Transactions queued one after another commit in that order.
+        The future gives the count of new readings once the transaction has committed;
+        transactions stored one after another commit in that order. Whether it is done
+        when this returns is the backend's choice: SQLite queues the transaction to its
+        connection's thread and returns, so the writer prepares the next batch meanwhile;
+        PostgreSQL runs it before returning, one statement at a time on one connection.
         """
         ...
 
 
-def backend_for(dialect: str) -> Backend:
+class Operations(Protocol):
+    """What is done to a whole database by its URL, beside any daemon; each call blocks
+    until done, as a command runs it."""
+
+    def partition_store(
+        self, engine: AsyncEngine, url: str, options: SQLiteOptions | None = None
+    ) -> PartitionStore:
+        """Maintenance of whole partitions: list, drop, archive, restore."""
+        ...
+
+    def backup(self, url: str, directory: Path, keep: int) -> Path:
+        """A consistent copy of the database in `directory`, safe while a daemon writes;
+        only the newest `keep` are kept. Returns the new file."""
+        ...
+
+    def restore(self, backup: Path, url: str, *, force: bool) -> str:
+        """Replace the database with a backup, refused while a daemon uses it; returns
+        where it went, in words."""
+        ...
+
+    def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
+        """Run one statement that may not write; with `archives` (files of old months,
+        perhaps none), over those months too."""
+        ...
+
+
+class Dialect(Schema, Backend, Operations, Protocol):
+    """Everything one database's backend implements."""
+
+
+def backend_for(dialect: str) -> Dialect:
+    """The backend of a SQLAlchemy dialect name; a new one, with partitions not yet read."""
     # Imported here so that each backend's driver-specific module loads only when used.
     if dialect == "postgresql":
         from storage.postgres import PostgresBackend  # noqa: PLC0415
@@ -88,3 +168,21 @@ def backend_for(dialect: str) -> Backend:
     from storage.sqlite import SQLiteBackend  # noqa: PLC0415
 
     return SQLiteBackend()
+
+
+def backend_for_url(url: str) -> Dialect:
+    """The backend of the database a user-facing URL names (UnsupportedDatabaseError if none)."""
+    return backend_for(database_url(url).get_backend_name())
+
+
+# The INSERT constructs with ON CONFLICT, by dialect name: statements that both databases
+# run alike but for that clause take theirs from here.
+_INSERTS: dict[str, Callable[[Table], Any]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+def insert_for(connectable: AsyncConnection | AsyncEngine) -> Callable[[Table], Any]:
+    """The INSERT construct (with `on_conflict_do_*`) of the database `connectable` uses."""
+    return _INSERTS[connectable.dialect.name]

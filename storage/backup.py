@@ -21,7 +21,7 @@ from typing import IO, cast
 
 from sqlalchemy.engine import make_url
 
-from storage.engine import DAEMON_APPLICATION, open_engine, sqlite_file
+from storage.engine import DAEMON_APPLICATION, open_engine, sqlite_file, sqlite_path
 from storage.errors import DatabaseInUseError, StorageError
 from storage.inuse import exclusively
 
@@ -64,8 +64,8 @@ def restore_sqlite(backup: Path, url: str, *, force: bool = False) -> Path:
     replaces anything, and the old database's WAL is removed so it cannot be replayed
     onto the restored file.
     """
-    target = Path(make_url(url).database or "")
-    if make_url(url).get_backend_name() != "sqlite" or not target.name:
+    target = sqlite_path(url)
+    if target is None or not target.name:
         raise StorageError(f"restore of a SQLite backup needs a sqlite:/// URL, not {url!r}")
     with exclusively(target):
         if target.exists() and not force:

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Self
 
 import structlog
-from sqlalchemy.engine import make_url
 
-from storage.engine import sqlite_file
+from storage.engine import sqlite_file, sqlite_path
 
 log = structlog.get_logger("meterflow.storage")
 
@@ -31,7 +30,7 @@ WRITER_CHECKPOINT_PAGES = 40_000
 def checkpointer_for(url: str, interval_s: float, busy_timeout_ms: int) -> Checkpointer | None:
     """The checkpointer a daemon writing to `url` runs beside its writer; None on
     PostgreSQL, which checkpoints by itself."""
-    if make_url(url).get_backend_name() != "sqlite":
+    if sqlite_path(url) is None:
         return None
     return Checkpointer(sqlite_file(url, "checkpoints"), interval_s, busy_timeout_ms)
 

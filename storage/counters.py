@@ -22,9 +22,9 @@ from typing import Literal
 
 import msgspec
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage.backend import insert_for
 from storage.records import Reading
 from storage.tables import meter_counters
 
@@ -105,7 +105,7 @@ async def save_counters(
 ) -> None:
     if not states:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(conn)
     rows = [
         {"device_id": device, "data_type": data_type, "counter": counter,
          "value_kwh": state.value_kwh, "observed_at": state.observed_at, "updated_at": now}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.backend import Backend, backend_for
+from storage.backend import Dialect, backend_for
 from storage.engine import SQLiteOptions, open_engine
 from storage.migrations import require_current
 
@@ -16,12 +16,8 @@ from storage.migrations import require_current
 @dataclass(frozen=True, slots=True)
 class Database:
     conn: AsyncConnection
-    backend: Backend
+    backend: Dialect
     url: str
-
-    @property
-    def dialect(self) -> str:
-        return self.conn.dialect.name
 
 
 @asynccontextmanager

@@ -51,12 +51,20 @@ def database_url(url: str) -> URL:
     return parsed.set(drivername="sqlite+aiosqlite")
 
 
-def sqlite_file(url: str, purpose: str) -> Path:
-    """The existing SQLite file a URL names, for commands that work on SQLite only."""
+def sqlite_path(url: str) -> Path | None:
+    """The file a sqlite:/// URL names; None for any other URL. What works on SQLite files
+    alone (the daemon's lock file, checkpoints, file backups) asks this."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
+def sqlite_file(url: str, purpose: str) -> Path:
+    """The existing SQLite file a URL names, for commands that work on SQLite only."""
+    path = sqlite_path(url)
+    if path is None:
         raise StorageError(f"{purpose} works on SQLite databases, not {url!r}")
-    path = Path(parsed.database)
     if not path.exists():
         raise StorageError(f"no database at {path}")
     return path

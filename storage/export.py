@@ -17,9 +17,9 @@ from typing import Any, Literal
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import BASE_NAME, Month
+from partitions import Month
+from storage.backend import backend_for
 from storage.errors import StorageError
-from storage.tables import energy_partition
 
 ExportFormat = Literal["parquet", "csv"]
 CHUNK_ROWS = 50_000
@@ -30,11 +30,8 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _query(month: Month, device_id: str | None, dialect: str) -> Select[Any]:
-    # SQLite: the month's own table (the view would probe every month); PostgreSQL prunes
-    # the partitions of energy_data by itself.
-    source = energy_partition(month.table_name if dialect == "sqlite" else BASE_NAME)
-    c = source.c
+def _query(conn: AsyncConnection, month: Month, device_id: str | None) -> Select[Any]:
+    c = backend_for(conn.dialect.name).readings_table(month).c
     query = select(*(c[name] for name in COLUMNS)).where(
         c.recorded_at >= month.start, c.recorded_at < month.end
     )
@@ -45,7 +42,7 @@ def _query(month: Month, device_id: str | None, dialect: str) -> Select[Any]:
 
 async def count_rows(conn: AsyncConnection, month: Month, device_id: str | None) -> int:
     counted = await conn.scalar(
-        select(func.count()).select_from(_query(month, device_id, conn.dialect.name).subquery())
+        select(func.count()).select_from(_query(conn, month, device_id).subquery())
     )
     return int(counted or 0)
 
@@ -62,7 +59,7 @@ async def export_month(
     """Write one month's readings to `directory` (which exists); return the file."""
     target = directory / f"{month.table_name}.{export_format}"
     partial = target.with_name(target.name + ".partial")
-    result = await conn.stream(_query(month, device_id, conn.dialect.name))
+    result = await conn.stream(_query(conn, month, device_id))
     writer = _ParquetWriter(partial) if export_format == "parquet" else _CsvWriter(partial)
     try:
         async for chunk in result.partitions(CHUNK_ROWS):

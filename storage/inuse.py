@@ -14,8 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
+from storage.engine import sqlite_path
 from storage.errors import DatabaseInUseError
 
 LOCK_SUFFIX = ".lock"
@@ -42,11 +41,11 @@ def _locked(database: Path, operation: int) -> Iterator[None]:
 @contextlib.contextmanager
 def used_by_daemon(url: str) -> Iterator[None]:
     """Mark the SQLite database at `url` as in use for the block (PostgreSQL: nothing to do)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+    database = sqlite_path(url)
+    if database is None:
         yield
         return
-    with _locked(Path(parsed.database), fcntl.LOCK_SH):
+    with _locked(database, fcntl.LOCK_SH):
         yield
 
 

@@ -13,20 +13,18 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import BASE_NAME
 from storage.analytics import SUMMARY_VIEW, summary_view_ddl
-from storage.backend import Backend
+from storage.backend import Schema
 from storage.errors import SchemaVersionError
-from storage.rollups import DAILY, HOURLY, MONTHLY, ROLLUPS, backfill_sql
+from storage.rollups import DAILY, HOURLY, MONTHLY, backfill_sql
 from storage.tables import (
-    ROLLUP_FILLFACTOR,
     energy_daily,
     energy_hourly,
     energy_monthly,
     meter_counters,
 )
 
-Migration = Callable[[AsyncConnection, Backend], Awaitable[None]]
+Migration = Callable[[AsyncConnection, Schema], Awaitable[None]]
 
 _versions = Table(
     "meterflow_schema",
@@ -36,54 +34,41 @@ _versions = Table(
 )
 
 
-async def _initial(conn: AsyncConnection, backend: Backend) -> None:
-    await backend.create_tables(conn)
+async def _initial(conn: AsyncConnection, schema: Schema) -> None:
+    await schema.create_tables(conn)
 
 
-async def _counters_and_partial_readings(conn: AsyncConnection, backend: Backend) -> None:
+async def _counters_and_partial_readings(conn: AsyncConnection, schema: Schema) -> None:
     """Version 2: `meter_counters`, and readings that may lack energy or power."""
     await conn.run_sync(meter_counters.create, checkfirst=True)
-    await backend.relax_measures(conn)
+    await schema.relax_measures(conn)
 
 
-async def _rollups(conn: AsyncConnection, backend: Backend) -> None:
+async def _rollups(conn: AsyncConnection, schema: Schema) -> None:
     """Version 3: the hourly, daily and monthly rollups, filled from the readings already
     stored, and the `user_energy_summary` view."""
     rollups = ((HOURLY, energy_hourly), (DAILY, energy_daily), (MONTHLY, energy_monthly))
     for rollup, table in rollups:
         await conn.run_sync(table.create, checkfirst=True)
         if not await conn.scalar(select(func.count()).select_from(table)):
-            await conn.exec_driver_sql(backfill_sql(rollup, conn.dialect.name))
+            await conn.exec_driver_sql(
+                backfill_sql(rollup, schema.rollup_bucket(rollup, "recorded_at"))
+            )
     await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
-    await conn.exec_driver_sql(summary_view_ddl(conn.dialect.name))
+    await conn.exec_driver_sql(summary_view_ddl(schema.utc_date("h.day")))
 
 
-async def _lean_postgres_writes(conn: AsyncConnection, backend: Backend) -> None:
-    """Version 4, PostgreSQL only: no foreign key from readings to devices, and rollups
-    that can be updated in place (see `storage.tables`). Databases created at version 4
-    already have this shape; the statements change nothing there."""
-    if conn.dialect.name != "postgresql":
-        return
-    await conn.exec_driver_sql(
-        f"ALTER TABLE {BASE_NAME} DROP CONSTRAINT IF EXISTS fk_{BASE_NAME}_device"
-    )
-    for rollup in ROLLUPS:
-        index = f"ix_{rollup.table}_{rollup.bucket}"
-        await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
-        await conn.exec_driver_sql(
-            f"CREATE INDEX {index} ON {rollup.table} ({rollup.bucket}, device_id, data_type)"
-        )
-        # Applies to pages written from now on; existing full pages fill up no further.
-        await conn.exec_driver_sql(
-            f"ALTER TABLE {rollup.table} SET (fillfactor = {ROLLUP_FILLFACTOR})"
-        )
+async def _lean_writes(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 4: the shape that keeps batch writes cheap (PostgreSQL: no foreign key from
+    readings to devices, rollups updated in place; SQLite: nothing to change)."""
+    await schema.lean_writes(conn)
 
 
 MIGRATIONS: dict[int, Migration] = {
     1: _initial,
     2: _counters_and_partial_readings,
     3: _rollups,
-    4: _lean_postgres_writes,
+    4: _lean_writes,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -96,10 +81,10 @@ async def _version(conn: AsyncConnection) -> int | None:
     return int(version or 0)
 
 
-async def _apply(conn: AsyncConnection, backend: Backend, current: int) -> list[int]:
+async def _apply(conn: AsyncConnection, schema: Schema, current: int) -> list[int]:
     applied = []
     for version in sorted(v for v in MIGRATIONS if v > current):
-        await MIGRATIONS[version](conn, backend)
+        await MIGRATIONS[version](conn, schema)
         await conn.run_sync(_versions.create, checkfirst=True)
         await conn.execute(_versions.insert().values(version=version))
         applied.append(version)
@@ -112,24 +97,24 @@ async def schema_version(conn: AsyncConnection) -> int | None:
         return await _version(conn)
 
 
-async def upgrade(conn: AsyncConnection, backend: Backend) -> list[int]:
+async def upgrade(conn: AsyncConnection, schema: Schema) -> list[int]:
     """Apply every migration the database lacks, in one transaction; return their versions."""
     async with conn.begin():
-        await backend.lock_schema(conn)
-        return await _apply(conn, backend, await _version(conn) or 0)
+        await schema.lock_schema(conn)
+        return await _apply(conn, schema, await _version(conn) or 0)
 
 
-async def require_current(conn: AsyncConnection, backend: Backend, url: str) -> None:
+async def require_current(conn: AsyncConnection, schema: Schema, url: str) -> None:
     """Create the schema on an empty database; refuse any other version than ours.
 
     Version check and creation share one transaction under the schema lock, so daemons
     starting together on an empty database create it once.
     """
     async with conn.begin():
-        await backend.lock_schema(conn)
+        await schema.lock_schema(conn)
         version = await _version(conn)
         if version is None:
-            await _apply(conn, backend, 0)
+            await _apply(conn, schema, 0)
         elif version != SCHEMA_VERSION:
             raise SchemaVersionError(version, SCHEMA_VERSION, url)
-        await backend.prepare(conn)
+        await schema.prepare(conn)

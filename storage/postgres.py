@@ -10,18 +10,31 @@ docs/performance.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from partitions import BASE_NAME, Month, NativePartitions, default_rows
+from partitions import (
+    BASE_NAME,
+    Month,
+    NativePartitions,
+    PostgresPartitionStore,
+    default_rows,
+    repair,
+)
+from storage.backend import PlainBatch, Rows
+from storage.backup import backup_postgres, daemons_connected, restore_postgres
 from storage.devices import DeviceSighting, registry_update
+from storage.engine import SQLiteOptions
 from storage.faults import crash_point
-from storage.records import READING_COLUMNS, ROW_COLUMNS, Reading, reading_values
-from storage.rollups import ROLLUPS, postgres_rollup_cte
-from storage.tables import energy_parent, metadata
+from storage.readonly import QueryError, query_postgres
+from storage.records import READING_COLUMNS, ROW_COLUMNS, Reading, reading_rows
+from storage.rollups import ROLLUPS, Rollup, postgres_rollup_cte
+from storage.tables import ROLLUP_FILLFACTOR, energy_parent, metadata
 
 # Held by a transaction that reads or changes the schema version, so that daemons starting
 # together on an empty database create the schema once.
@@ -64,6 +77,16 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::timesta
 """
 
 
+class _AsTheyAre(dict[datetime, datetime]):
+    """asyncpg binds datetimes as they are: each time is its own row value."""
+
+    def __missing__(self, moment: datetime) -> datetime:
+        return moment
+
+
+_AS_THEY_ARE = _AsTheyAre()
+
+
 class PostgresBackend:
     def __init__(self) -> None:
         self._partitions = NativePartitions()
@@ -86,8 +109,60 @@ class PostgresBackend:
             "ALTER COLUMN instantaneous_power DROP NOT NULL"
         )
 
+    async def lean_writes(self, conn: AsyncConnection) -> None:
+        """No foreign key from readings to devices, and rollups that can be updated in
+        place (see `storage.tables`). Databases created at version 4 already have this
+        shape; the statements change nothing there."""
+        await conn.exec_driver_sql(
+            f"ALTER TABLE {BASE_NAME} DROP CONSTRAINT IF EXISTS fk_{BASE_NAME}_device"
+        )
+        for rollup in ROLLUPS:
+            index = f"ix_{rollup.table}_{rollup.bucket}"
+            await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+            await conn.exec_driver_sql(
+                f"CREATE INDEX {index} ON {rollup.table} ({rollup.bucket}, device_id, data_type)"
+            )
+            # Applies to pages written from now on; existing full pages fill up no further.
+            await conn.exec_driver_sql(
+                f"ALTER TABLE {rollup.table} SET (fillfactor = {ROLLUP_FILLFACTOR})"
+            )
+
     async def prepare(self, conn: AsyncConnection) -> None:
         await self._partitions.load(conn)
+
+    def rollup_bucket(self, rollup: Rollup, column: str) -> str:
+        return rollup.postgres_bucket(column)
+
+    def utc_date(self, expression: str) -> str:
+        return f"({expression} AT TIME ZONE 'UTC')::date"
+
+    def readings_table(self, month: Month) -> Table:
+        # The parent: PostgreSQL prunes its partitions to the month by itself.
+        return energy_parent()
+
+    async def move_stray_rows(self, conn: AsyncConnection) -> dict[Month, int]:
+        return await repair(conn)
+
+    def partition_store(
+        self, engine: AsyncEngine, url: str, options: SQLiteOptions | None = None
+    ) -> PostgresPartitionStore:
+        return PostgresPartitionStore(engine)
+
+    def backup(self, url: str, directory: Path, keep: int) -> Path:
+        return backup_postgres(url, directory, keep=keep)
+
+    def restore(self, backup: Path, url: str, *, force: bool) -> str:
+        in_use = asyncio.run(daemons_connected(url)) > 0
+        restore_postgres(backup, url, in_use=in_use, force=force)
+        return "into the PostgreSQL database"
+
+    def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
+        if archives is not None:
+            raise QueryError(
+                "PostgreSQL archives are CSV files: restore the month with "
+                "`meterflow partitions restore FILE`, or read the file with DuckDB or pandas"
+            )
+        return asyncio.run(query_postgres(url, sql))
 
     async def stray_rows(self, conn: AsyncConnection) -> int:
         return await default_rows(conn)
@@ -102,15 +177,12 @@ class PostgresBackend:
         return {row.device_id: row.user_id for row in result}
 
     async def insert_readings(
-        self,
-        conn: AsyncConnection,
-        readings: Sequence[Reading],
-        now: datetime,
+        self, conn: AsyncConnection, readings: Sequence[Reading], now: datetime
     ) -> int:
         """Owners are looked up by the insert itself (`_MOVE_STAGED`)."""
         if not readings:
             return 0
-        records = [reading_values(r) for r in readings]
+        records = reading_rows(readings, _AS_THEY_ARE)
         # Through SQLAlchemy first, so the transaction is open before COPY uses the
         # driver's connection underneath it.
         await conn.exec_driver_sql(_CREATE_STAGING)
@@ -139,20 +211,14 @@ class PostgresBackend:
             ),
         )
 
-    async def store_readings(
-        self,
-        conn: AsyncConnection,
-        months: Mapping[Month, Sequence[Reading]],
-        seen: Sequence[DeviceSighting],
-        now: datetime,
-    ) -> asyncio.Future[int]:
+    async def store_readings(self, conn: AsyncConnection, batch: PlainBatch) -> asyncio.Future[int]:
         """Stored before this returns, statement by statement: each is a round trip to the
         server however it is sent, and one connection runs one transaction at a time."""
         # One COPY for every month: the parent table routes rows to their partitions.
-        readings = [reading for group in months.values() for reading in group]
+        readings = [reading for group in batch.months.values() for reading in group]
         async with conn.begin():
-            await self.upsert_devices(conn, seen, now)
-            inserted = await self.insert_readings(conn, readings, now)
+            await self.upsert_devices(conn, batch.seen, batch.now)
+            inserted = await self.insert_readings(conn, readings, batch.now)
             crash_point("during-commit")
         done = asyncio.get_running_loop().create_future()
         done.set_result(inserted)

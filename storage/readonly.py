@@ -12,7 +12,6 @@ import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -20,11 +19,10 @@ from partitions import month_of_table
 from partitions.sqlite_store import ARCHIVE_SUFFIX
 from partitions.store import archived_months
 from partitions.view import view_over
+from storage.backend import Rows
 from storage.engine import open_engine, sqlite_file
 from storage.errors import StorageError
 from storage.tables import energy_partition
-
-Rows = tuple[list[str], list[tuple[Any, ...]]]
 
 _DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
 

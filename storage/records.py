@@ -96,22 +96,34 @@ ROW_COLUMNS: tuple[str, ...] = (
 READING_COLUMNS = ("user_id", *ROW_COLUMNS)
 
 
-def reading_values(reading: Reading) -> tuple[object, ...]:
-    """A reading's row in ROW_COLUMNS order; metadata as JSON text."""
-    return (
-        reading.device_id,
-        reading.data_type,
-        reading.energy_kwh,
-        reading.power_kw,
-        reading.voltage,
-        reading.current,
-        reading.battery_pct,
-        reading.irradiance_wm2,
-        reading.panel_temp_c,
-        reading.recorded_at,
-        reading.quality,
-        None if reading.metadata is None else json.dumps(reading.metadata),
-    )
+Row = tuple[object, ...]
+_JSON = msgspec.json.Encoder()
+
+
+def reading_rows(readings: Sequence[Reading], times: Mapping[datetime, object]) -> list[Row]:
+    """The readings' rows in ROW_COLUMNS order, as both backends send them: each time as
+    `times` gives it (SQLite's text, or the datetime itself), metadata as JSON text.
+
+    The hot half of the writer's work on the event loop: `times` is looked up once per
+    reading, and a fleet reporting on the minute shares its times (see storage/sqlite.py).
+    """
+    return [
+        (
+            r.device_id,
+            r.data_type,
+            r.energy_kwh,
+            r.power_kw,
+            r.voltage,
+            r.current,
+            r.battery_pct,
+            r.irradiance_wm2,
+            r.panel_temp_c,
+            times[r.recorded_at],
+            r.quality,
+            None if r.metadata is None else _JSON.encode(r.metadata).decode(),
+        )
+        for r in readings
+    ]
 
 
 @dataclass(frozen=True, slots=True)

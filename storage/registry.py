@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Row, and_, func, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage.backend import insert_for
 from storage.records import Availability, DeviceType
 from storage.tables import iot_devices
 
@@ -115,7 +115,7 @@ async def set_status(
 
 async def register(conn: AsyncConnection, devices: Sequence[Registration], now: datetime) -> None:
     """Insert devices, or update what is given of those that exist (never their readings' state)."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(conn)
     for device in devices:
         values = {
             name: getattr(device, name)
@@ -188,7 +188,7 @@ async def apply_availability(
         return []
     latest = {message.device_id: message for message in messages}
     known = await statuses(conn, sorted(latest))
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = insert_for(conn)
     unknown: list[Availability] = []
     for device_id, message in sorted(latest.items()):
         new, old = ("active", "inactive") if message.online else ("inactive", "active")

@@ -112,13 +112,9 @@ def postgres_rollup_cte(rollup: Rollup, source: str) -> str:
 )"""
 
 
-def backfill_sql(rollup: Rollup, dialect: str) -> str:
-    """Fill a rollup from every reading already stored (schema upgrades)."""
-    bucket = (
-        rollup.postgres_bucket("recorded_at")
-        if dialect == "postgresql"
-        else rollup.sqlite_bucket("recorded_at")
-    )
+def backfill_sql(rollup: Rollup, bucket: str) -> str:
+    """Fill a rollup from every reading already stored (schema upgrades); `bucket` is the
+    database's expression of the rollup's bucket of `recorded_at` (`Schema.rollup_bucket`)."""
     return (
         f"INSERT INTO {rollup.table} (device_id, data_type, {rollup.bucket}, {_MEASURES}) "
         f"SELECT device_id, data_type, {bucket}, "

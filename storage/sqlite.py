@@ -18,23 +18,24 @@ import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import NamedTuple, cast
 
 import aiosqlite
 import msgspec
-from sqlalchemy import inspect
+from sqlalchemy import Table, inspect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from partitions import VIEW_NAME, Month, UnionViewPartitions
+from partitions import VIEW_NAME, Month, SQLitePartitionStore, UnionViewPartitions
+from storage.backend import PlainBatch, Rows
+from storage.backup import backup_sqlite, restore_sqlite
 from storage.devices import DeviceSighting, registry_update
+from storage.engine import SQLiteOptions, sqlite_file
 from storage.faults import crash_point
-from storage.records import ROW_COLUMNS, Reading, by_month
-from storage.rollups import (
-    ROLLUPS,
-    sqlite_insert_sql,
-    sqlite_rollup_sql,
-)
+from storage.readonly import query_sqlite
+from storage.records import ROW_COLUMNS, Reading, Row, by_month, reading_rows
+from storage.rollups import ROLLUPS, Rollup, sqlite_insert_sql, sqlite_rollup_sql
 from storage.tables import energy_partition, metadata
 
 
@@ -62,38 +63,15 @@ class Stamps(dict[datetime, str]):
         return text
 
 
-Row = tuple[object, ...]
-
 _UNIQUE_KEY = ("device_id", "data_type", "recorded_at")
 _ROW_KEY = operator.itemgetter(*(ROW_COLUMNS.index(column) for column in _UNIQUE_KEY))
 
 
 def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> list[Row]:
-    """The readings' rows in ROW_COLUMNS order, sorted by unique key (stably: the first
-    of two equal keys stays first). Times are SQLite's text, metadata JSON text.
-
-    The hot half of the writer's work on the event loop, so the tuple is built inline
-    rather than by `reading_values` with the time swapped, which costs a call and a second
-    tuple per reading; a test holds the two to the same row.
-    """
-    stamps = Stamps() if stamps is None else stamps
-    rows: list[Row] = [
-        (
-            r.device_id,
-            r.data_type,
-            r.energy_kwh,
-            r.power_kw,
-            r.voltage,
-            r.current,
-            r.battery_pct,
-            r.irradiance_wm2,
-            r.panel_temp_c,
-            stamps[r.recorded_at],
-            r.quality,
-            None if r.metadata is None else _JSON.encode(r.metadata).decode(),
-        )
-        for r in readings
-    ]
+    """The readings' rows (`storage.records.reading_rows`) with SQLite's text times,
+    sorted by unique key, so that the unique index is walked in order (stably: the first
+    of two equal keys stays first, and is the one stored)."""
+    rows = reading_rows(readings, Stamps() if stamps is None else stamps)
     rows.sort(key=_ROW_KEY)
     return rows
 
@@ -270,9 +248,44 @@ class SQLiteBackend:
         if VIEW_NAME not in views:
             await self._partitions.rebuild_view(conn)
 
+    async def lean_writes(self, conn: AsyncConnection) -> None:
+        """Nothing to do: SQLite checks the readings' foreign key with one index probe, and
+        its rollups keep the covering index (storage/tables.py)."""
+
+    def rollup_bucket(self, rollup: Rollup, column: str) -> str:
+        return rollup.sqlite_bucket(column)
+
+    def utc_date(self, expression: str) -> str:
+        return f"date({expression})"
+
+    def readings_table(self, month: Month) -> Table:
+        # The month's own table: the view would probe every month.
+        return energy_partition(month.table_name)
+
     async def stray_rows(self, conn: AsyncConnection) -> int:
         """Always 0: every SQLite reading is in its month's own table."""
         return 0
+
+    async def move_stray_rows(self, conn: AsyncConnection) -> dict[Month, int]:
+        return {}
+
+    def partition_store(
+        self, engine: AsyncEngine, url: str, options: SQLiteOptions | None = None
+    ) -> SQLitePartitionStore:
+        return SQLitePartitionStore(
+            sqlite_file(url, "partition maintenance"),
+            energy_partition("energy_data_template"),
+            (options or SQLiteOptions()).busy_timeout_ms,
+        )
+
+    def backup(self, url: str, directory: Path, keep: int) -> Path:
+        return backup_sqlite(url, directory, keep=keep)
+
+    def restore(self, backup: Path, url: str, *, force: bool) -> str:
+        return f"to {restore_sqlite(backup, url, force=force)}"
+
+    def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
+        return query_sqlite(url, sql, archives or ())
 
     async def registered_owners(
         self, conn: AsyncConnection, device_ids: Sequence[str]
@@ -288,10 +301,7 @@ class SQLiteBackend:
         return dict(pairs)
 
     async def insert_readings(
-        self,
-        conn: AsyncConnection,
-        readings: Sequence[Reading],
-        now: datetime,
+        self, conn: AsyncConnection, readings: Sequence[Reading], now: datetime
     ) -> int:
         """Owners are looked up by the insert itself (`sqlite_insert_sql`)."""
         return await _in_thread(conn, _run, _inserts(by_month(readings), now, Stamps()))
@@ -302,17 +312,11 @@ class SQLiteBackend:
         if seen:
             await _in_thread(conn, _run, [_upsert_statement(seen, now, Stamps())])
 
-    async def store_readings(
-        self,
-        conn: AsyncConnection,
-        months: Mapping[Month, Sequence[Reading]],
-        seen: Sequence[DeviceSighting],
-        now: datetime,
-    ) -> asyncio.Future[int]:
+    async def store_readings(self, conn: AsyncConnection, batch: PlainBatch) -> asyncio.Future[int]:
         """BEGIN to COMMIT in one trip to aiosqlite's thread: see `_in_thread`."""
         stamps = Stamps()
-        steps: list[Step] = [_upsert_statement(seen, now, stamps)] if seen else []
-        steps.extend(_inserts(months, now, stamps))
+        steps: list[Step] = [_upsert_statement(batch.seen, batch.now, stamps)] if batch.seen else []
+        steps.extend(_inserts(batch.months, batch.now, stamps))
         driver = await _driver(conn)
         # A task takes its first step, which puts the work on aiosqlite's queue, in the
         # order tasks were created: transactions queued one after another run in order.

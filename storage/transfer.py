@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, func, literal, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from partitions import Month
-from storage.backend import Backend, backend_for
+from storage.backend import Dialect, backend_for, insert_for
 from storage.migrations import require_current
-from storage.tables import dead_letters, energy_parent, energy_partition, iot_devices
+from storage.tables import dead_letters, energy_parent, iot_devices
 
 CHUNK_ROWS = 5000
 _READING_KEY = ("device_id", "data_type", "recorded_at")
@@ -53,18 +52,13 @@ class Side:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
-        self.backend: Backend = backend_for(engine.dialect.name)
+        self.backend: Dialect = backend_for(engine.dialect.name)
 
     def readings(self, month: Month) -> Table:
-        if self.engine.dialect.name == "postgresql":
-            return energy_parent()
-        return energy_partition(month.table_name)
+        return self.backend.readings_table(month)
 
     def insert(self, table: Table) -> Any:  # noqa: ANN401 - a dialect's Insert
-        dialect_insert = (
-            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        )
-        return dialect_insert(table)
+        return insert_for(self.engine)(table)
 
 
 async def count_readings(side: Side) -> int:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from partitions import Month
-from storage.backend import Backend, backend_for
+from storage.backend import Dialect, PlainBatch, backend_for
 from storage.batch_transaction import plain_outcome, store_batch
 from storage.counters import counter_key
 from storage.devices import sightings
@@ -93,7 +93,7 @@ class BatchWriter:
         self._url = url
         self._unknown_devices = unknown_devices
         self._backoff = backoff or Backoff()
-        self._backend: Backend = backend_for(engine.dialect.name)
+        self._backend: Dialect = backend_for(engine.dialect.name)
         self._conn: AsyncConnection | None = None
         self._tasks: asyncio.Queue[Task] = asyncio.Queue()
         self._queued: deque[_Queued] = deque()
@@ -295,8 +295,8 @@ class BatchWriter:
     async def _store_plain(
         self, conn: AsyncConnection, batch: WriteBatch, months: Mapping[Month, Sequence[Reading]]
     ) -> asyncio.Future[int]:
-        seen = sightings(batch.readings)
-        return await self._backend.store_readings(conn, months, seen, datetime.now(UTC))
+        plain = PlainBatch(months, sightings(batch.readings), datetime.now(UTC))
+        return await self._backend.store_readings(conn, plain)
 
     async def _write(self, batch: WriteBatch) -> WriteResult:
         attempt = 0

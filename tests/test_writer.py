@@ -26,7 +26,7 @@ from storage import (
     open_engine,
     registry,
 )
-from storage.records import READING_COLUMNS, ROW_COLUMNS, reading_values
+from storage.records import READING_COLUMNS, ROW_COLUMNS, reading_rows
 from storage.registry import Registration
 from storage.sqlite import CHUNK_ROWS, batch_rows, chunks
 from tests.databases import (
@@ -356,7 +356,8 @@ def test_sqlite_batch_rows_follow_the_reading_columns_but_the_owner() -> None:
         {"seq": 7, "nested": [1, {"x": None}]},
     )  # fmt: skip
     [row] = batch_rows([solar])
-    expected = list(reading_values(solar))
+    [as_sent] = reading_rows([solar], {at: at})
+    expected = list(as_sent)
     expected[ROW_COLUMNS.index("recorded_at")] = "2026-03-31 23:59:58.123000"
     assert READING_COLUMNS[1:] == ROW_COLUMNS
     metadata = ROW_COLUMNS.index("metadata")

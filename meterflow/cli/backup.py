@@ -6,19 +6,8 @@ from pathlib import Path
 
 import click
 
-from meterflow.cli.common import complete, config_option, db_option, settings_for
-from storage import StorageError
-from storage.backup import (
-    backup_postgres,
-    backup_sqlite,
-    daemons_connected,
-    restore_postgres,
-    restore_sqlite,
-)
-
-
-def _is_postgres(url: str) -> bool:
-    return url.startswith("postgres")
+from meterflow.cli.common import config_option, db_option, settings_for
+from storage import StorageError, backend_for_url
 
 
 @click.command()
@@ -39,10 +28,7 @@ def backup(config_file: Path | None, db: str | None, directory: Path, keep: int)
     """
     url = settings_for(config_file, **{"storage.url": db}).storage.url
     try:
-        if _is_postgres(url):
-            made = backup_postgres(url, directory, keep=keep)
-        else:
-            made = backup_sqlite(url, directory, keep=keep)
+        made = backend_for_url(url).backup(url, directory, keep)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"backed up to {made}")
@@ -57,11 +43,7 @@ def restore(config_file: Path | None, db: str | None, file: Path, force: bool) -
     """Replace the database with a backup; refused while a daemon uses the database."""
     url = settings_for(config_file, **{"storage.url": db}).storage.url
     try:
-        if _is_postgres(url):
-            in_use = complete(daemons_connected(url)) > 0
-            restore_postgres(file, url, in_use=in_use, force=force)
-            click.echo(f"restored {file} into the PostgreSQL database")
-        else:
-            click.echo(f"restored {file} to {restore_sqlite(file, url, force=force)}")
+        where = backend_for_url(url).restore(file, url, force=force)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored {file} {where}")

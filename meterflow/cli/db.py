@@ -8,7 +8,14 @@ import click
 
 from meterflow.cli.common import complete, config_option, db_option, settings_for
 from meterflow.settings import Settings
-from storage import SCHEMA_VERSION, StorageError, backend_for, maintenance, open_engine, upgrade
+from storage import (
+    SCHEMA_VERSION,
+    StorageError,
+    backend_for_url,
+    maintenance,
+    open_engine,
+    upgrade,
+)
 
 
 @click.group()
@@ -67,9 +74,10 @@ def db_optimize(config_file: Path | None, db: str | None) -> None:
 
 
 async def _upgrade(settings: Settings) -> list[int]:
-    engine = open_engine(settings.storage.url, settings.storage.sqlite)
+    url = settings.storage.url
+    engine = open_engine(url, settings.storage.sqlite)
     try:
         async with engine.connect() as conn:
-            return await upgrade(conn, backend_for(engine.dialect.name))
+            return await upgrade(conn, backend_for_url(url))
     finally:
         await engine.dispose()

@@ -20,15 +20,14 @@ from partitions import (
     PartitionStore,
     apply_retention,
     parse_age,
-    repair,
     retired,
 )
 from partitions.postgres_store import ARCHIVE_SUFFIX as POSTGRES_ARCHIVE_SUFFIX
 from partitions.sqlite_store import ARCHIVE_SUFFIX as SQLITE_ARCHIVE_SUFFIX
 from partitions.store import archived_months
 from storage import open_engine
+from storage.backend import backend_for_url
 from storage.database import connect
-from storage.partition_stores import partition_store
 
 T = TypeVar("T")
 archive_dir_option = click.option(
@@ -56,12 +55,11 @@ def partitions_repair(config_file: Path | None, db: str | None) -> None:
 
 
 async def _repair(settings: Settings) -> dict[Month, int]:
-    engine = open_engine(settings.storage.url, settings.storage.sqlite)
+    url = settings.storage.url
+    engine = open_engine(url, settings.storage.sqlite)
     try:
-        if engine.dialect.name != "postgresql":
-            return {}
         async with engine.connect() as conn, conn.begin():
-            return await repair(conn)
+            return await backend_for_url(url).move_stray_rows(conn)
     finally:
         await engine.dispose()
 
@@ -75,7 +73,7 @@ async def _store(settings: Settings) -> AsyncIterator[tuple[PartitionStore, froz
         await database.conn.close()
         engine = open_engine(url, options)
         try:
-            yield partition_store(engine, url, options), months
+            yield database.backend.partition_store(engine, url, options), months
         finally:
             await engine.dispose()
 

@@ -11,8 +11,9 @@ from meterflow.cli.common import complete, config_option, db_option, settings_fo
 from meterflow.cli.output import Cell, OutputFormat, format_option, render
 from storage import StorageError
 from storage.analytics import Balance, DeviceDay, balance, device_days
+from storage.backend import backend_for_url
 from storage.database import connect
-from storage.readonly import Rows, archives_in, query_postgres, query_sqlite
+from storage.readonly import archives_in
 
 
 @click.group()
@@ -46,21 +47,14 @@ def query_sql(
     """Run one read-only SQL statement; writes, ATTACH and DETACH are refused."""
     settings = settings_for(config_file, **{"storage.url": db})
     url = settings.storage.url
-    rows: Rows
-    if url.startswith("postgres"):
-        if include_archive:
-            raise click.ClickException(
-                "PostgreSQL archives are CSV files: restore the month with "
-                "`meterflow partitions restore FILE`, or read the file with DuckDB or pandas"
-            )
-        rows = complete(query_postgres(url, statement))
-    else:
-        archives = archives_in(archive_dir or settings.retention.archive_dir)
-        try:
-            rows = query_sqlite(url, statement, archives if include_archive else [])
-        except StorageError as exc:
-            raise click.ClickException(str(exc)) from exc
-    columns, records = rows
+    archives = archives_in(archive_dir or settings.retention.archive_dir)
+    try:
+        backend = backend_for_url(url)
+        columns, records = backend.read_only_query(
+            url, statement, archives if include_archive else None
+        )
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(render(columns, records, output_format))
 
 
