@@ -4,6 +4,8 @@ from storage import registry
 from storage.backend import Backend, Dialect, Operations, Schema, backend_for, backend_for_url
 from storage.engine import SQLiteOptions, Synchronous, database_url, open_engine
 from storage.errors import (
+    DatabaseInUseError,
+    QueryError,
     SchemaVersionError,
     StorageError,
     UnsupportedDatabaseError,
@@ -34,10 +36,12 @@ __all__ = [
     "Backoff",
     "BatchWriter",
     "DataType",
+    "DatabaseInUseError",
     "DeadLetter",
     "DeviceType",
     "Dialect",
     "Operations",
+    "QueryError",
     "Reading",
     "RejectKind",
     "SQLiteOptions",

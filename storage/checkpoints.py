@@ -2,8 +2,8 @@
 
 In WAL mode a commit appends pages to the write-ahead log, and the connection whose commit
 takes the log past `wal_autocheckpoint` pages copies the log into the database before that
-commit returns: for the daemon's writer, an extra 60-120 ms every few batches
-(docs/performance.md). A PASSIVE checkpoint from a connection of its own takes no lock the
+commit returns: for the daemon's writer, a long stall every few batches (docs/performance.md
+has the figures). A PASSIVE checkpoint from a connection of its own takes no lock the
 writer needs, runs on the other core, and once it has copied every page, the writer's next
 transaction starts the log again from its beginning. The writer keeps an automatic
 checkpoint at a much longer log (`WRITER_CHECKPOINT_PAGES`), should this one stall.

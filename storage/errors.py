@@ -4,7 +4,8 @@ StorageError
 ├── UnsupportedDatabaseError   a URL naming a database meterflow does not speak
 ├── WriteError                 a batch that could not be stored, with the cause
 ├── SchemaVersionError         a database at another schema version, with the fix
-└── DatabaseInUseError         a database a daemon is using, which must not be replaced
+├── DatabaseInUseError         a database a daemon is using, which must not be replaced
+└── QueryError                 a read-only query the database refused, with its reason
 """
 
 from __future__ import annotations
@@ -60,3 +61,7 @@ class DatabaseInUseError(StorageError):
             "stop it first"
         )
         self.what = what
+
+
+class QueryError(StorageError):
+    """A read-only query that was refused: a write, ATTACH, or SQL the database rejects."""

@@ -30,8 +30,9 @@ from storage.backend import PlainBatch, Rows
 from storage.backup import backup_postgres, daemons_connected, restore_postgres
 from storage.devices import DeviceSighting, registry_update
 from storage.engine import SQLiteOptions
+from storage.errors import QueryError
 from storage.faults import crash_point
-from storage.readonly import QueryError, query_postgres
+from storage.readonly import query_postgres
 from storage.records import READING_COLUMNS, ROW_COLUMNS, Reading, reading_rows
 from storage.rollups import ROLLUPS, Rollup, postgres_rollup_cte
 from storage.tables import ROLLUP_FILLFACTOR, energy_parent, metadata

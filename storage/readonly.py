@@ -21,14 +21,10 @@ from partitions.store import archived_months
 from partitions.view import view_over
 from storage.backend import Rows
 from storage.engine import open_engine, sqlite_file
-from storage.errors import StorageError
+from storage.errors import QueryError
 from storage.tables import energy_partition
 
 _DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
-
-
-class QueryError(StorageError):
-    """A statement the database refused (a write, a syntax error), with its reason."""
 
 
 def archives_in(directory: Path) -> list[Path]:

@@ -76,9 +76,9 @@ def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> lis
     return rows
 
 
-# Preparing a statement of many VALUES rows costs SQLite 2 to 4 µs per row, several times
-# what running it does, so each statement text must come back from the sqlite3 module's
-# cache: a batch is cut into chunks of a few sizes only.
+# Preparing a statement of many VALUES rows costs SQLite several times what running it
+# does (docs/performance.md), so each statement text must come back from the sqlite3
+# module's cache: a batch is cut into chunks of a few sizes only.
 CHUNK_ROWS = 1024
 
 

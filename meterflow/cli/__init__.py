@@ -7,8 +7,11 @@ partitions list` loads the partition code and not the daemon, the MQTT stack or 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
+
+from meterflow.cli.common import reported
 
 __all__ = ["main"]
 
@@ -31,7 +34,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class _LazyGroup(click.Group):
-    """A group whose commands are imported on first use (click's documented lazy loading)."""
+    """A group whose commands are imported on first use (click's documented lazy loading),
+    each run inside the one seam between meterflow's errors and the operator."""
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401  (whatever the command returns)
+        with reported():
+            return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)

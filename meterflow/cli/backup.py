@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from meterflow.cli.common import config_option, db_option, settings_for
-from storage import StorageError, backend_for_url
+from storage import backend_for_url
 
 
 @click.command()
@@ -27,10 +27,7 @@ def backup(config_file: Path | None, db: str | None, directory: Path, keep: int)
     Safe while the daemon writes: the copy is one consistent state.
     """
     url = settings_for(config_file, **{"storage.url": db}).storage.url
-    try:
-        made = backend_for_url(url).backup(url, directory, keep)
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    made = backend_for_url(url).backup(url, directory, keep)
     click.echo(f"backed up to {made}")
 
 
@@ -42,8 +39,5 @@ def backup(config_file: Path | None, db: str | None, directory: Path, keep: int)
 def restore(config_file: Path | None, db: str | None, file: Path, force: bool) -> None:  # noqa: FBT001
     """Replace the database with a backup; refused while a daemon uses the database."""
     url = settings_for(config_file, **{"storage.url": db}).storage.url
-    try:
-        where = backend_for_url(url).restore(file, url, force=force)
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    where = backend_for_url(url).restore(file, url, force=force)
     click.echo(f"restored {file} {where}")

@@ -1,5 +1,6 @@
 """What every command shares: the common options, settings loading, running a coroutine,
-and the one seam where errors become what the operator reads.
+and the one seam where errors become what the operator reads (`reported`, wrapped around
+every command by the `meterflow` group).
 
 Exit codes (README, "Exit codes"):
 
@@ -14,13 +15,14 @@ Exit codes (README, "Exit codes"):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from ingest.errors import ConfigError, IngestError
+from ingest.errors import IngestError
 from meterflow.settings import Settings, load_settings
 from partitions import PartitionError
 from storage import StorageError, WriteError
@@ -37,10 +39,7 @@ db_option = click.option("--db", help="Database URL, e.g. sqlite:///data/meterfl
 
 
 def settings_for(config_file: Path | None, **overrides: Any) -> Settings:  # noqa: ANN401
-    try:
-        return load_settings(config_file, **overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return load_settings(config_file, **overrides)
 
 
 T = TypeVar("T")
@@ -58,10 +57,20 @@ def complete(
     coroutine: Coroutine[Any, Any, T],
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> T:
-    """Run a command's coroutine to its end; meterflow's own errors become one line."""
+    """Run a command's coroutine to its end."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coroutine)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """The seam: every error of meterflow's own trees becomes one line and an exit code.
+
+    Foreign errors were translated into those trees where they entered (the storage
+    backends, the MQTT source); anything else is a bug, and keeps its traceback.
+    """
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(coroutine)
+        yield
     except WriteError as exc:
         raise DatabaseFailed(
             f"stopped: {exc}. Nothing is lost: the broker keeps the unacknowledged "

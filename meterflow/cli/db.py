@@ -10,7 +10,6 @@ from meterflow.cli.common import complete, config_option, db_option, settings_fo
 from meterflow.settings import Settings
 from storage import (
     SCHEMA_VERSION,
-    StorageError,
     backend_for_url,
     maintenance,
     open_engine,
@@ -41,10 +40,7 @@ def db_upgrade(config_file: Path | None, db: str | None) -> None:
 def db_check(config_file: Path | None, db: str | None) -> None:
     """SQLite: integrity check and counts (safe while the daemon runs)."""
     settings = settings_for(config_file, **{"storage.url": db})
-    try:
-        report = maintenance.check(settings.storage.url)
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = maintenance.check(settings.storage.url)
     click.echo(f"integrity: {'ok' if report.ok else '; '.join(report.integrity)}")
     click.echo(
         f"size {report.size_bytes / 2**20:.1f} MiB, {report.partitions} partitions, "
@@ -61,10 +57,7 @@ def db_check(config_file: Path | None, db: str | None) -> None:
 def db_optimize(config_file: Path | None, db: str | None) -> None:
     """SQLite: ANALYZE, optimize, incremental vacuum, checkpoint (safe while the daemon runs)."""
     settings = settings_for(config_file, **{"storage.url": db})
-    try:
-        report = maintenance.optimize(settings.storage.url)
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = maintenance.optimize(settings.storage.url)
     click.echo(f"optimized; {report.freed_pages} free pages returned to the file system")
     if not report.incremental_vacuum and report.free_pages_left:
         click.echo(

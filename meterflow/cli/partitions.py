@@ -83,10 +83,7 @@ def _run(settings: Settings, work: Callable[[PartitionStore, frozenset[Month]], 
         async with _store(settings) as (store, months):
             return await work(store, months)
 
-    try:
-        return complete(go())
-    except PartitionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return complete(go())
 
 
 @partitions.command("list")

@@ -9,7 +9,6 @@ import click
 
 from meterflow.cli.common import complete, config_option, db_option, settings_for
 from meterflow.cli.output import Cell, OutputFormat, format_option, render
-from storage import StorageError
 from storage.analytics import Balance, DeviceDay, balance, device_days
 from storage.backend import backend_for_url
 from storage.database import connect
@@ -48,13 +47,10 @@ def query_sql(
     settings = settings_for(config_file, **{"storage.url": db})
     url = settings.storage.url
     archives = archives_in(archive_dir or settings.retention.archive_dir)
-    try:
-        backend = backend_for_url(url)
-        columns, records = backend.read_only_query(
-            url, statement, archives if include_archive else None
-        )
-    except StorageError as exc:
-        raise click.ClickException(str(exc)) from exc
+    backend = backend_for_url(url)
+    columns, records = backend.read_only_query(
+        url, statement, archives if include_archive else None
+    )
     click.echo(render(columns, records, output_format))
 
 

@@ -63,10 +63,7 @@ def run(
         settings = settings.model_copy(update={"mqtt": mqtt})
     configure_logging(settings.log.level, settings.log.format)
     tune_interpreter()
-    try:
-        complete(_run(settings), event_loop(settings.ingest.event_loop, settings.mqtt.client))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    complete(_run(settings), event_loop(settings.ingest.event_loop, settings.mqtt.client))
 
 
 def event_loop(
