@@ -444,8 +444,12 @@ def _failed(committing: asyncio.Future[int]) -> bool:
 
 def _fail(task: Task, exc: Exception) -> None:
     """Give a task's submitter the error its handling raised."""
-    done: asyncio.Future[Any] | None = getattr(task, "done", None)
-    if done is None and isinstance(task, Hold):
-        done = task.held
-    if done is not None and not done.done():
-        done.set_exception(exc)
+    match task:
+        case (
+            StoreBatch(done=done)
+            | Transact(done=done)
+            | EnsurePartitions(done=done)
+            | ReloadPartitions(done=done)
+            | Hold(held=done)
+        ) if not done.done():
+            done.set_exception(exc)
