@@ -88,6 +88,10 @@ class Backend(Protocol):
         """The table to read a month's readings from, so that only that month is read."""
         ...
 
+    async def lock_rollups(self, conn: AsyncConnection) -> None:
+        """Hold other writers' rollup updates back until the caller's transaction ends."""
+        ...
+
     async def stray_rows(self, conn: AsyncConnection) -> int:
         """Readings in no monthly partition (a PostgreSQL DEFAULT partition); 0 if none."""
         ...

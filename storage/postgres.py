@@ -141,6 +141,12 @@ class PostgresBackend:
         # The parent: PostgreSQL prunes its partitions to the month by itself.
         return energy_parent()
 
+    async def lock_rollups(self, conn: AsyncConnection) -> None:
+        # SHARE ROW EXCLUSIVE conflicts with the ROW EXCLUSIVE lock a batch's rollup
+        # update takes, and with itself; readers go on.
+        tables = ", ".join(rollup.table for rollup in ROLLUPS)
+        await conn.exec_driver_sql(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
+
     async def move_stray_rows(self, conn: AsyncConnection) -> dict[Month, int]:
         return await repair(conn)
 

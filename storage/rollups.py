@@ -36,10 +36,11 @@ DAILY = Rollup("energy_daily", "day", 10, " 00:00:00.000000")
 MONTHLY = Rollup("energy_monthly", "month", 7, "-01 00:00:00.000000")
 ROLLUPS = (HOURLY, DAILY, MONTHLY)
 
-_MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
+MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
 
 
-def _aggregates(energy: str, power: str) -> str:
+def aggregates(energy: str, power: str) -> str:
+    """The SQL aggregates of MEASURES over readings' energy and power columns."""
     return (
         f"coalesce(sum({energy}), 0), max({power}), coalesce(sum({power}), 0), "
         f"count({power}), count(*)"
@@ -88,10 +89,10 @@ def sqlite_rollup_sql(rollup: Rollup, partition: str) -> str:
         f"coalesce(max({table}.power_max, excluded.power_max), "
         f"{table}.power_max, excluded.power_max)"
     )
-    aggregates = _aggregates("energy_amount", "instantaneous_power")
+    sums = aggregates("energy_amount", "instantaneous_power")
     return f"""
-INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {_MEASURES})
-SELECT device_id, data_type, {rollup.sqlite_bucket("recorded_at")}, {aggregates}
+INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {MEASURES})
+SELECT device_id, data_type, {rollup.sqlite_bucket("recorded_at")}, {sums}
 FROM "{partition}" NOT INDEXED WHERE id > :mark GROUP BY 1, 2, 3
 {_merge(rollup, greatest)}
 """
@@ -103,21 +104,22 @@ def postgres_rollup_cte(rollup: Rollup, source: str) -> str:
     table = rollup.table
     greatest = f"greatest({table}.power_max, excluded.power_max)"
     return f"""rolled_{rollup.bucket} AS (
-    INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {_MEASURES})
+    INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {MEASURES})
     SELECT device_id, data_type, {rollup.postgres_bucket("recorded_at")},
-           {_aggregates("energy_amount", "instantaneous_power")}
+           {aggregates("energy_amount", "instantaneous_power")}
     FROM {source} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     {_merge(rollup, greatest)}
     RETURNING 1
 )"""
 
 
-def backfill_sql(rollup: Rollup, bucket: str) -> str:
-    """Fill a rollup from every reading already stored (schema upgrades); `bucket` is the
-    database's expression of the rollup's bucket of `recorded_at` (`Schema.rollup_bucket`)."""
+def backfill_sql(rollup: Rollup, bucket: str, source: str = BASE_NAME, where: str = "") -> str:
+    """Fill a rollup from the readings of `source` (every reading stored, by default) that
+    `where` selects; `bucket` is the database's expression of the rollup's bucket of
+    `recorded_at` (`Schema.rollup_bucket`)."""
     return (
-        f"INSERT INTO {rollup.table} (device_id, data_type, {rollup.bucket}, {_MEASURES}) "
+        f"INSERT INTO {rollup.table} (device_id, data_type, {rollup.bucket}, {MEASURES}) "
         f"SELECT device_id, data_type, {bucket}, "
-        f"{_aggregates('energy_amount', 'instantaneous_power')} "
-        f"FROM {BASE_NAME} GROUP BY 1, 2, 3"
+        f"{aggregates('energy_amount', 'instantaneous_power')} "
+        f"FROM {source} {where} GROUP BY 1, 2, 3"
     )

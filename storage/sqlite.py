@@ -262,6 +262,9 @@ class SQLiteBackend:
         # The month's own table: the view would probe every month.
         return energy_partition(month.table_name)
 
+    async def lock_rollups(self, conn: AsyncConnection) -> None:
+        """Nothing to do: every transaction here begins IMMEDIATE, holding the write lock."""
+
     async def stray_rows(self, conn: AsyncConnection) -> int:
         """Always 0: every SQLite reading is in its month's own table."""
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,47 @@ def test_sqlite_copies_into_postgres_and_verifies_every_month(
     assert postgres.query("SELECT count(*) FROM energy_data WHERE metadata IS NOT NULL") == [
         (2400,)
     ]
+
+
+def test_the_rollups_arrive_whole_and_add_up_to_the_copied_readings(
+    tmp_path: Path, postgres: Database
+) -> None:
+    """Every rollup row is copied as it was, months whose readings are gone included, and
+    `db verify` on the copy finds each equal to its readings."""
+    source = SQLiteDatabase(tmp_path / "data" / "meterflow.db")
+    fill(source)
+    archived = meterflow(
+        "partitions", "archive", "2026-01", "--to", str(tmp_path / "archive"), "--db", source.url
+    )
+    assert archived.returncode == 0, archived.stderr
+    output = migrate(source, postgres)
+    assert [line for line in output.splitlines() if line.startswith("energy_")] == [
+        "energy_hourly: 3000 -> 3000 rows, ok",
+        "energy_daily: 140 -> 140 rows, ok",
+        "energy_monthly: 40 -> 40 rows, ok",
+    ]
+    assert "the rollups add up to the readings" in output
+    totals = "SELECT round(sum(energy_kwh)::numeric, 6), sum(readings) FROM energy_monthly"
+    assert postgres.query(totals) == [(Decimal("71994.000000"), 12_000)]
+    verified = meterflow("db", "verify", "--db", postgres.url)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.splitlines() == [
+        "2026-02: rollups match the readings",
+        "2026-01: no live readings (archived or dropped); rollup rows kept, not checked",
+    ]
+
+
+def test_rollups_that_do_not_add_up_in_the_source_fail_the_verification(
+    tmp_path: Path, postgres: Database
+) -> None:
+    """A copy of wrong totals is refused, naming the rows and the fix."""
+    source = SQLiteDatabase(tmp_path / "data" / "meterflow.db")
+    fill(source)
+    source.execute("UPDATE energy_daily SET energy_kwh = energy_kwh * 2 WHERE device_id = 'd1'")
+    done = meterflow("migrate", "--from", source.url, "--to", postgres.url)
+    assert done.returncode == 1
+    assert [line for line in done.stdout.splitlines() if line.startswith("  energy_daily d1")]
+    assert "rebuild-rollups" in done.stderr
 
 
 def test_an_interrupted_copy_is_finished_by_running_it_again(

@@ -1,13 +1,15 @@
-"""`meterflow db`: schema upgrades and SQLite upkeep."""
+"""`meterflow db`: schema upgrades, SQLite upkeep, and rollups checked against readings."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
 from meterflow.cli.common import complete, config_option, db_option, settings_for
 from meterflow.settings import Settings
+from partitions import Month
 from storage import (
     SCHEMA_VERSION,
     backend_for_url,
@@ -15,6 +17,8 @@ from storage import (
     open_engine,
     upgrade,
 )
+from storage.database import connect
+from storage.verify import Verification, month_differences, rebuild_month, rollup_months
 
 
 @click.group()
@@ -74,3 +78,90 @@ async def _upgrade(settings: Settings) -> list[int]:
             return await upgrade(conn, backend_for_url(url))
     finally:
         await engine.dispose()
+
+
+# How many differences of one month are printed before the rest are counted.
+SHOWN_PER_MONTH = 20
+from_month = click.option(
+    "--from", "first", type=Month.parse, metavar="YYYY-MM", help="First month."
+)
+to_month = click.option("--to", "last", type=Month.parse, metavar="YYYY-MM", help="Last month.")
+
+
+@db.command("verify")
+@config_option
+@db_option
+@from_month
+@to_month
+def db_verify(
+    config_file: Path | None, db: str | None, first: Month | None, last: Month | None
+) -> None:
+    """Recompute every rollup from the raw readings; print each difference, exit 1 on any.
+
+    Safe while the daemon writes. Months whose readings retention archived or dropped
+    keep their rollup rows, which are listed and not checked.
+    """
+    settings = settings_for(config_file, **{"storage.url": db})
+    report = complete(_verify(settings, first, last))
+    for month, differences in report.months:
+        if not differences:
+            click.echo(f"{month}: rollups match the readings")
+            continue
+        click.echo(f"{month}: {len(differences)} rollup rows differ from the readings")
+        for difference in differences[:SHOWN_PER_MONTH]:
+            click.echo(f"  {difference}")
+        if len(differences) > SHOWN_PER_MONTH:
+            click.echo(f"  ... and {len(differences) - SHOWN_PER_MONTH} more")
+    for month in report.without_readings:
+        click.echo(
+            f"{month}: no live readings (archived or dropped); rollup rows kept, not checked"
+        )
+    if report.differences:
+        raise click.ClickException(
+            f"{report.differences} rollup rows differ from the readings: "
+            "`meterflow db rebuild-rollups` recomputes them"
+        )
+
+
+@db.command("rebuild-rollups")
+@config_option
+@db_option
+@from_month
+@to_month
+def db_rebuild_rollups(
+    config_file: Path | None, db: str | None, first: Month | None, last: Month | None
+) -> None:
+    """Recompute the rollups of live months from their readings (safe while the daemon runs)."""
+    settings = settings_for(config_file, **{"storage.url": db})
+    for month in complete(_rebuild(settings, first, last)):
+        click.echo(f"{month}: rollups rebuilt from its readings")
+
+
+def _chosen(months: Iterable[Month], first: Month | None, last: Month | None) -> list[Month]:
+    return sorted(
+        m for m in months if (first is None or m >= first) and (last is None or m <= last)
+    )
+
+
+async def _verify(settings: Settings, first: Month | None, last: Month | None) -> Verification:
+    async with connect(settings.storage.url, settings.storage.sqlite) as database:
+        live = database.backend.partitions.months
+        report = Verification()
+        for month in _chosen(live, first, last):
+            async with database.conn.begin():
+                report.months.append(
+                    (month, await month_differences(database.conn, database.backend, month))
+                )
+        async with database.conn.begin():
+            summed = await rollup_months(database.conn)
+        report.without_readings = _chosen(summed - live, first, last)
+        return report
+
+
+async def _rebuild(settings: Settings, first: Month | None, last: Month | None) -> list[Month]:
+    async with connect(settings.storage.url, settings.storage.sqlite) as database:
+        months = _chosen(database.backend.partitions.months, first, last)
+        for month in months:
+            async with database.conn.begin():
+                await rebuild_month(database.conn, database.backend, month)
+        return months

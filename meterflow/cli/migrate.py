@@ -22,7 +22,7 @@ from storage.transfer import CopyReport, Side, copy_database, count_readings
     "--to", "target_url", required=True, help="Database to copy into, e.g. postgresql+asyncpg://..."
 )
 def migrate(source_url: str, target_url: str) -> None:
-    """Copy devices, readings and dead letters to another database, then verify the copy.
+    """Copy devices, readings, rollups and dead letters to another database, then verify.
 
     Safe to run again after an interruption: it continues where it stopped. Stop the
     daemons writing to the source first.
@@ -35,9 +35,23 @@ def migrate(source_url: str, target_url: str) -> None:
     for check in report.months:
         state = "ok" if check.matches else "MISMATCH"
         click.echo(f"{check.month}: {check.source_rows} -> {check.target_rows} rows, {state}")
+    for rollup in report.rollups:
+        state = "ok" if rollup.matches else "MISMATCH"
+        click.echo(f"{rollup.table}: {rollup.source_rows} -> {rollup.target_rows} rows, {state}")
+    for difference in report.differences:
+        click.echo(f"  {difference}")
+    if report.differences:
+        raise click.ClickException(
+            f"verification failed: {len(report.differences)} rollup rows differ from the "
+            "readings (the source's rollups were off: `meterflow db verify` on it, then "
+            "`meterflow db rebuild-rollups` and migrate again)"
+        )
     if not report.verified:
         raise click.ClickException("verification failed: the copy differs from the source")
-    click.echo("verified: every month has equal counts and checksums")
+    click.echo(
+        "verified: every month has equal counts and checksums, every rollup equals the "
+        "source's, and the rollups add up to the readings"
+    )
 
 
 async def _migrate(source_url: str, target_url: str) -> CopyReport:
