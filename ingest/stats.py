@@ -65,6 +65,8 @@ class Stats:
     stored: int = 0
     duplicates: int = 0
     statuses: int = 0
+    # Readings stored as "implausible": energy beyond the device's power bound, in no total.
+    implausible: int = 0
     # Messages that decoded to nothing worth storing (heartbeats, relay states).
     ignored: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -86,6 +88,7 @@ class Stats:
         self.stored += result.inserted
         self.duplicates += result.duplicates
         self.statuses += result.statuses
+        self.implausible += result.implausible
         self.rejected.update(result.rejected)
         self.batches += 1
         self.batch_rows.observe(rows)

@@ -105,6 +105,7 @@ class Daemon:
                         engine,
                         url=storage.url,
                         unknown_devices=settings.ingest.unknown_devices,
+                        max_power_kw=settings.devices.max_power_kw,
                         backoff=Backoff(storage.retry_initial_s, storage.retry_max_s),
                     )
                 )

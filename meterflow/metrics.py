@@ -49,6 +49,12 @@ class DaemonCollector(Collector):
             "status_messages", "Device status (online/offline) messages applied", stats.statuses
         )
         yield _counter(
+            "readings_implausible",
+            "Readings whose counter gave more energy than the device's maximum power allows, "
+            "stored with quality implausible and added to no total",
+            stats.implausible,
+        )
+        yield _counter(
             "messages_ignored",
             "Messages with nothing to store (heartbeats, relay states, unmapped values)",
             stats.ignored,

@@ -23,6 +23,7 @@ from ingest.errors import ConfigError
 from ingest.settings import BatchSettings, DecodersSettings, IngestSettings, MqttSettings
 from partitions.settings import RetentionSettings
 from storage import DeviceType
+from storage.counters import DEFAULT_MAX_POWER_KW
 from storage.settings import StorageSettings
 
 DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = {"smart_meter": 60.0, "solar_panel": 60.0}
@@ -47,6 +48,10 @@ class DevicesSettings(_Section):
     offline_factor: Annotated[float, Field(ge=1)] = 3.0
     check_interval_s: Annotated[float, Field(gt=0)] = 60.0
     low_battery_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
+    # The most power a device of each type can measure, in kW: a counter's energy over an
+    # interval beyond it times the interval is implausible (storage/counters.py). A
+    # device's own, from `meterflow devices register --max-power-kw`, comes first.
+    max_power_kw: dict[DeviceType, Annotated[float, Field(gt=0)]] = DEFAULT_MAX_POWER_KW
 
     @field_validator("expected_interval_s", mode="after")
     @classmethod
@@ -55,6 +60,11 @@ class DevicesSettings(_Section):
     ) -> dict[DeviceType, float]:
         # Setting one type's interval must not leave the others without one.
         return {**DEFAULT_EXPECTED_INTERVAL_S, **intervals}
+
+    @field_validator("max_power_kw", mode="after")
+    @classmethod
+    def _every_type_has_a_power(cls, powers: dict[DeviceType, float]) -> dict[DeviceType, float]:
+        return {**DEFAULT_MAX_POWER_KW, **powers}
 
 
 class MetricsSettings(_Section):

@@ -9,7 +9,7 @@ counters and the partitions are consulted in the batch's own transaction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import insert
@@ -18,10 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage import registry
 from storage.backend import Backend
-from storage.counters import apply_counters, counter_key, load_counters, save_counters
+from storage.counters import (
+    apply_counters,
+    counter_key,
+    load_counters,
+    save_counters,
+)
 from storage.devices import sightings
 from storage.faults import crash_point
-from storage.records import DeadLetter, Reading, UnknownDevices, WriteBatch, WriteResult, by_month
+from storage.records import (
+    IMPLAUSIBLE,
+    DeadLetter,
+    DeviceType,
+    Reading,
+    UnknownDevices,
+    WriteBatch,
+    WriteResult,
+    by_month,
+)
 from storage.rejections import (
     dead_letter_row,
     split_registered,
@@ -37,12 +51,14 @@ async def store_batch(
     batch: WriteBatch,
     *,
     unknown_devices: UnknownDevices,
+    max_power_kw: Mapping[DeviceType, float],
     isolate: bool,
     load_partitions: bool = False,
 ) -> WriteResult:
     """Store `batch` in one transaction of `conn`'s; with `isolate`, reading by reading, so
     that a reading the database refuses becomes a dead letter and the rest are kept.
-    `load_partitions` reads the partitions afresh first, in the same transaction."""
+    `load_partitions` reads the partitions afresh first, in the same transaction.
+    `max_power_kw` bounds counters' energy by device type, where a device has no own."""
     now = datetime.now(UTC)
     readings = list(batch.readings)
     rejected = list(batch.dead_letters)
@@ -53,7 +69,7 @@ async def store_batch(
         if unknown_devices == "reject":
             readings, unknown = split_registered(readings, registered)
             rejected.extend(unregistered_reading(r, now) for r in unknown)
-        readings = await _with_counters(conn, readings, now)
+        readings = await _with_counters(conn, readings, now, max_power_kw)
         created = await backend.partitions.ensure(conn, by_month(readings).keys())
         await backend.upsert_devices(conn, sightings(readings), now)
         unknown_statuses = await registry.apply_availability(
@@ -77,6 +93,7 @@ async def store_batch(
         created_partitions=tuple(m.table_name for m in created),
         rejected=Counter(d.kind for d in rejected),
         statuses=len(batch.availability) - len(unknown_statuses),
+        implausible=sum(r.quality == IMPLAUSIBLE for r in readings),
     )
 
 
@@ -105,13 +122,21 @@ async def _insert_each(
 
 
 async def _with_counters(
-    conn: AsyncConnection, readings: list[Reading], now: datetime
+    conn: AsyncConnection,
+    readings: list[Reading],
+    now: datetime,
+    max_power_kw: Mapping[DeviceType, float],
 ) -> list[Reading]:
     keys = sorted({key for r in readings if (key := counter_key(r)) is not None})
     if not keys:
         return readings
     states = await load_counters(conn, keys)
     before = dict(states)
-    counted = apply_counters(readings, states)
+    own = await registry.max_powers(conn, sorted({device for device, _, _ in keys}))
+
+    def bound(reading: Reading) -> float:
+        return own.get(reading.device_id) or max_power_kw[reading.device_type]
+
+    counted = apply_counters(readings, states, bound)
     await save_counters(conn, {k: v for k, v in states.items() if before.get(k) != v}, now)
     return counted

@@ -1,22 +1,31 @@
-"""Cumulative energy counters turned into interval energy, once, across restarts.
+"""Cumulative energy counters turned into interval energy, once, across restarts, and
+never more energy than the device could have measured.
 
 Devices such as Tasmota plugs, Shelly meters and Zigbee plugs report a counter (kWh since
-some start) rather than energy per interval. The writer keeps each counter's last value in
-`meter_counters`, in the batch's transaction, and stores the difference. Rules, in the
-spirit of Home Assistant's `total_increasing`:
+some start) rather than energy per interval. The writer keeps each counter's last good
+value in `meter_counters`, in the batch's transaction, and stores the difference. Rules:
 
 - the first value ever seen gives no energy (the interval it covers is unknown);
-- a value at least the previous one gives the difference;
-- a drop of more than `RESET_DROP` of the previous value is a reset (a reboot without
-  persistence, a reset command, a new meter): the new value is energy since the reset;
-- a smaller drop is measurement noise: no energy, and the stored value stays;
-- a reading not newer than the stored one (a late or redelivered message) gives none.
+- a value at least the last good one gives the difference;
+- a drop of at most `RESET_DROP` of the last good value is measurement noise: no energy,
+  and the good value stays;
+- a larger drop is held (`low_kwh`): no energy yet, since one message cannot tell a glitch
+  (gateways that report 0 once after a restart, then the old value again) from a reset.
+  The next value decides: back to about the good value, the drop was a glitch and the
+  energy is measured from the good value; continuing from the low value, the counter
+  restarted from zero and its value is the energy since; lower still, it is held instead;
+- the energy of an interval can never exceed the device's maximum power times the
+  interval (at least `MIN_INTERVAL_S`, plus `RESOLUTION_KWH` for a counter's last digit):
+  a value that would give more is *implausible*. It adds nothing to any total, its
+  reading keeps the raw value, and the counter continues from it, so a jump is never
+  counted later either;
+- a reading not newer than the counter's last (a late or redelivered message) gives none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -25,19 +34,37 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backend import insert_for
-from storage.records import Reading
+from storage.records import IMPLAUSIBLE, DeviceType, Reading
 from storage.tables import meter_counters
 
+# Unless a device's own is registered: a household connection's main fuse allows tens
+# of kW; a home's solar panels, inverters and batteries stay well below.
+DEFAULT_MAX_POWER_KW: dict[DeviceType, float] = {"smart_meter": 50.0, "solar_panel": 50.0}
 RESET_DROP = 0.10
+# A counter's value moves in steps of its last digit, often a watt-hour, whatever the
+# interval: this much above the power bound is still the device's rounding.
+RESOLUTION_KWH = 0.001
+# The shortest interval the bound assumes. Devices without a clock are stamped on arrival,
+# and after an outage the broker delivers what it kept all at once, microseconds apart,
+# though each was measured a publish interval after the one before: a lifetime counter
+# credited at once still exceeds any device's minute many times over.
+MIN_INTERVAL_S = 60.0
 
 CounterKey = tuple[str, str, str]
-CounterEvent = Literal["first", "advance", "reset", "noise", "stale"]
+CounterEvent = Literal[
+    "first", "advance", "noise", "drop", "glitch", "reset", "implausible", "stale"
+]
 
 
 @dataclass(frozen=True, slots=True)
 class CounterState:
+    """A counter's last good value and when it was read; `low_kwh` is a value far below
+    it, read at `low_at`, that the next value will show a glitch or a reset."""
+
     value_kwh: float
     observed_at: datetime
+    low_kwh: float | None = None
+    low_at: datetime | None = None
 
 
 def counter_key(reading: Reading) -> CounterKey | None:
@@ -47,37 +74,80 @@ def counter_key(reading: Reading) -> CounterKey | None:
 
 
 def advance(
-    state: CounterState | None, value: float, at: datetime
+    state: CounterState | None, value: float, at: datetime, max_power_kw: float
 ) -> tuple[float | None, CounterState | None, CounterEvent]:
     """Energy since `state` for a counter reading `value` at `at`, and the state after it."""
     if state is None:
         return None, CounterState(value, at), "first"
-    if at <= state.observed_at:
+    if at <= (state.low_at or state.observed_at):
         return None, state, "stale"
-    if value >= state.value_kwh:
-        return value - state.value_kwh, CounterState(value, at), "advance"
-    if state.value_kwh - value > RESET_DROP * state.value_kwh:
-        return value, CounterState(value, at), "reset"
-    return 0.0, CounterState(state.value_kwh, at), "noise"
+    if state.low_kwh is not None:
+        return _after_drop(state, state.low_kwh, value, at, max_power_kw)
+    good = state.value_kwh
+    if value >= good:
+        return _bounded(state, value - good, CounterState(value, at), max_power_kw, "advance")
+    if good - value <= RESET_DROP * good:
+        return 0.0, replace(state, observed_at=at), "noise"
+    return None, replace(state, low_kwh=value, low_at=at), "drop"
+
+
+def _after_drop(
+    state: CounterState, low: float, value: float, at: datetime, max_power_kw: float
+) -> tuple[float | None, CounterState, CounterEvent]:
+    """The value after a large drop shows what the drop was."""
+    good = state.value_kwh
+    if value >= (1 - RESET_DROP) * good:
+        after = CounterState(max(value, good), at)
+        return _bounded(state, max(0.0, value - good), after, max_power_kw, "glitch")
+    if value >= low:
+        return _bounded(state, value, CounterState(value, at), max_power_kw, "reset")
+    return None, replace(state, low_kwh=value, low_at=at), "drop"
+
+
+def _bounded(
+    state: CounterState,
+    energy: float,
+    after: CounterState,
+    max_power_kw: float,
+    event: CounterEvent,
+) -> tuple[float | None, CounterState, CounterEvent]:
+    """`energy` over the interval since the good value, unless no device of `max_power_kw`
+    could have measured it; the counter goes on from `after` either way."""
+    seconds = (after.observed_at - state.observed_at).total_seconds()
+    hours = max(seconds, MIN_INTERVAL_S) / 3600
+    if energy > max_power_kw * hours + RESOLUTION_KWH:
+        return None, after, "implausible"
+    return energy, after, event
 
 
 def apply_counters(
-    readings: Sequence[Reading], states: dict[CounterKey, CounterState]
+    readings: Sequence[Reading],
+    states: dict[CounterKey, CounterState],
+    max_power_kw: Callable[[Reading], float],
 ) -> list[Reading]:
-    """Readings with counters given their interval energy, in order; `states` is updated."""
+    """Readings with counters given their interval energy, in order; `states` is updated.
+
+    An implausible reading keeps no energy and is marked `quality = "implausible"`.
+    """
     out = []
     for reading in readings:
         key = counter_key(reading)
         if key is None or reading.counter_kwh is None:
             out.append(reading)
             continue
-        energy, state, event = advance(states.get(key), reading.counter_kwh, reading.recorded_at)
+        energy, state, event = advance(
+            states.get(key), reading.counter_kwh, reading.recorded_at, max_power_kw(reading)
+        )
         if state is not None:
             states[key] = state
         note = {"counter": reading.counter, "counter_kwh": reading.counter_kwh, "event": event}
+        quality = IMPLAUSIBLE if event == "implausible" else reading.quality
         out.append(
             msgspec.structs.replace(
-                reading, energy_kwh=energy, metadata={**(reading.metadata or {}), **note}
+                reading,
+                energy_kwh=energy,
+                quality=quality,
+                metadata={**(reading.metadata or {}), **note},
             )
         )
     return out
@@ -91,11 +161,13 @@ async def load_counters(
     table = meter_counters
     result = await conn.execute(
         select(table.c.device_id, table.c.data_type, table.c.counter, table.c.value_kwh,
-               table.c.observed_at)
+               table.c.observed_at, table.c.low_kwh, table.c.low_at)
         .where(tuple_(table.c.device_id, table.c.data_type, table.c.counter).in_(keys))
     )  # fmt: skip
     return {
-        (row.device_id, row.data_type, row.counter): CounterState(row.value_kwh, row.observed_at)
+        (row.device_id, row.data_type, row.counter): CounterState(
+            row.value_kwh, row.observed_at, row.low_kwh, row.low_at
+        )
         for row in result
     }
 
@@ -108,7 +180,8 @@ async def save_counters(
     insert = insert_for(conn)
     rows = [
         {"device_id": device, "data_type": data_type, "counter": counter,
-         "value_kwh": state.value_kwh, "observed_at": state.observed_at, "updated_at": now}
+         "value_kwh": state.value_kwh, "observed_at": state.observed_at,
+         "low_kwh": state.low_kwh, "low_at": state.low_at, "updated_at": now}
         for (device, data_type, counter), state in sorted(states.items())
     ]  # fmt: skip
     statement = insert(meter_counters)
@@ -118,6 +191,8 @@ async def save_counters(
             set_={
                 "value_kwh": statement.excluded.value_kwh,
                 "observed_at": statement.excluded.observed_at,
+                "low_kwh": statement.excluded.low_kwh,
+                "low_at": statement.excluded.low_at,
                 "updated_at": statement.excluded.updated_at,
             },
         ),

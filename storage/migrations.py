@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.analytics import SUMMARY_VIEW, summary_view_ddl
@@ -21,6 +22,7 @@ from storage.tables import (
     energy_daily,
     energy_hourly,
     energy_monthly,
+    iot_devices,
     meter_counters,
 )
 
@@ -64,11 +66,27 @@ async def _lean_writes(conn: AsyncConnection, schema: Schema) -> None:
     await schema.lean_writes(conn)
 
 
+async def _bounded_counters(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 5: a counter's held low value (glitch or reset, see storage/counters.py),
+    and a device's maximum power. Tables created by an earlier step of the same upgrade
+    have them already."""
+    for table, name in ((meter_counters, "low_kwh"), (meter_counters, "low_at"),
+                        (iot_devices, "max_power_kw")):  # fmt: skip
+        if name not in await conn.run_sync(_column_names, table.name):
+            kind = table.c[name].type.compile(dialect=conn.dialect)
+            await conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+
+
+def _column_names(sync: Connection, table: str) -> set[str]:
+    return {column["name"] for column in inspect(sync).get_columns(table)}
+
+
 MIGRATIONS: dict[int, Migration] = {
     1: _initial,
     2: _counters_and_partial_readings,
     3: _rollups,
     4: _lean_writes,
+    5: _bounded_counters,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -25,6 +25,8 @@ RejectKind = Literal[
     "refused",
 ]
 DataType = Literal["consumption", "production"]
+# The quality of a reading whose energy no device could have measured (storage/counters.py).
+IMPLAUSIBLE = "implausible"
 # What the writer does with a reading or status of a device the registry lacks.
 UnknownDevices = Literal["register", "reject"]
 
@@ -172,6 +174,8 @@ class WriteResult:
     created_partitions: Sequence[str] = field(default_factory=tuple)
     rejected: Mapping[RejectKind, int] = field(default_factory=Counter)
     statuses: int = 0
+    # Readings stored with quality "implausible": energy no device could have measured.
+    implausible: int = 0
 
 
 def by_month(readings: Sequence[Reading]) -> dict[Month, list[Reading]]:

@@ -15,11 +15,17 @@ from sqlalchemy import Row, and_, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backend import insert_for
-from storage.records import Availability, DeviceType
-from storage.tables import iot_devices
+from storage.records import IMPLAUSIBLE, Availability, DeviceType
+from storage.tables import energy_parent, iot_devices
+
+# Readings of every month: the view over the monthly tables on SQLite, the parent table on
+# PostgreSQL.
+_READINGS = energy_parent()
 
 DeviceStatus = Literal["active", "inactive", "maintenance", "error"]
-REGISTRATION_FIELDS = ("device_type", "user_id", "name", "location", "firmware_version")
+REGISTRATION_FIELDS = (
+    "device_type", "user_id", "name", "location", "firmware_version", "max_power_kw"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,7 @@ class Registration:
     name: str | None = None
     location: str | None = None
     firmware_version: str | None = None
+    max_power_kw: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,7 @@ class Device:
     last_seen: datetime | None
     battery_level: float | None
     firmware_version: str | None
+    max_power_kw: float | None
     created_at: datetime
 
     @classmethod
@@ -162,6 +170,41 @@ async def find_device(conn: AsyncConnection, device_id: str) -> Device | None:
     result = await conn.execute(select(*columns).where(iot_devices.c.device_id == device_id))
     row = result.first()
     return None if row is None else Device.from_row(row)
+
+
+async def max_powers(conn: AsyncConnection, device_ids: Sequence[str]) -> dict[str, float]:
+    """The maximum power registered for each of `device_ids` that has one."""
+    result = await conn.execute(
+        select(iot_devices.c.device_id, iot_devices.c.max_power_kw).where(
+            iot_devices.c.device_id.in_(device_ids), iot_devices.c.max_power_kw.is_not(None)
+        )
+    )
+    return {row.device_id: row.max_power_kw for row in result}
+
+
+@dataclass(frozen=True, slots=True)
+class Implausible:
+    """A reading whose counter gave more energy than its device could have measured."""
+
+    recorded_at: datetime
+    counter: str | None
+    counter_kwh: float | None
+
+
+async def implausible_readings(
+    conn: AsyncConnection, device_id: str, limit: int
+) -> list[Implausible]:
+    """The device's newest implausible readings, newest first, with their raw counters."""
+    result = await conn.execute(
+        select(_READINGS.c.recorded_at, _READINGS.c.metadata)
+        .where(_READINGS.c.device_id == device_id, _READINGS.c.quality == IMPLAUSIBLE)
+        .order_by(_READINGS.c.recorded_at.desc())
+        .limit(limit)
+    )
+    return [
+        Implausible(at, (note or {}).get("counter"), (note or {}).get("counter_kwh"))
+        for at, note in result
+    ]
 
 
 async def ids_with_status(conn: AsyncConnection, status: DeviceStatus) -> list[str]:

@@ -54,6 +54,9 @@ iot_devices = Table(
     # overwrites a newer level.
     Column("battery_updated_at", UTCDateTime),
     Column("firmware_version", String(64)),
+    # The most power the device can measure, bounding the energy of any interval; unset
+    # takes its type's from the settings (schema v5).
+    Column("max_power_kw", Float),
     Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     Column("updated_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     CheckConstraint(f"status IN {DEVICE_STATUSES!r}", name="ck_iot_devices_status"),
@@ -85,8 +88,12 @@ meter_counters = Table(
     Column("device_id", String(128), primary_key=True),
     Column("data_type", String(16), primary_key=True),
     Column("counter", String(64), primary_key=True),
+    # The last good value, and when it was read.
     Column("value_kwh", Float, nullable=False),
     Column("observed_at", UTCDateTime, nullable=False),
+    # A value far below it, held until the next shows a glitch or a reset (schema v5).
+    Column("low_kwh", Float),
+    Column("low_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

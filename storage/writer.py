@@ -36,11 +36,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from partitions import Month
 from storage.backend import Dialect, PlainBatch, backend_for
 from storage.batch_transaction import plain_outcome, store_batch
-from storage.counters import counter_key
+from storage.counters import DEFAULT_MAX_POWER_KW, counter_key
 from storage.devices import sightings
 from storage.errors import WriteError, database_said
 from storage.migrations import require_current
-from storage.records import Reading, UnknownDevices, WriteBatch, WriteResult, by_month
+from storage.records import (
+    DeviceType,
+    Reading,
+    UnknownDevices,
+    WriteBatch,
+    WriteResult,
+    by_month,
+)
 from storage.retry import Backoff
 from storage.tasks import (
     EnsurePartitions,
@@ -87,11 +94,13 @@ class BatchWriter:
         *,
         url: str = "",
         unknown_devices: UnknownDevices = "register",
+        max_power_kw: Mapping[DeviceType, float] = DEFAULT_MAX_POWER_KW,
         backoff: Backoff | None = None,
     ) -> None:
         self._engine = engine
         self._url = url
         self._unknown_devices = unknown_devices
+        self._max_power_kw = max_power_kw
         self._backoff = backoff or Backoff()
         self._backend: Dialect = backend_for(engine.dialect.name)
         self._conn: AsyncConnection | None = None
@@ -338,6 +347,7 @@ class BatchWriter:
             self._backend,
             batch,
             unknown_devices=self._unknown_devices,
+            max_power_kw=self._max_power_kw,
             isolate=isolate,
             load_partitions=stale,
         )

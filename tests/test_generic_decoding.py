@@ -157,8 +157,9 @@ async def test_a_plain_number_family_ingests_end_to_end_and_counts_energy_once(
 ) -> None:
     """OpenDTU-style topics, configured only: power and counter rows, one restart, one reset.
 
-    The counter goes 100.0 -> 100.4 -> (daemon restarted) -> 100.9 -> 0.2 (reset): the stored
-    energy is 0.4 + 0.5 + 0.2 = 1.1 kWh; the offline status marks the inverter inactive.
+    The counter goes 100.0 -> 100.4 -> (daemon restarted) -> 100.9 -> 0.2 -> 0.35: the drop
+    to 0.2 is held until 0.35 shows a reset, so the stored energy is 0.4 + 0.5 + 0.35 =
+    1.25 kWh; the offline status marks the inverter inactive.
     """
     serial = "114185212345"
     settings = make_settings(
@@ -176,11 +177,11 @@ async def test_a_plain_number_family_ingests_end_to_end_and_counts_energy_once(
         await send(("yieldtotal", b"100.4"))
         await wait_until(lambda: daemon.stats.stored == 4, what="4 rows")
     async with running_daemon(settings) as daemon:
-        await send(("yieldtotal", b"100.9"), ("yieldtotal", b"0.2"))
+        await send(("yieldtotal", b"100.9"), ("yieldtotal", b"0.2"), ("yieldtotal", b"0.35"))
         publisher.publish(f"solar/{serial}/status/reachable", b"maybe")
         publisher.publish(f"solar/{serial}/status/reachable", b"0")
         await asyncio.to_thread(publisher.wait_acknowledged)
-        await wait_until(lambda: daemon.stats.stored == 2, what="2 more rows")
+        await wait_until(lambda: daemon.stats.stored == 3, what="3 more rows")
         await wait_until(lambda: daemon.stats.statuses == 1, what="the offline status")
         assert daemon.stats.rejected.total() == 1  # "maybe" is not an availability word
     rows = query(
@@ -194,10 +195,11 @@ async def test_a_plain_number_family_ingests_end_to_end_and_counts_energy_once(
         ("production", None, None, 31.2),
         ("production", pytest.approx(0.4), None, None),
         ("production", pytest.approx(0.5), None, None),
-        ("production", pytest.approx(0.2), None, None),
+        ("production", None, None, None),
+        ("production", pytest.approx(0.35), None, None),
     ]
     assert query(db_path, "SELECT status FROM iot_devices") == [("inactive",)]
-    assert query(db_path, "SELECT value_kwh FROM meter_counters") == [(0.2,)]
+    assert query(db_path, "SELECT value_kwh FROM meter_counters") == [(0.35,)]
     assert datetime.now(UTC) - timedelta(minutes=5) < _newest(db_path)
 
 

@@ -164,7 +164,7 @@ def test_upgrading_postgres_to_version_4_drops_the_device_key_and_slims_rollup_i
             "energy_kwh)"
         )
         database.execute(f"ALTER TABLE {table} RESET (fillfactor)")
-    database.execute("DELETE FROM meterflow_schema WHERE version = 4")
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 4")
     assert "database schema is version 3" in refuses_to_run(database)
 
     upgraded = meterflow("db", "upgrade", "--db", database.url)
@@ -180,3 +180,20 @@ def test_upgrading_postgres_to_version_4_drops_the_device_key_and_slims_rollup_i
             (["fillfactor=70"],)
         ]
     create_schema(database)
+
+
+def test_upgrading_to_version_5_adds_the_counters_held_value_and_the_devices_power(
+    database: Database,
+) -> None:
+    """v4 -> v5: meter_counters gains low_kwh and low_at, iot_devices max_power_kw."""
+    create_schema(database)
+    database.execute("ALTER TABLE meter_counters DROP COLUMN low_kwh")
+    database.execute("ALTER TABLE meter_counters DROP COLUMN low_at")
+    database.execute("ALTER TABLE iot_devices DROP COLUMN max_power_kw")
+    database.execute("DELETE FROM meterflow_schema WHERE version = 5")
+    assert "database schema is version 4" in refuses_to_run(database)
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "applied schema versions 5" in upgraded.stdout
+    assert database.query("SELECT low_kwh, low_at FROM meter_counters") == []
+    assert database.query("SELECT max_power_kw FROM iot_devices") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +17,11 @@ from meterflow.cli.output import Cell, OutputFormat, ago, format_option, render
 from meterflow.settings import Settings
 from storage import DeviceType, registry
 from storage.database import connect
-from storage.registry import Device, DeviceStatus, Registration
+from storage.registry import Device, DeviceStatus, Implausible, Registration
 
 DEVICE_TYPES: tuple[DeviceType, ...] = get_args(DeviceType)
+# The newest implausible readings `devices show` lists.
+SHOWN_IMPLAUSIBLE = 20
 STATUSES: tuple[DeviceStatus, ...] = get_args(DeviceStatus)
 HEADERS = ("device_id", "type", "status", "last_seen", "battery_%", "user_id", "name", "location")
 
@@ -75,27 +78,33 @@ def devices_list(
 def devices_show(
     config_file: Path | None, db: str | None, device_id: str, output_format: OutputFormat
 ) -> None:
-    """Everything the registry knows about one device."""
+    """Everything the registry knows about one device, and its newest implausible readings."""
     settings = settings_for(config_file, **{"storage.url": db})
 
-    async def find() -> Device | None:
+    async def find() -> tuple[Device | None, list[Implausible]]:
         async with connect(settings.storage.url, settings.storage.sqlite) as database:
-            return await registry.find_device(database.conn, device_id)
+            device = await registry.find_device(database.conn, device_id)
+            found = await registry.implausible_readings(database.conn, device_id, SHOWN_IMPLAUSIBLE)
+            return device, found
 
-    device = complete(find())
+    device, implausible = complete(find())
     if device is None:
         raise click.ClickException(f"no device {device_id!r}")
-    fields = list(Device.__slots__)
-    values: list[Cell] = [getattr(device, name) for name in fields]
+    fields = [*Device.__slots__, "implausible_readings"]
+    shown = [f"{r.recorded_at.isoformat()} {r.counter}={r.counter_kwh} kWh" for r in implausible]
+    values: list[Cell] = [*(getattr(device, name) for name in Device.__slots__), "; ".join(shown)]
     if output_format != "table":
         click.echo(render(fields, [values], output_format))
         return
-    width = max(map(len, fields))
-    for name, value in zip(fields, values, strict=True):
+    width = max(map(len, Device.__slots__))
+    for name, value in zip(fields[:-1], values, strict=False):
         text = "" if value is None else str(value)
         if name == "last_seen" and device.last_seen is not None:
             text = f"{device.last_seen.isoformat()} ({ago(_now() - device.last_seen)})"
         click.echo(f"{name.ljust(width)}  {text}".rstrip())
+    click.echo(f"{'implausible'.ljust(width)}  {len(implausible) or 'none'}")
+    for line in shown:
+        click.echo(f"  {line}")
 
 
 @devices.command("register")
@@ -107,6 +116,11 @@ def devices_show(
 @click.option("--name")
 @click.option("--location")
 @click.option("--firmware", "firmware_version")
+@click.option(
+    "--max-power-kw",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The most power the device can measure; bounds its counter's energy.",
+)
 def devices_register(
     config_file: Path | None,
     db: str | None,
@@ -116,13 +130,16 @@ def devices_register(
     name: str | None,
     location: str | None,
     firmware_version: str | None,
+    max_power_kw: float | None,
 ) -> None:
     """Register a device (or update what is given of a registered one)."""
     problem = device_id_problem(device_id)
     if problem is not None:
         raise click.BadParameter(problem, param_hint="DEVICE_ID")
     settings = settings_for(config_file, **{"storage.url": db})
-    device = Registration(device_id, device_type, user_id, name, location, firmware_version)
+    device = Registration(
+        device_id, device_type, user_id, name, location, firmware_version, max_power_kw
+    )
     complete(_register(settings, [device]))
     click.echo(f"registered {device_id}")
 
@@ -135,7 +152,7 @@ def devices_import(config_file: Path | None, db: str | None, csv_file: Path) -> 
     """Register the devices of a CSV file in one transaction.
 
     Columns: device_id, device_type (required), user_id, name, location,
-    firmware_version. Nothing is imported if any row is invalid.
+    firmware_version, max_power_kw. Nothing is imported if any row is invalid.
     """
     settings = settings_for(config_file, **{"storage.url": db})
     registrations, problems = read_registrations(csv_file)
@@ -195,21 +212,38 @@ def read_registrations(path: Path) -> tuple[list[Registration], list[str]]:
                 problem = f"device {device_id!r} appears twice"
             if problem is None and device_type not in DEVICE_TYPES:
                 problem = f"device_type {device_type!r} is not one of {', '.join(DEVICE_TYPES)}"
+            power = (row.get("max_power_kw") or "").strip()
+            max_power_kw = _positive(power) if power else None
+            if problem is None and power and max_power_kw is None:
+                problem = f"max_power_kw {power!r} is not a number of kW above 0"
             if problem is not None:
                 problems.append(f"line {line}: {problem}")
                 continue
             seen.add(device_id)
+            text = {k: (row.get(k) or "").strip() or None for k in _OPTIONAL}
             registrations.append(
                 Registration(
                     device_id,
                     device_type,  # type: ignore[arg-type]
-                    **{k: (row.get(k) or "").strip() or None for k in _OPTIONAL},
+                    text["user_id"],
+                    text["name"],
+                    text["location"],
+                    text["firmware_version"],
+                    max_power_kw,
                 )
             )
     return registrations, problems
 
 
 _OPTIONAL = ("user_id", "name", "location", "firmware_version")
+
+
+def _positive(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def _row(device: Device, output_format: OutputFormat) -> list[Cell]:
