@@ -30,10 +30,11 @@ from datetime import datetime
 from typing import Literal
 
 import msgspec
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backend import insert_for
+from storage.errors import StorageError
 from storage.records import IMPLAUSIBLE, DeviceType, Reading
 from storage.tables import meter_counters
 
@@ -59,12 +60,14 @@ CounterEvent = Literal[
 @dataclass(frozen=True, slots=True)
 class CounterState:
     """A counter's last good value and when it was read; `low_kwh` is a value far below
-    it, read at `low_at`, that the next value will show a glitch or a reset."""
+    it, read at `low_at`, that the next value will show a glitch or a reset. `replaced`:
+    the meter was replaced at `observed_at`, and the next value starts a new counter."""
 
     value_kwh: float
     observed_at: datetime
     low_kwh: float | None = None
     low_at: datetime | None = None
+    replaced: bool = False
 
 
 def counter_key(reading: Reading) -> CounterKey | None:
@@ -77,10 +80,10 @@ def advance(
     state: CounterState | None, value: float, at: datetime, max_power_kw: float
 ) -> tuple[float | None, CounterState | None, CounterEvent]:
     """Energy since `state` for a counter reading `value` at `at`, and the state after it."""
-    if state is None:
-        return None, CounterState(value, at), "first"
-    if at <= (state.low_at or state.observed_at):
+    if state is not None and at <= (state.low_at or state.observed_at):
         return None, state, "stale"
+    if state is None or state.replaced:
+        return None, CounterState(value, at), "first"
     if state.low_kwh is not None:
         return _after_drop(state, state.low_kwh, value, at, max_power_kw)
     good = state.value_kwh
@@ -161,12 +164,12 @@ async def load_counters(
     table = meter_counters
     result = await conn.execute(
         select(table.c.device_id, table.c.data_type, table.c.counter, table.c.value_kwh,
-               table.c.observed_at, table.c.low_kwh, table.c.low_at)
+               table.c.observed_at, table.c.low_kwh, table.c.low_at, table.c.replaced)
         .where(tuple_(table.c.device_id, table.c.data_type, table.c.counter).in_(keys))
     )  # fmt: skip
     return {
         (row.device_id, row.data_type, row.counter): CounterState(
-            row.value_kwh, row.observed_at, row.low_kwh, row.low_at
+            row.value_kwh, row.observed_at, row.low_kwh, row.low_at, bool(row.replaced)
         )
         for row in result
     }
@@ -181,7 +184,8 @@ async def save_counters(
     rows = [
         {"device_id": device, "data_type": data_type, "counter": counter,
          "value_kwh": state.value_kwh, "observed_at": state.observed_at,
-         "low_kwh": state.low_kwh, "low_at": state.low_at, "updated_at": now}
+         "low_kwh": state.low_kwh, "low_at": state.low_at, "replaced": state.replaced,
+         "updated_at": now}
         for (device, data_type, counter), state in sorted(states.items())
     ]  # fmt: skip
     statement = insert(meter_counters)
@@ -193,8 +197,33 @@ async def save_counters(
                 "observed_at": statement.excluded.observed_at,
                 "low_kwh": statement.excluded.low_kwh,
                 "low_at": statement.excluded.low_at,
+                "replaced": statement.excluded.replaced,
                 "updated_at": statement.excluded.updated_at,
             },
         ),
         rows,
     )
+
+
+async def replace_meter(conn: AsyncConnection, device_id: str, at: datetime, now: datetime) -> int:
+    """Declare the device's meter replaced at `at`: each of its counters starts anew with
+    the first value read after `at`. Returns how many counters it had.
+
+    Refused when a counter has a value read after `at`: that value was already counted
+    against the old meter.
+    """
+    table = meter_counters
+    newest = await conn.scalar(
+        select(func.max(table.c.observed_at)).where(table.c.device_id == device_id)
+    )
+    if newest is not None and newest > at:
+        raise StorageError(
+            f"{device_id}'s counters have a value read at {newest.isoformat()}, after "
+            f"{at.isoformat()}, already counted against the old meter: give --at after it"
+        )
+    result = await conn.execute(
+        update(table)
+        .where(table.c.device_id == device_id)
+        .values(observed_at=at, low_kwh=None, low_at=None, replaced=True, updated_at=now)
+    )
+    return result.rowcount

@@ -67,11 +67,11 @@ async def _lean_writes(conn: AsyncConnection, schema: Schema) -> None:
 
 
 async def _bounded_counters(conn: AsyncConnection, schema: Schema) -> None:
-    """Version 5: a counter's held low value (glitch or reset, see storage/counters.py),
-    and a device's maximum power. Tables created by an earlier step of the same upgrade
-    have them already."""
+    """Version 5: a counter's held low value (glitch or reset, see storage/counters.py)
+    and replacement, and a device's maximum power. Tables created by an earlier step of
+    the same upgrade have them already."""
     for table, name in ((meter_counters, "low_kwh"), (meter_counters, "low_at"),
-                        (iot_devices, "max_power_kw")):  # fmt: skip
+                        (meter_counters, "replaced"), (iot_devices, "max_power_kw")):  # fmt: skip
         if name not in await conn.run_sync(_column_names, table.name):
             kind = table.c[name].type.compile(dialect=conn.dialect)
             await conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")

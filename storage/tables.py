@@ -94,6 +94,8 @@ meter_counters = Table(
     # A value far below it, held until the next shows a glitch or a reset (schema v5).
     Column("low_kwh", Float),
     Column("low_at", UTCDateTime),
+    # The meter was replaced at observed_at: the next value starts a new counter (v5).
+    Column("replaced", Boolean),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

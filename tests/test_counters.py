@@ -205,3 +205,46 @@ async def test_a_registered_maximum_power_marks_a_jump_implausible_and_shows_it(
     assert "implausible       1" in shown.stdout
     assert f"  {at(2).isoformat()} import=7.52 kWh" in shown.stdout
     assert meterflow("db", "verify", "--db", url).returncode == 0
+
+
+def test_a_replaced_meter_starts_a_new_counter_with_its_first_value() -> None:
+    """After a replacement, the new meter's first value gives no energy and the next
+    counts from it; a late value of the old meter, read before, gives none."""
+    replaced = CounterState(812.5, at(10), replaced=True)
+    assert advance(replaced, 800.0, at(9), MAX_KW) == (None, replaced, "stale")
+    energy, new, event = advance(replaced, 0.25, at(11), MAX_KW)
+    assert (energy, new, event) == (None, CounterState(0.25, at(11)), "first")
+    assert advance(new, 0.5, at(12), MAX_KW)[0] == pytest.approx(0.25)
+
+
+async def test_devices_replace_meter_makes_the_next_value_start_a_new_counter(
+    database: Database,
+) -> None:
+    """`meterflow devices replace-meter ID --at TIME`: the old meter's 812 kWh and the new
+    one's 3 kWh are neither subtracted nor counted; energy goes on from the new meter."""
+    url = database.url
+
+    async def write(*readings: Reading) -> None:
+        engine = open_engine(url)
+        async with BatchWriter(engine, url=url) as writer:
+            await writer.write(WriteBatch(list(readings)))
+        await engine.dispose()
+
+    await write(counted(0, 812.0), counted(5, 812.25))
+    early = meterflow("devices", "replace-meter", "plug-1", "--at", at(4).isoformat(), "--db", url)
+    assert early.returncode == 1
+    assert "already counted against the old meter: give --at after it" in early.stderr
+    done = meterflow("devices", "replace-meter", "plug-1", "--at", at(6).isoformat(), "--db", url)
+    assert done.returncode == 0, done.stderr
+    assert "plug-1: 1 counters start anew" in done.stdout
+    await write(counted(7, 3.0), counted(12, 3.25))
+    rows = database.query("SELECT recorded_at, energy_amount FROM energy_data ORDER BY recorded_at")
+    assert [(as_utc(t), e) for t, e in rows] == [
+        (at(0), None),
+        (at(5), pytest.approx(0.25)),
+        (at(7), None),
+        (at(12), pytest.approx(0.25)),
+    ]
+    naive = meterflow("devices", "replace-meter", "plug-1", "--at", "2026-05-01T01:00", "--db", url)
+    assert naive.returncode == 2
+    assert "give a UTC offset" in naive.stderr

@@ -185,15 +185,17 @@ def test_upgrading_postgres_to_version_4_drops_the_device_key_and_slims_rollup_i
 def test_upgrading_to_version_5_adds_the_counters_held_value_and_the_devices_power(
     database: Database,
 ) -> None:
-    """v4 -> v5: meter_counters gains low_kwh and low_at, iot_devices max_power_kw."""
+    """v4 -> v5: meter_counters gains low_kwh, low_at and replaced, iot_devices
+    max_power_kw."""
     create_schema(database)
     database.execute("ALTER TABLE meter_counters DROP COLUMN low_kwh")
     database.execute("ALTER TABLE meter_counters DROP COLUMN low_at")
+    database.execute("ALTER TABLE meter_counters DROP COLUMN replaced")
     database.execute("ALTER TABLE iot_devices DROP COLUMN max_power_kw")
     database.execute("DELETE FROM meterflow_schema WHERE version = 5")
     assert "database schema is version 4" in refuses_to_run(database)
     upgraded = meterflow("db", "upgrade", "--db", database.url)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "applied schema versions 5" in upgraded.stdout
-    assert database.query("SELECT low_kwh, low_at FROM meter_counters") == []
+    assert database.query("SELECT low_kwh, low_at, replaced FROM meter_counters") == []
     assert database.query("SELECT max_power_kw FROM iot_devices") == []

@@ -16,6 +16,7 @@ from meterflow.cli.common import complete, config_option, db_option, settings_fo
 from meterflow.cli.output import Cell, OutputFormat, ago, format_option, render
 from meterflow.settings import Settings
 from storage import DeviceType, registry
+from storage.counters import replace_meter
 from storage.database import connect
 from storage.registry import Device, DeviceStatus, Implausible, Registration
 
@@ -142,6 +143,48 @@ def devices_register(
     )
     complete(_register(settings, [device]))
     click.echo(f"registered {device_id}")
+
+
+@devices.command("replace-meter")
+@config_option
+@db_option
+@click.argument("device_id")
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="When the new meter was fitted, ISO 8601 with an offset (default: now).",
+)
+def devices_replace_meter(
+    config_file: Path | None, db: str | None, device_id: str, at: str | None
+) -> None:
+    """Declare a device's meter replaced: its counters start anew with the next value."""
+    settings = settings_for(config_file, **{"storage.url": db})
+    now = _now()
+    when = now if at is None else _instant(at)
+
+    async def replace() -> int:
+        async with (
+            connect(settings.storage.url, settings.storage.sqlite) as database,
+            database.conn.begin(),
+        ):
+            return await replace_meter(database.conn, device_id, when, now)
+
+    counters = complete(replace())
+    if counters:
+        click.echo(f"{device_id}: {counters} counters start anew after {when.isoformat()}")
+    else:
+        click.echo(f"{device_id} has no counters yet: its first value starts one anyway")
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not ISO 8601", param_hint="--at") from None
+    if moment.tzinfo is None:
+        raise click.BadParameter("give a UTC offset, e.g. +01:00 or Z", param_hint="--at")
+    return moment
 
 
 @devices.command("import")
