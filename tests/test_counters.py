@@ -151,22 +151,24 @@ def test_glitches_and_restarts_neither_invent_nor_lose_what_the_device_measured(
     assert max(energies) <= MAX_KW * 2 / 60 + RESOLUTION_KWH
 
 
+async def write(url: str, *readings: Reading) -> None:
+    """Store the readings in one batch, through a writer of their own (a daemon's run)."""
+    engine = open_engine(url)
+    async with BatchWriter(engine, url=url) as writer:
+        await writer.write(WriteBatch(list(readings)))
+    await engine.dispose()
+
+
 async def test_counters_survive_a_restart_without_double_counting(database: Database) -> None:
     """Batches across writers (restarts), a redelivered message and a reset whose held
     low value waits in the database for the next writer: 1.75 kWh."""
     url = database.url
 
-    async def write(*readings: Reading) -> None:
-        engine = open_engine(url)
-        async with BatchWriter(engine, url=url) as writer:
-            await writer.write(WriteBatch(list(readings)))
-        await engine.dispose()
-
-    await write(counted(0, 10.0), counted(1, 10.5))
+    await write(url, counted(0, 10.0), counted(1, 10.5))
     # Restarted: the broker redelivers the reading at minute 1, then new ones arrive.
-    await write(counted(1, 10.5), counted(2, 11.0))
-    await write(counted(3, 0.5))  # the plug lost its counter: held, glitch or reset?
-    await write(counted(4, 0.75))  # it goes on from there: a reset
+    await write(url, counted(1, 10.5), counted(2, 11.0))
+    await write(url, counted(3, 0.5))  # the plug lost its counter: held, glitch or reset?
+    await write(url, counted(4, 0.75))  # it goes on from there: a reset
     rows = database.query("SELECT recorded_at, energy_amount FROM energy_data ORDER BY recorded_at")
     energies = {as_utc(moment): energy for moment, energy in rows}
     assert energies == {at(0): None, at(1): 0.5, at(2): 0.5, at(3): None, at(4): 0.75}
@@ -224,20 +226,14 @@ async def test_devices_replace_meter_makes_the_next_value_start_a_new_counter(
     one's 3 kWh are neither subtracted nor counted; energy goes on from the new meter."""
     url = database.url
 
-    async def write(*readings: Reading) -> None:
-        engine = open_engine(url)
-        async with BatchWriter(engine, url=url) as writer:
-            await writer.write(WriteBatch(list(readings)))
-        await engine.dispose()
-
-    await write(counted(0, 812.0), counted(5, 812.25))
+    await write(url, counted(0, 812.0), counted(5, 812.25))
     early = meterflow("devices", "replace-meter", "plug-1", "--at", at(4).isoformat(), "--db", url)
     assert early.returncode == 1
     assert "already counted against the old meter: give --at after it" in early.stderr
     done = meterflow("devices", "replace-meter", "plug-1", "--at", at(6).isoformat(), "--db", url)
     assert done.returncode == 0, done.stderr
     assert "plug-1: 1 counters start anew" in done.stdout
-    await write(counted(7, 3.0), counted(12, 3.25))
+    await write(url, counted(7, 3.0), counted(12, 3.25))
     rows = database.query("SELECT recorded_at, energy_amount FROM energy_data ORDER BY recorded_at")
     assert [(as_utc(t), e) for t, e in rows] == [
         (at(0), None),
