@@ -9,7 +9,7 @@ counters and the partitions are consulted in the batch's own transaction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import insert
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from storage import registry
 from storage.backend import Backend
 from storage.counters import (
+    MaxPower,
     apply_counters,
     counter_key,
     load_counters,
@@ -29,7 +30,6 @@ from storage.faults import crash_point
 from storage.records import (
     IMPLAUSIBLE,
     DeadLetter,
-    DeviceType,
     Reading,
     UnknownDevices,
     WriteBatch,
@@ -51,7 +51,7 @@ async def store_batch(
     batch: WriteBatch,
     *,
     unknown_devices: UnknownDevices,
-    max_power_kw: Mapping[DeviceType, float],
+    max_power_kw: MaxPower,
     isolate: bool,
     load_partitions: bool = False,
 ) -> WriteResult:
@@ -125,7 +125,7 @@ async def _with_counters(
     conn: AsyncConnection,
     readings: list[Reading],
     now: datetime,
-    max_power_kw: Mapping[DeviceType, float],
+    max_power_kw: MaxPower,
 ) -> list[Reading]:
     keys = sorted({key for r in readings if (key := counter_key(r)) is not None})
     if not keys:

@@ -24,7 +24,7 @@ value in `meter_counters`, in the batch's transaction, and stores the difference
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -41,6 +41,8 @@ from storage.tables import meter_counters
 # Unless a device's own is registered: a household connection's main fuse allows tens
 # of kW; a home's solar panels, inverters and batteries stay well below.
 DEFAULT_MAX_POWER_KW: dict[DeviceType, float] = {"smart_meter": 50.0, "solar_panel": 50.0}
+# The most power a device of each type can measure, in kW.
+MaxPower = Mapping[DeviceType, float]
 RESET_DROP = 0.10
 # A counter's value moves in steps of its last digit, often a watt-hour, whatever the
 # interval: this much above the power bound is still the device's rounding.

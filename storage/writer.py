@@ -36,18 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from partitions import Month
 from storage.backend import Dialect, PlainBatch, backend_for
 from storage.batch_transaction import plain_outcome, store_batch
-from storage.counters import DEFAULT_MAX_POWER_KW, counter_key
+from storage.counters import DEFAULT_MAX_POWER_KW, MaxPower, counter_key
 from storage.devices import sightings
 from storage.errors import WriteError, database_said
 from storage.migrations import require_current
-from storage.records import (
-    DeviceType,
-    Reading,
-    UnknownDevices,
-    WriteBatch,
-    WriteResult,
-    by_month,
-)
+from storage.records import Reading, UnknownDevices, WriteBatch, WriteResult, by_month
 from storage.retry import Backoff
 from storage.tasks import (
     EnsurePartitions,
@@ -94,7 +87,7 @@ class BatchWriter:
         *,
         url: str = "",
         unknown_devices: UnknownDevices = "register",
-        max_power_kw: Mapping[DeviceType, float] = DEFAULT_MAX_POWER_KW,
+        max_power_kw: MaxPower = DEFAULT_MAX_POWER_KW,
         backoff: Backoff | None = None,
     ) -> None:
         self._engine = engine
