@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +30,9 @@ from storage.devices import DeviceSighting
 from storage.engine import SQLiteOptions, database_url
 from storage.records import Reading
 from storage.rollups import Rollup
+
+if TYPE_CHECKING:
+    from storage.verify import Difference
 
 # Column names, then rows: what a read-only query returns.
 Rows = tuple[list[str], list[tuple[Any, ...]]]
@@ -150,6 +153,12 @@ class Operations(Protocol):
     def restore(self, backup: Path, url: str, *, force: bool) -> str:
         """Replace the database with a backup, refused while a daemon uses it; returns
         where it went, in words."""
+        ...
+
+    def archived_differences(self, url: str, archive: Path, month: Month) -> list[Difference]:
+        """`month`'s rollup rows against the readings of its archive file (as
+        `storage.verify.month_differences` does for a live month); QueryError for an
+        archive this database cannot read."""
         ...
 
     def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:

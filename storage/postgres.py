@@ -36,6 +36,7 @@ from storage.readonly import query_postgres
 from storage.records import READING_COLUMNS, ROW_COLUMNS, Reading, reading_rows
 from storage.rollups import ROLLUPS, Rollup, postgres_rollup_cte
 from storage.tables import ROLLUP_FILLFACTOR, energy_parent, metadata
+from storage.verify import Difference
 
 # Held by a transaction that reads or changes the schema version, so that daemons starting
 # together on an empty database create the schema once.
@@ -162,6 +163,12 @@ class PostgresBackend:
         in_use = asyncio.run(daemons_connected(url)) > 0
         restore_postgres(backup, url, in_use=in_use, force=force)
         return "into the PostgreSQL database"
+
+    def archived_differences(self, url: str, archive: Path, month: Month) -> list[Difference]:
+        raise QueryError(
+            f"{archive.name} is a CSV file PostgreSQL cannot query: restore the month with "
+            "`meterflow partitions restore FILE` to check it"
+        )
 
     def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
         if archives is not None:

@@ -12,6 +12,7 @@ as one function in that thread (`_in_thread`) keeps the hand-offs to one per bat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import operator
@@ -37,6 +38,12 @@ from storage.readonly import query_sqlite
 from storage.records import ROW_COLUMNS, Reading, Row, by_month, reading_rows
 from storage.rollups import ROLLUPS, Rollup, sqlite_insert_sql, sqlite_rollup_sql
 from storage.tables import energy_partition, metadata
+from storage.verify import Difference, compare_sql, difference
+
+
+def _utc(text: str) -> datetime:
+    """The instant a time stored by UTCDateTime (UTC text without an offset) stands for."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def sqlite_timestamp(moment: datetime) -> str:
@@ -289,6 +296,23 @@ class SQLiteBackend:
 
     def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
         return query_sqlite(url, sql, archives or ())
+
+    def archived_differences(self, url: str, archive: Path, month: Month) -> list[Difference]:
+        """The archive is attached read-only beside the database, opened read-only too."""
+        database = sqlite_file(url, "verifying an archived month")
+        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        window = {"start": sqlite_timestamp(month.start), "end": sqlite_timestamp(month.end)}
+        found: list[Difference] = []
+        with contextlib.closing(conn):
+            conn.execute("ATTACH DATABASE ? AS archive", (f"file:{archive}?mode=ro",))
+            source = f'archive."{month.table_name}"'
+            for rollup in ROLLUPS:
+                sql = compare_sql(rollup, source, rollup.sqlite_bucket("recorded_at"))
+                found.extend(
+                    difference(rollup, (device, data_type, _utc(bucket), *values))
+                    for device, data_type, bucket, *values in conn.execute(sql, window)
+                )
+        return found
 
     async def registered_owners(
         self, conn: AsyncConnection, device_ids: Sequence[str]

@@ -5,7 +5,8 @@ The invariant: for every month whose readings are in the database, each rollup r
 device's readings in its bucket, and no rollup row exists without readings. Buckets are
 UTC hours, days and months, so no bucket crosses a month: a month is checked, or rebuilt,
 on its own. Rollup rows of months that retention archived or dropped stay as they were,
-the only record of those months' totals the database keeps; they are not checked here.
+the only record of those months' totals the database keeps; an archived month is checked
+against its archive file by the backend that can read it (`archived_differences`).
 
 Each check is one statement per rollup, so it sees one consistent state even while the
 daemon writes.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import TextClause, bindparam, select, text
@@ -45,10 +47,12 @@ class Totals:
 
 @dataclass(slots=True)
 class Verification:
-    """What `db verify` found: each live month with its differences, and the months
-    whose rollup rows have no live readings left to be checked against."""
+    """What `db verify` found: each month it could check with its differences (and the
+    archive file it read, for a month that is not live), and the months whose rollup rows
+    have no readings it can read."""
 
     months: list[tuple[Month, list[Difference]]] = field(default_factory=list)
+    archives: dict[Month, Path] = field(default_factory=dict)
     without_readings: list[Month] = field(default_factory=list)
 
     @property
@@ -84,7 +88,7 @@ def _show(totals: Totals | None) -> str:
 _WINDOW = "recorded_at >= :start AND recorded_at < :end"
 
 
-def _compare_sql(rollup: Rollup, source: str, bucket: str) -> str:
+def compare_sql(rollup: Rollup, source: str, bucket: str) -> str:
     """The rows of `rollup` in [:start, :end) that differ from their readings' totals."""
     pairs = ", ".join(f"r.{name}, s.{name}" for name in TOTALS)
     differs = " OR ".join(
@@ -135,20 +139,23 @@ async def month_differences(
     source = backend.readings_table(month).name
     found: list[Difference] = []
     for rollup in ROLLUPS:
-        sql = _compare_sql(rollup, source, backend.rollup_bucket(rollup, "recorded_at"))
-        for row in await conn.execute(_in(month, sql).columns(bucket=UTCDateTime())):
-            values = tuple(row)[3:]
-            found.append(
-                Difference(
-                    rollup.table,
-                    row.device_id,
-                    row.data_type,
-                    row.bucket,
-                    stored=_totals(values[1::2]),
-                    recomputed=_totals(values[0::2]),
-                )
-            )
+        sql = compare_sql(rollup, source, backend.rollup_bucket(rollup, "recorded_at"))
+        rows = await conn.execute(_in(month, sql).columns(bucket=UTCDateTime()))
+        found.extend(difference(rollup, tuple(row)) for row in rows)
     return found
+
+
+def difference(rollup: Rollup, row: Sequence[Any]) -> Difference:
+    """A row of `compare_sql`'s result as a Difference (its bucket already a datetime)."""
+    device_id, data_type, bucket, *values = row
+    return Difference(
+        rollup.table,
+        device_id,
+        data_type,
+        bucket,
+        stored=_totals(values[1::2]),
+        recomputed=_totals(values[0::2]),
+    )
 
 
 async def rebuild_month(conn: AsyncConnection, backend: Dialect, month: Month) -> None:

@@ -139,21 +139,38 @@ def test_verify_names_every_row_that_differs_and_rebuild_makes_them_equal_again(
     assert meterflow("db", "verify", "--db", database.url).returncode == 0
 
 
-def test_a_month_whose_readings_were_archived_keeps_its_rollup_rows_unchecked(
+def test_an_archived_month_keeps_its_rollups_and_is_checked_against_its_archive(
     database: Database, tmp_path: Path
 ) -> None:
-    """Retention takes a month's readings away, not its totals: its rollup rows stay as
-    they were, and `db verify` says it cannot check them rather than calling them wrong."""
+    """Retention takes a month's readings away, not its totals. `db verify` checks the
+    month's rollup rows against its archive file where the database can read it (SQLite)
+    and names any that differ; where it cannot (PostgreSQL's CSV), it says so."""
     write(database, readings())
     before = stored(database)
-    archived = meterflow(
-        "partitions", "archive", "2026-03", "--to", str(tmp_path), "--db", database.url
-    )
+    archive = ("partitions", "archive", "2026-03", "--to", str(tmp_path), "--db", database.url)
+    archived = meterflow(*archive)
     assert archived.returncode == 0, archived.stderr
     assert stored(database) == before
-    done = meterflow("db", "verify", "--db", database.url)
+    verify = ("db", "verify", "--archive-dir", str(tmp_path), "--db", database.url)
+    done = meterflow(*verify)
     assert done.returncode == 0, done.stderr
+    if database.kind == "postgres":
+        assert done.stdout.splitlines() == [
+            "2026-04: rollups match the readings",
+            "2026-03: no readings to read (dropped, or archived where this database cannot "
+            "query it); rollup rows kept, not checked",
+        ]
+        return
     assert done.stdout.splitlines() == [
         "2026-04: rollups match the readings",
-        "2026-03: no live readings (archived or dropped); rollup rows kept, not checked",
+        "2026-03 (archived in energy_data_2026_03.db): rollups match the readings",
     ]
+    database.execute("UPDATE energy_daily SET readings = readings + 1 WHERE device_id = 'm-2'")
+    wrong = meterflow(*verify)
+    assert wrong.returncode == 1
+    lines = wrong.stdout.splitlines()
+    assert (
+        "2026-03 (archived in energy_data_2026_03.db): 1 rollup rows differ from the readings"
+        in lines
+    )
+    assert any(line.startswith("  energy_daily m-2 consumption 2026-03-31") for line in lines)

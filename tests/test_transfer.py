@@ -99,7 +99,8 @@ def test_the_rollups_arrive_whole_and_add_up_to_the_copied_readings(
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.splitlines() == [
         "2026-02: rollups match the readings",
-        "2026-01: no live readings (archived or dropped); rollup rows kept, not checked",
+        "2026-01: no readings to read (dropped, or archived where this database cannot "
+        "query it); rollup rows kept, not checked",
     ]
 
 

@@ -10,6 +10,9 @@ import click
 from meterflow.cli.common import complete, config_option, db_option, settings_for
 from meterflow.settings import Settings
 from partitions import Month
+from partitions.postgres_store import ARCHIVE_SUFFIX as POSTGRES_ARCHIVE_SUFFIX
+from partitions.sqlite_store import ARCHIVE_SUFFIX as SQLITE_ARCHIVE_SUFFIX
+from partitions.store import archived_months
 from storage import (
     SCHEMA_VERSION,
     backend_for_url,
@@ -17,8 +20,16 @@ from storage import (
     open_engine,
     upgrade,
 )
+from storage.backend import Dialect
 from storage.database import connect
-from storage.verify import Verification, month_differences, rebuild_month, rollup_months
+from storage.errors import QueryError
+from storage.verify import (
+    Difference,
+    Verification,
+    month_differences,
+    rebuild_month,
+    rollup_months,
+)
 
 
 @click.group()
@@ -93,28 +104,43 @@ to_month = click.option("--to", "last", type=Month.parse, metavar="YYYY-MM", hel
 @db_option
 @from_month
 @to_month
+@click.option(
+    "--archive-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where archived months are (retention.archive_dir).",
+)
 def db_verify(
-    config_file: Path | None, db: str | None, first: Month | None, last: Month | None
+    config_file: Path | None,
+    db: str | None,
+    first: Month | None,
+    last: Month | None,
+    archive_dir: Path | None,
 ) -> None:
     """Recompute every rollup from the raw readings; print each difference, exit 1 on any.
 
-    Safe while the daemon writes. Months whose readings retention archived or dropped
-    keep their rollup rows, which are listed and not checked.
+    Safe while the daemon writes. A month that retention archived is checked against its
+    archive file where the database can read one (SQLite); a month dropped, or archived
+    as CSV (PostgreSQL), keeps its rollup rows, which are listed and not checked.
     """
     settings = settings_for(config_file, **{"storage.url": db})
-    report = complete(_verify(settings, first, last))
+    directory = archive_dir or settings.retention.archive_dir
+    report = complete(_verify(settings, first, last, directory))
     for month, differences in report.months:
+        where = str(month)
+        if month in report.archives:
+            where = f"{month} (archived in {report.archives[month].name})"
         if not differences:
-            click.echo(f"{month}: rollups match the readings")
+            click.echo(f"{where}: rollups match the readings")
             continue
-        click.echo(f"{month}: {len(differences)} rollup rows differ from the readings")
+        click.echo(f"{where}: {len(differences)} rollup rows differ from the readings")
         for difference in differences[:SHOWN_PER_MONTH]:
             click.echo(f"  {difference}")
         if len(differences) > SHOWN_PER_MONTH:
             click.echo(f"  ... and {len(differences) - SHOWN_PER_MONTH} more")
     for month in report.without_readings:
         click.echo(
-            f"{month}: no live readings (archived or dropped); rollup rows kept, not checked"
+            f"{month}: no readings to read (dropped, or archived where this database cannot "
+            "query it); rollup rows kept, not checked"
         )
     if report.differences:
         raise click.ClickException(
@@ -143,19 +169,40 @@ def _chosen(months: Iterable[Month], first: Month | None, last: Month | None) ->
     )
 
 
-async def _verify(settings: Settings, first: Month | None, last: Month | None) -> Verification:
-    async with connect(settings.storage.url, settings.storage.sqlite) as database:
-        live = database.backend.partitions.months
+async def _verify(
+    settings: Settings, first: Month | None, last: Month | None, archive_dir: Path
+) -> Verification:
+    url = settings.storage.url
+    async with connect(url, settings.storage.sqlite) as database:
+        backend = database.backend
+        live = backend.partitions.months
         report = Verification()
         for month in _chosen(live, first, last):
             async with database.conn.begin():
                 report.months.append(
-                    (month, await month_differences(database.conn, database.backend, month))
+                    (month, await month_differences(database.conn, backend, month))
                 )
         async with database.conn.begin():
             summed = await rollup_months(database.conn)
-        report.without_readings = _chosen(summed - live, first, last)
-        return report
+    archives = dict(archived_months(archive_dir, SQLITE_ARCHIVE_SUFFIX))
+    archives.update(archived_months(archive_dir, POSTGRES_ARCHIVE_SUFFIX))
+    for month in _chosen(summed - live, first, last):
+        archive = archives.get(month)
+        found = None if archive is None else _archived(backend, url, archive, month)
+        if archive is None or found is None:
+            report.without_readings.append(month)
+        else:
+            report.months.append((month, found))
+            report.archives[month] = archive
+    return report
+
+
+def _archived(backend: Dialect, url: str, archive: Path, month: Month) -> list[Difference] | None:
+    """An archived month's differences; None where the database cannot read its archive."""
+    try:
+        return backend.archived_differences(url, archive, month)
+    except QueryError:
+        return None
 
 
 async def _rebuild(settings: Settings, first: Month | None, last: Month | None) -> list[Month]:
