@@ -48,17 +48,11 @@ class Pipeline:
     """
 
     def __init__(
-        self,
-        mqtt: MqttSettings,
-        batch: BatchSettings,
-        router: Router,
-        writer: Writer,
-        stats: Stats,
+        self, mqtt: MqttSettings, batch: BatchSettings, router: Router, stats: Stats
     ) -> None:
         self._mqtt = mqtt
         self._batch = batch
         self._router = router
-        self._writer = writer
         self._stats = stats
         # Availability topics are few, idempotent and often retained, which MQTT 5 never
         # delivers to a shared subscription: every daemon takes all of them itself.
@@ -89,15 +83,13 @@ class Pipeline:
         """When the pipeline last moved (`time.monotonic`): a commit, or a new connection."""
         return self._progress_at
 
-    async def wait_connected(self) -> None:
-        await self._connected.wait()
-
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""
         self._stop.set()
 
-    async def run(self) -> None:
-        """Connect, run the stages, reconnect with backoff when the broker goes away."""
+    async def run(self, writer: Writer) -> None:
+        """Connect, run the stages into `writer`, reconnect with backoff when the broker
+        goes away; return once asked to stop and everything received is acknowledged."""
         mqtt = self._mqtt
         backoff = Backoff(mqtt.reconnect_initial_s, mqtt.reconnect_max_s)
         attempt = 0
@@ -117,7 +109,7 @@ class Pipeline:
                     self._progress_at = time.monotonic()
                     self._connected.set()
                     try:
-                        await self._pump(source)
+                        await self._pump(source, writer)
                     except* BrokerError as group:
                         lost = group.exceptions[0]
             except BrokerError as exc:
@@ -135,12 +127,12 @@ class Pipeline:
                 async with asyncio.timeout(delay):
                     await self._stop.wait()
 
-    async def _pump(self, source: Source) -> None:
+    async def _pump(self, source: Source, writer: Writer) -> None:
         batch = self._batch
         batcher = self._batcher = Batcher(batch.max_messages, batch.max_delay_ms / 1000)
         async with asyncio.TaskGroup() as tasks:
             receiver = tasks.create_task(self._receive(source, batcher), name="meterflow.receive")
-            tasks.create_task(self._write(source, batcher, tasks), name="meterflow.write")
+            tasks.create_task(self._write(source, writer, batcher, tasks), name="meterflow.write")
             await self._stop.wait()
             # Graceful stop: no more reading; the writer drains, commits and acks the rest.
             receiver.cancel()
@@ -164,13 +156,15 @@ class Pipeline:
                         stats.ignored += 1
                     batcher.add(items, delivery)
 
-    async def _write(self, source: Source, batcher: Batcher, tasks: asyncio.TaskGroup) -> None:
+    async def _write(
+        self, source: Source, writer: Writer, batcher: Batcher, tasks: asyncio.TaskGroup
+    ) -> None:
         """Hand batches to the writer; the next is submitted while the one before commits."""
         acks = Acknowledger(source, self._stats, tasks, self._moved)
         while (batch := await batcher.next_batch()) is not None:
             crash_point("before-commit")
             started = time.perf_counter()
-            committing = await self._writer.submit(batch.to_write())
+            committing = await writer.submit(batch.to_write())
             await acks.follow(batch, committing, started)
         await acks.drain()
 

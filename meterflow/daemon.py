@@ -39,12 +39,10 @@ class Daemon:
         self.settings = settings
         self.stats = Stats()
         router = Router.configured(settings.decoders, settings.ingest, settings.mqtt.topic_prefix)
-        self._router = router
-        self._pipeline: Pipeline | None = None
+        self._pipeline = Pipeline(settings.mqtt, settings.batch, router, self.stats)
         self._writer: BatchWriter | None = None
         self._upkeep: Upkeep | None = None
         self._http: HttpServer | None = None
-        self._stop_requested = False
 
     @property
     def ready(self) -> bool:
@@ -52,7 +50,7 @@ class Daemon:
 
     @property
     def connected(self) -> bool:
-        return self._pipeline is not None and self._pipeline.connected
+        return self._pipeline.connected
 
     @property
     def http_port(self) -> int | None:
@@ -65,14 +63,13 @@ class Daemon:
         writer, pipeline = self._writer, self._pipeline
         failing_since = writer.failing_since if writer else None
         last_commit = writer.last_commit_at if writer else None
-        in_flight = pipeline.in_flight if pipeline else 0
-        progress_at = pipeline.progress_at if pipeline else now
+        in_flight = pipeline.in_flight
         return Health(
-            connected=self.connected and writer is not None,
+            connected=pipeline.connected and writer is not None,
             database_ok=failing_since is None or now - failing_since < threshold,
-            stalled=in_flight > 0 and now - progress_at > threshold,
+            stalled=in_flight > 0 and now - pipeline.progress_at > threshold,
             in_flight=in_flight,
-            pending=pipeline.pending if pipeline else 0,
+            pending=pipeline.pending,
             last_commit_age_s=None if last_commit is None else round(now - last_commit, 3),
         )
 
@@ -81,9 +78,7 @@ class Daemon:
 
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""
-        self._stop_requested = True
-        if self._pipeline is not None:
-            self._pipeline.request_stop()
+        self._pipeline.request_stop()
 
     async def run(self) -> None:
         """Run until `request_stop`; a storage error no retry mends is raised on its own."""
@@ -119,11 +114,6 @@ class Daemon:
                     await stack.enter_async_context(checkpointer)
                 if settings.metrics.port is not None:
                     self._http = await stack.enter_async_context(self._endpoints())
-                pipeline = self._pipeline = Pipeline(
-                    settings.mqtt, settings.batch, self._router, writer, self.stats
-                )
-                if self._stop_requested:
-                    pipeline.request_stop()
                 store = backend_for_url(storage.url).partition_store(
                     engine, storage.url, storage.sqlite
                 )
@@ -137,7 +127,7 @@ class Daemon:
                         background.append(
                             tasks.create_task(checkpointer.run(), name="meterflow.checkpoint")
                         )
-                    await pipeline.run()
+                    await self._pipeline.run(writer)
                     for task in background:
                         task.cancel()
         finally:

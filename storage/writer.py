@@ -227,9 +227,7 @@ class BatchWriter:
                 await _finish(done, self._ensure, months)
             case ReloadPartitions(done=done):
                 await self._settle()
-                await self._reload_partitions()
-                if not done.done():
-                    done.set_result(self.months)
+                await _finish(done, self._reloaded)
             case Hold(held=held, release=release):
                 await self._settle()
                 if not held.done():
@@ -365,6 +363,10 @@ class BatchWriter:
         created = await self._transaction(ensure)
         self._backend.partitions.confirm(created)
         return [m.table_name for m in created]
+
+    async def _reloaded(self) -> frozenset[Month]:
+        await self._reload_partitions()
+        return self.months
 
     async def _reload_partitions(self) -> None:
         try:
