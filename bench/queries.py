@@ -29,9 +29,9 @@ from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from partitions import Month, month_of_table, months_back, source_for
+from partitions import BASE_NAME, Month, month_of_table, months_back, source_for
 from storage import BatchWriter, open_engine
-from storage.rollups import ROLLUPS, backfill_sql
+from storage.rollups import ROLLUPS, backfill_sql, sqlite_delta
 from storage.tables import energy_partition
 
 NEWEST = Month(2026, 10)
@@ -97,8 +97,10 @@ def generate(path: Path, months: list[Month], devices: int, per_device_month: in
             total += devices * per_device_month
             print(f"  {month}: {total:,} readings", flush=True)
         conn.execute("BEGIN")
+        everything = {"start": "0001-01-01", "end": "9999-12-31"}
         for rollup in ROLLUPS:
-            conn.execute(backfill_sql(rollup, "sqlite"))
+            bucket = rollup.sqlite_bucket("quarter_hour")
+            conn.execute(backfill_sql(rollup, sqlite_delta(BASE_NAME), bucket), everything)
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
         return total

@@ -15,6 +15,7 @@ from partitions.retention import (
     parse_age,
     retired,
 )
+from partitions.shape import add_missing_columns, missing_columns
 from partitions.sqlite_store import SQLitePartitionStore
 from partitions.store import PartitionInfo, PartitionStore
 from partitions.union_view import PartitionFactory, UnionViewPartitions
@@ -36,9 +37,11 @@ __all__ = [
     "RetentionAction",
     "SQLitePartitionStore",
     "UnionViewPartitions",
+    "add_missing_columns",
     "apply_retention",
     "default_partition",
     "default_rows",
+    "missing_columns",
     "month_of_table",
     "months_back",
     "months_between",

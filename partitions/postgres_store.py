@@ -9,6 +9,7 @@ CSV with a header reads back into PostgreSQL, pandas, DuckDB or a spreadsheet al
 from __future__ import annotations
 
 import asyncio
+import csv
 import gzip
 import os
 from pathlib import Path
@@ -89,9 +90,16 @@ class PostgresPartitionStore:
                 f"CREATE TEMP TABLE {_STAGING} (LIKE {BASE_NAME}) ON COMMIT DROP"
             )
             driver = await _driver(conn)
+            # An archive of an older shape lacks the columns added since: they stay NULL.
+            with gzip.open(path, "rt", newline="") as text:
+                header = next(csv.reader(text), [])
             with gzip.open(path, "rb") as source:
                 await driver.copy_to_table(
-                    _STAGING, source=cast(BinaryIO, source), format="csv", header=True
+                    _STAGING,
+                    source=cast(BinaryIO, source),
+                    columns=header,
+                    format="csv",
+                    header=True,
                 )
             columns = await _columns_but_id(conn)
             result = await conn.exec_driver_sql(

@@ -22,6 +22,7 @@ from sqlalchemy import Table
 
 from partitions.errors import PartitionError
 from partitions.naming import Month, month_of_table
+from partitions.shape import add_missing_columns, missing_columns
 from partitions.store import PartitionInfo, set_aside
 from partitions.view import drop_view_ddl, view_ddl
 
@@ -124,7 +125,8 @@ class SQLitePartitionStore:
         if month is None or not path.name.endswith(ARCHIVE_SUFFIX):
             raise PartitionError(f"{path.name} is not an archived month (energy_data_YYYY_MM.db)")
         table = month.table_name
-        columns = ", ".join(f'"{c.name}"' for c in self._template.columns if c.name != "id")
+        # An archive of an older shape lacks the columns added since: they stay NULL.
+        names = [c.name for c in self._template.columns if c.name != "id"]
         with self._connect() as live:
             live.execute("ATTACH ? AS archive", (str(path),))
             try:
@@ -136,6 +138,9 @@ class SQLitePartitionStore:
                     if found is None:
                         raise PartitionError(f"{path} holds no table {table}")
                     live.execute(found[0].replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+                    add_missing_columns(live, table, self._template)
+                    kept = missing_columns(live, "archive", table, names)
+                    columns = ", ".join(f'"{name}"' for name in names if name not in kept)
                     before = live.total_changes
                     live.execute(
                         f"INSERT INTO main.{table} ({columns}) SELECT {columns} "

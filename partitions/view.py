@@ -8,7 +8,7 @@ the view is built in two levels: chunk views of up to `MAX_TERMS` months each, a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from sqlalchemy import Table
 
@@ -28,21 +28,27 @@ def view_ddl(months: Iterable[Month], template: Table) -> list[str]:
     return view_over([month.table_name for month in sorted(months)], template)
 
 
-def view_over(tables: Sequence[str], template: Table, *, temporary: bool = False) -> list[str]:
-    """`CREATE [TEMP] VIEW` statements for `energy_data` over `tables` (qualified allowed)."""
-    columns = ", ".join(f'"{column.name}"' for column in template.columns)
+def view_over(
+    tables: Sequence[str],
+    template: Table,
+    *,
+    temporary: bool = False,
+    missing: Mapping[str, Collection[str]] | None = None,
+) -> list[str]:
+    """`CREATE [TEMP] VIEW` statements for `energy_data` over `tables` (qualified allowed);
+    `missing` names the template's columns a table lacks (an older archive), NULL there."""
+    names = [column.name for column in template.columns]
     kind = "TEMP VIEW" if temporary else "VIEW"
     if not tables:
-        empty = ", ".join(f"NULL AS {name}" for name in columns.split(", "))
+        empty = ", ".join(f'NULL AS "{name}"' for name in names)
         return [f"CREATE {kind} {VIEW_NAME} AS SELECT {empty} WHERE 0 = 1"]
+    selects = [_select(table, names, (missing or {}).get(table, ())) for table in tables]
     if len(tables) <= MAX_TERMS:
-        return [_union(kind, VIEW_NAME, columns, tables)]
-    chunks = [tables[i : i + MAX_TERMS] for i in range(0, len(tables), MAX_TERMS)]
-    names = [f"{CHUNK_PREFIX}{number}" for number in range(1, len(chunks) + 1)]
-    statements = [
-        _union(kind, name, columns, chunk) for name, chunk in zip(names, chunks, strict=True)
-    ]
-    statements.append(_union(kind, VIEW_NAME, columns, names))
+        return [_union(kind, VIEW_NAME, selects)]
+    chunks = [selects[i : i + MAX_TERMS] for i in range(0, len(selects), MAX_TERMS)]
+    views = [f"{CHUNK_PREFIX}{number}" for number in range(1, len(chunks) + 1)]
+    statements = [_union(kind, view, chunk) for view, chunk in zip(views, chunks, strict=True)]
+    statements.append(_union(kind, VIEW_NAME, [_select(view, names, ()) for view in views]))
     return statements
 
 
@@ -53,6 +59,10 @@ def drop_view_ddl(views: Iterable[str]) -> list[str]:
     return [f"DROP VIEW IF EXISTS {name}" for name in sorted(ours, key=lambda n: n != VIEW_NAME)]
 
 
-def _union(kind: str, name: str, columns: str, tables: Sequence[str]) -> str:
-    selects = [f"SELECT {columns} FROM {table}" for table in tables]
+def _select(table: str, names: Sequence[str], missing: Collection[str]) -> str:
+    columns = ", ".join(f'NULL AS "{n}"' if n in missing else f'"{n}"' for n in names)
+    return f"SELECT {columns} FROM {table}"
+
+
+def _union(kind: str, name: str, selects: Sequence[str]) -> str:
     return f"CREATE {kind} {name} AS\n" + "\nUNION ALL\n".join(selects)

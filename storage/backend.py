@@ -68,12 +68,24 @@ class Schema(Protocol):
         """Schema v4: the shape that keeps batch writes cheap on this database."""
         ...
 
+    async def add_reading_columns(self, conn: AsyncConnection) -> None:
+        """Give every readings table the columns of the current shape it lacks (schema v6:
+        `interval_start`)."""
+        ...
+
     async def prepare(self, conn: AsyncConnection) -> None:
         """Learn the existing partitions (and mend the SQLite view)."""
         ...
 
     def rollup_bucket(self, rollup: Rollup, column: str) -> str:
-        """The SQL expression of the rollup's bucket (hour, day, month) of a time column."""
+        """The SQL expression of the rollup's bucket (quarter hour, hour, day, month) of a
+        time column."""
+        ...
+
+    def rollup_delta(self, source: str, where: str = "") -> str:
+        """A WITH clause whose `delta` holds the rollup totals per device, data type and
+        quarter hour of the readings of `source` that `where` selects, spread energy
+        included (storage/rollups.py)."""
         ...
 
     def utc_date(self, expression: str) -> str:

@@ -20,6 +20,9 @@ value in `meter_counters`, in the batch's transaction, and stores the difference
   reading keeps the raw value, and the counter continues from it, so a jump is never
   counted later either;
 - a reading not newer than the counter's last (a late or redelivered message) gives none.
+
+A reading's energy covers the interval since the good value it was counted from: its
+`interval_start`, over which the rollups spread it.
 """
 
 from __future__ import annotations
@@ -140,8 +143,9 @@ def apply_counters(
         if key is None or reading.counter_kwh is None:
             out.append(reading)
             continue
+        before = states.get(key)
         energy, state, event = advance(
-            states.get(key), reading.counter_kwh, reading.recorded_at, max_power_kw(reading)
+            before, reading.counter_kwh, reading.recorded_at, max_power_kw(reading)
         )
         if state is not None:
             states[key] = state
@@ -153,6 +157,8 @@ def apply_counters(
                 energy_kwh=energy,
                 quality=quality,
                 metadata={**(reading.metadata or {}), **note},
+                # The energy covers the time since the good value it was counted from.
+                interval_start=None if energy is None or before is None else before.observed_at,
             )
         )
     return out

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from partitions import BASE_NAME
 from storage.analytics import SUMMARY_VIEW, summary_view_ddl
 from storage.backend import Schema
 from storage.errors import SchemaVersionError
-from storage.rollups import DAILY, HOURLY, MONTHLY, backfill_sql
+from storage.rollups import ALL_TIME, ROLLUPS, backfill_sql, in_window
 from storage.tables import (
+    energy_15min,
     energy_daily,
     energy_hourly,
     energy_monthly,
@@ -47,15 +49,10 @@ async def _counters_and_partial_readings(conn: AsyncConnection, schema: Schema) 
 
 
 async def _rollups(conn: AsyncConnection, schema: Schema) -> None:
-    """Version 3: the hourly, daily and monthly rollups, filled from the readings already
-    stored, and the `user_energy_summary` view."""
-    rollups = ((HOURLY, energy_hourly), (DAILY, energy_daily), (MONTHLY, energy_monthly))
-    for rollup, table in rollups:
+    """Version 3: the hourly, daily and monthly rollups (version 6 fills them from the
+    readings already stored), and the `user_energy_summary` view."""
+    for table in (energy_hourly, energy_daily, energy_monthly):
         await conn.run_sync(table.create, checkfirst=True)
-        if not await conn.scalar(select(func.count()).select_from(table)):
-            await conn.exec_driver_sql(
-                backfill_sql(rollup, schema.rollup_bucket(rollup, "recorded_at"))
-            )
     await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
     await conn.exec_driver_sql(summary_view_ddl(schema.utc_date("h.day")))
 
@@ -77,6 +74,20 @@ async def _bounded_counters(conn: AsyncConnection, schema: Schema) -> None:
             await conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
 
 
+async def _spread_energy(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 6: where a reading's interval starts, the 15-minute rollup, and every rollup
+    still empty filled from the readings stored (storage/rollups.py)."""
+    await schema.add_reading_columns(conn)
+    await conn.run_sync(energy_15min.create, checkfirst=True)
+    delta = schema.rollup_delta(BASE_NAME)
+    for rollup in ROLLUPS:
+        filled = f"SELECT count(*) FROM (SELECT 1 FROM {rollup.table} LIMIT 1) AS one"
+        if await conn.scalar(text(filled)):
+            continue
+        sql = backfill_sql(rollup, delta, schema.rollup_bucket(rollup, "quarter_hour"))
+        await conn.execute(in_window(sql, *ALL_TIME))
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -87,6 +98,7 @@ MIGRATIONS: dict[int, Migration] = {
     3: _rollups,
     4: _lean_writes,
     5: _bounded_counters,
+    6: _spread_energy,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import Table
+from sqlalchemy import Table, inspect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from partitions import (
@@ -34,7 +34,16 @@ from storage.errors import QueryError
 from storage.faults import crash_point
 from storage.readonly import query_postgres
 from storage.records import READING_COLUMNS, ROW_COLUMNS, Reading, reading_rows
-from storage.rollups import ROLLUPS, Rollup, postgres_rollup_cte
+from storage.rollups import (
+    DAILY,
+    HOURLY,
+    MONTHLY,
+    PIECE_COLUMNS,
+    ROLLUPS,
+    Rollup,
+    postgres_delta_ctes,
+    postgres_rollup_ctes,
+)
 from storage.tables import ROLLUP_FILLFACTOR, energy_parent, metadata
 from storage.verify import Difference
 
@@ -54,7 +63,6 @@ _CREATE_STAGING = (
 # which saves the batch a round trip. The rows actually inserted (RETURNING skips
 # conflicts) are added to the rollups in the same statement, which returns how many were
 # new.
-_ROLLUP_CTES = ",\n".join(postgres_rollup_cte(rollup, "inserted") for rollup in ROLLUPS)
 _MOVE_STAGED = f"""
 WITH staged AS (DELETE FROM {_STAGING} RETURNING *),
 inserted AS (
@@ -62,9 +70,10 @@ inserted AS (
     SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = staged.device_id),
            {_ROW_LIST}, $1
     FROM staged ON CONFLICT DO NOTHING
-    RETURNING device_id, data_type, recorded_at, energy_amount, instantaneous_power
+    RETURNING {PIECE_COLUMNS}
 ),
-{_ROLLUP_CTES}
+{postgres_delta_ctes("inserted")},
+{postgres_rollup_ctes()}
 SELECT count(*) FROM inserted
 """
 
@@ -118,7 +127,8 @@ class PostgresBackend:
         await conn.exec_driver_sql(
             f"ALTER TABLE {BASE_NAME} DROP CONSTRAINT IF EXISTS fk_{BASE_NAME}_device"
         )
-        for rollup in ROLLUPS:
+        # energy_15min came later, in this shape.
+        for rollup in (HOURLY, DAILY, MONTHLY):
             index = f"ix_{rollup.table}_{rollup.bucket}"
             await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
             await conn.exec_driver_sql(
@@ -129,11 +139,26 @@ class PostgresBackend:
                 f"ALTER TABLE {rollup.table} SET (fillfactor = {ROLLUP_FILLFACTOR})"
             )
 
+    async def add_reading_columns(self, conn: AsyncConnection) -> None:
+        """On the parent, they reach every partition."""
+        present = await conn.run_sync(
+            lambda sync: {column["name"] for column in inspect(sync).get_columns(BASE_NAME)}
+        )
+        for column in energy_parent().columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=conn.dialect)
+                await conn.exec_driver_sql(
+                    f'ALTER TABLE {BASE_NAME} ADD COLUMN "{column.name}" {kind}'
+                )
+
     async def prepare(self, conn: AsyncConnection) -> None:
         await self._partitions.load(conn)
 
     def rollup_bucket(self, rollup: Rollup, column: str) -> str:
         return rollup.postgres_bucket(column)
+
+    def rollup_delta(self, source: str, where: str = "") -> str:
+        return f"WITH {postgres_delta_ctes(source, where)}"
 
     def utc_date(self, expression: str) -> str:
         return f"({expression} AT TIME ZONE 'UTC')::date"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
-from partitions import month_of_table
+from partitions import missing_columns, month_of_table
 from partitions.sqlite_store import ARCHIVE_SUFFIX
 from partitions.store import archived_months
 from partitions.view import view_over
@@ -56,14 +56,19 @@ def _include(conn: sqlite3.Connection, archives: Sequence[Path]) -> None:
         if (month := month_of_table(name)) is not None
     )
     tables = [f"main.{month.table_name}" for month in live]
+    template = energy_partition("energy_data_template")
+    missing: dict[str, list[str]] = {}
     for index, archive in enumerate(archives):
         month = month_of_table(archive.name.removesuffix(ARCHIVE_SUFFIX))
         if month is None:
             continue
         conn.execute(f"ATTACH ? AS archive_{index}", (f"file:{archive}?mode=ro",))
-        tables.append(f"archive_{index}.{month.table_name}")
-    template = energy_partition("energy_data_template")
-    for statement in view_over(tables, template, temporary=True):
+        table = f"archive_{index}.{month.table_name}"
+        tables.append(table)
+        missing[table] = missing_columns(
+            conn, f"archive_{index}", month.table_name, (c.name for c in template.columns)
+        )
+    for statement in view_over(tables, template, temporary=True, missing=missing):
         conn.execute(statement)
 
 

@@ -42,7 +42,8 @@ class Reading(msgspec.Struct, frozen=True):
     `energy_kwh` is energy over the interval since the device's previous reading. A device
     that reports a cumulative counter instead sets `counter` (its name, e.g. "import") and
     `counter_kwh`; the writer turns the counter into interval energy against the value it
-    stored for that counter, in the batch's transaction. A reading may lack energy or power
+    stored for that counter, in the batch's transaction, and sets `interval_start` to the
+    time of the value it counted from. A reading may lack energy or power
     (a device that publishes one number per topic); `kind` overrides the data type its
     device type implies (a meter's export counter is production).
 
@@ -66,6 +67,7 @@ class Reading(msgspec.Struct, frozen=True):
     kind: DataType | None = None
     counter: str | None = None
     counter_kwh: float | None = None
+    interval_start: datetime | None = None
 
     @property
     def data_type(self) -> DataType:
@@ -94,6 +96,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "recorded_at",
     "quality",
     "metadata",
+    "interval_start",
 )
 READING_COLUMNS = ("user_id", *ROW_COLUMNS)
 
@@ -123,6 +126,7 @@ def reading_rows(readings: Sequence[Reading], times: Mapping[datetime, object]) 
             times[r.recorded_at],
             r.quality,
             None if r.metadata is None else _JSON.encode(r.metadata).decode(),
+            None if r.interval_start is None else times[r.interval_start],
         )
         for r in readings
     ]

@@ -1,49 +1,196 @@
-"""The statements that keep `energy_hourly`, `energy_daily` and `energy_monthly` in step.
+"""The statements that keep the rollups (`energy_15min`, `energy_hourly`, `energy_daily`,
+`energy_monthly`) in step with the readings.
 
 Rollups add only readings actually inserted, so a redelivered or duplicate reading never
-counts twice. Buckets are UTC hours, days and months.
+counts twice. Buckets are UTC quarter hours, hours, days and months.
+
+A reading's energy covers an interval, from `interval_start` (the counter's previous
+value, or the device's stated interval) to `recorded_at`. Energy whose interval crosses
+quarter hours is spread over them in proportion to time, so a meter back after three days
+offline puts three days of energy on those days, not on the hour it came back. Its power
+and the reading itself count in the quarter hour it was recorded in. Every statement goes
+through the same two steps: the readings' *pieces* (a reading's share of energy in each
+quarter hour it covers), then their *delta*, the pieces' totals per device and quarter
+hour, from which each rollup takes its buckets. Spread energy may fall into an earlier
+month than its reading: the reading's own month is the one stored, the energy goes where
+it was used (storage/verify.py checks both).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from partitions import BASE_NAME
+from sqlalchemy import TextClause, bindparam, text
+
 from storage.records import READING_COLUMNS, ROW_COLUMNS
+from storage.types import UTCDateTime
+
+# A window holding every bucket.
+ALL_TIME = (datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))
 
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
     table: str
     bucket: str
-    # SQLite: the bucket's start in the text form UTCDateTime stores: the timestamp's first
-    # `sqlite_prefix` characters followed by `sqlite_suffix`.
-    sqlite_prefix: int
-    sqlite_suffix: str
+    # Each database's expression of a stored time's bucket, `{t}` standing for the time.
+    # SQLite's stored text is always 'YYYY-MM-DD HH:MM:SS.ffffff' (UTCDateTime): cutting
+    # it is several times cheaper than strftime.
+    sqlite: str
+    postgres: str
 
     def sqlite_bucket(self, column: str) -> str:
-        # The stored text is always 'YYYY-MM-DD HH:MM:SS.ffffff' (UTCDateTime): cutting it
-        # is several times cheaper than strftime, which runs for every new reading.
-        return f"substr({column}, 1, {self.sqlite_prefix}) || '{self.sqlite_suffix}'"
+        return self.sqlite.format(t=column)
 
     def postgres_bucket(self, column: str) -> str:
-        return f"date_trunc('{self.bucket}', {column}, 'UTC')"
+        return self.postgres.format(t=column)
 
 
-HOURLY = Rollup("energy_hourly", "hour", 13, ":00:00.000000")
-DAILY = Rollup("energy_daily", "day", 10, " 00:00:00.000000")
-MONTHLY = Rollup("energy_monthly", "month", 7, "-01 00:00:00.000000")
-ROLLUPS = (HOURLY, DAILY, MONTHLY)
+_MINUTE = "substr({t}, 15, 2)"
+QUARTER_HOURLY = Rollup(
+    "energy_15min",
+    "quarter_hour",
+    # Each text whole, not ':00.000000' apart: SQLAlchemy's text() would take ":00" for a
+    # parameter.
+    f"substr({{t}}, 1, 14) || CASE WHEN {_MINUTE} < '15' THEN '00:00.000000' "
+    f"WHEN {_MINUTE} < '30' THEN '15:00.000000' WHEN {_MINUTE} < '45' THEN '30:00.000000' "
+    "ELSE '45:00.000000' END",
+    "date_bin('15 minutes', {t}, timestamptz '2000-01-01 00:00:00+00')",
+)
+HOURLY = Rollup(
+    "energy_hourly",
+    "hour",
+    "substr({t}, 1, 13) || ':00:00.000000'",
+    "date_trunc('hour', {t}, 'UTC')",
+)
+DAILY = Rollup(
+    "energy_daily",
+    "day",
+    "substr({t}, 1, 10) || ' 00:00:00.000000'",
+    "date_trunc('day', {t}, 'UTC')",
+)
+MONTHLY = Rollup(
+    "energy_monthly",
+    "month",
+    "substr({t}, 1, 7) || '-01 00:00:00.000000'",
+    "date_trunc('month', {t}, 'UTC')",
+)
+ROLLUPS = (QUARTER_HOURLY, HOURLY, DAILY, MONTHLY)
 
 MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
+# What the pieces of a reading need of it.
+PIECE_COLUMNS = (
+    "device_id, data_type, recorded_at, interval_start, energy_amount, instantaneous_power"
+)
+# The delta's measures, added up over coarser buckets.
+_SUMS = "sum(energy_kwh), max(power_max), sum(power_sum), sum(power_count), sum(readings)"
+# The pieces' measures per quarter hour.
+_PIECE_SUMS = (
+    "coalesce(sum(energy), 0), max(power), coalesce(sum(power), 0), count(power), sum(reading)"
+)
 
 
-def aggregates(energy: str, power: str) -> str:
-    """The SQL aggregates of MEASURES over readings' energy and power columns."""
+def _spans(quarter: str) -> str:
+    """Whether a reading's energy reaches back before the quarter hour it was recorded in."""
+    return f"interval_start < {quarter} AND energy_amount > 0"
+
+
+def _sqlite_seconds(time: str) -> str:
+    """Seconds since 1970 of a stored time, to the microsecond. julianday() alone is a
+    float of days, good to about 50 µs: a quarter hour's share would be off in its eighth
+    digit."""
     return (
-        f"coalesce(sum({energy}), 0), max({power}), coalesce(sum({power}), 0), "
-        f"count({power}), count(*)"
+        f"((julianday(substr({time}, 1, 10)) - 2440587.5) * 86400 + substr({time}, 12, 2) * 3600"
+        f" + substr({time}, 15, 2) * 60 + substr({time}, 18))"
+    )
+
+
+def sqlite_delta(source: str, where: str = "") -> str:
+    """SQLite: a WITH clause whose `delta` holds the totals per device, data type and
+    quarter hour of the readings of `source` that `where` selects.
+
+    The quarter hours a spreading reading covers before its own come from a recursive
+    CTE. Every share divides by the same whole, so the shares add up to the reading's
+    energy.
+    """
+    own = QUARTER_HOURLY.sqlite_bucket("recorded_at")
+    seconds = _sqlite_seconds
+    step = "strftime('%Y-%m-%d %H:%M:%S.000000', {q}, '+15 minutes')"
+    # The last share: from the reading's own quarter hour to its time.
+    last = (
+        f"CASE WHEN {_spans(own)} THEN energy_amount * ({seconds('recorded_at')} - "
+        f"{seconds(own)}) / ({seconds('recorded_at')} - {seconds('interval_start')}) "
+        "ELSE energy_amount END"
+    )
+    return f"""WITH RECURSIVE readings AS (
+    SELECT {PIECE_COLUMNS} FROM {source} {where}
+), earlier (device_id, data_type, quarter_hour, next, s, e, energy, own) AS (
+    SELECT device_id, data_type, {QUARTER_HOURLY.sqlite_bucket("interval_start")},
+           {step.format(q=QUARTER_HOURLY.sqlite_bucket("interval_start"))},
+           interval_start, recorded_at, energy_amount, {own}
+    FROM readings WHERE {_spans(own)}
+    UNION ALL
+    SELECT device_id, data_type, next, {step.format(q="next")}, s, e, energy, own
+    FROM earlier WHERE next < own
+), pieces (device_id, data_type, quarter_hour, energy, power, reading) AS (
+    SELECT device_id, data_type, quarter_hour,
+           energy * ({seconds("next")} - {seconds("max(s, quarter_hour)")})
+               / ({seconds("e")} - {seconds("s")}),
+           NULL, 0
+    FROM earlier
+    UNION ALL
+    SELECT device_id, data_type, {own}, {last}, instantaneous_power, 1 FROM readings
+), delta (device_id, data_type, quarter_hour, {MEASURES}) AS (
+    SELECT device_id, data_type, quarter_hour, {_PIECE_SUMS} FROM pieces GROUP BY 1, 2, 3
+)"""
+
+
+def postgres_delta_ctes(source: str, where: str = "") -> str:
+    """PostgreSQL: as `sqlite_delta`, each reading's quarter hours from generate_series;
+    the CTEs alone, to follow others in a WITH clause."""
+    own = QUARTER_HOURLY.postgres_bucket("r.recorded_at")
+    spans = (
+        _spans(own)
+        .replace("interval_start", "r.interval_start")
+        .replace("energy_amount", "r.energy_amount")
+    )
+    share = (
+        f"CASE WHEN {spans} THEN r.energy_amount * extract(epoch FROM "
+        "least(r.recorded_at, q.quarter_hour + interval '15 minutes') "
+        "- greatest(r.interval_start, q.quarter_hour)) "
+        "/ extract(epoch FROM r.recorded_at - r.interval_start) ELSE r.energy_amount END"
+    )
+    first = QUARTER_HOURLY.postgres_bucket("r.interval_start")
+    return f"""readings AS (
+    SELECT {PIECE_COLUMNS} FROM {source} {where}
+), pieces (device_id, data_type, quarter_hour, energy, power, reading) AS (
+    SELECT r.device_id, r.data_type, q.quarter_hour, {share},
+           CASE WHEN q.quarter_hour = {own} THEN r.instantaneous_power END,
+           (q.quarter_hour = {own})::int
+    FROM readings AS r CROSS JOIN LATERAL generate_series(
+        CASE WHEN {spans} THEN {first} ELSE {own} END, {own}, interval '15 minutes'
+    ) AS q (quarter_hour)
+), delta (device_id, data_type, quarter_hour, {MEASURES}) AS (
+    SELECT device_id, data_type, quarter_hour, {_PIECE_SUMS} FROM pieces GROUP BY 1, 2, 3
+)"""
+
+
+def totals_sql(rollup: Rollup, bucket: str) -> str:
+    """The SELECT of `rollup`'s rows from `delta`; `bucket` is the database's expression
+    of the rollup's bucket of `quarter_hour`."""
+    return (
+        f"SELECT device_id, data_type, {bucket} AS bucket, {_SUMS} FROM delta "
+        "WHERE quarter_hour >= :start AND quarter_hour < :end GROUP BY 1, 2, 3"
+    )
+
+
+def in_window(sql: str, start: datetime, end: datetime) -> TextClause:
+    """`sql` with the buckets' window [:start, :end) bound."""
+    return text(sql).bindparams(
+        bindparam("start", start, type_=UTCDateTime()),
+        bindparam("end", end, type_=UTCDateTime()),
     )
 
 
@@ -77,49 +224,64 @@ ON CONFLICT DO NOTHING
 """
 
 
-def sqlite_rollup_sql(rollup: Rollup, partition: str) -> str:
-    """Add the readings `partition` gained past id :mark to a rollup.
+# SQLite: the delta of the readings a batch inserted, kept for the statements that add it
+# to each rollup. A temporary table lives in the writer's own connection, outside the
+# database file.
+SQLITE_DELTA_TABLE = "temp.rollup_delta"
+SQLITE_CREATE_DELTA = (
+    f"CREATE TEMP TABLE IF NOT EXISTS rollup_delta (device_id, data_type, quarter_hour, {MEASURES})"
+)
+SQLITE_CLEAR_DELTA = f"DELETE FROM {SQLITE_DELTA_TABLE}"
+
+
+@functools.lru_cache(maxsize=256)
+def sqlite_delta_sql(partition: str) -> str:
+    """Fill the delta table with the readings `partition` gained past id :mark.
 
     The insert's new rows are exactly those: SQLite gives a new row an id above every
     existing one. NOT INDEXED keeps the planner on that id range rather than the unique
     index, which would walk the whole month.
     """
+    new = sqlite_delta(f'"{partition}" NOT INDEXED', "WHERE id > :mark")
+    return f"{new}\nINSERT INTO {SQLITE_DELTA_TABLE} SELECT * FROM delta"
+
+
+@functools.cache
+def sqlite_rollup_sql(rollup: Rollup) -> str:
+    """Add the delta table to a rollup."""
     table = rollup.table
     greatest = (
         f"coalesce(max({table}.power_max, excluded.power_max), "
         f"{table}.power_max, excluded.power_max)"
     )
-    sums = aggregates("energy_amount", "instantaneous_power")
+    bucket = rollup.sqlite_bucket("quarter_hour")
     return f"""
 INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {MEASURES})
-SELECT device_id, data_type, {rollup.sqlite_bucket("recorded_at")}, {sums}
-FROM "{partition}" NOT INDEXED WHERE id > :mark GROUP BY 1, 2, 3
+SELECT device_id, data_type, {bucket}, {_SUMS} FROM {SQLITE_DELTA_TABLE} GROUP BY 1, 2, 3
 {_merge(rollup, greatest)}
 """
 
 
-def postgres_rollup_cte(rollup: Rollup, source: str) -> str:
-    """A data-modifying CTE adding the rows of `source` (the inserted readings) to a rollup,
-    in key order so that two daemons lock rollup rows in one order."""
-    table = rollup.table
-    greatest = f"greatest({table}.power_max, excluded.power_max)"
-    return f"""rolled_{rollup.bucket} AS (
+def postgres_rollup_ctes() -> str:
+    """Data-modifying CTEs adding `delta` (`postgres_delta_ctes`) to every rollup, each in
+    key order so that two daemons lock rollup rows in one order."""
+    ctes = []
+    for rollup in ROLLUPS:
+        table = rollup.table
+        greatest = f"greatest({table}.power_max, excluded.power_max)"
+        ctes.append(f"""rolled_{rollup.bucket} AS (
     INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {MEASURES})
-    SELECT device_id, data_type, {rollup.postgres_bucket("recorded_at")},
-           {aggregates("energy_amount", "instantaneous_power")}
-    FROM {source} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    SELECT device_id, data_type, {rollup.postgres_bucket("quarter_hour")}, {_SUMS}
+    FROM delta GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     {_merge(rollup, greatest)}
     RETURNING 1
-)"""
+)""")
+    return ",\n".join(ctes)
 
 
-def backfill_sql(rollup: Rollup, bucket: str, source: str = BASE_NAME, where: str = "") -> str:
-    """Fill a rollup from the readings of `source` (every reading stored, by default) that
-    `where` selects; `bucket` is the database's expression of the rollup's bucket of
-    `recorded_at` (`Schema.rollup_bucket`)."""
-    return (
-        f"INSERT INTO {rollup.table} (device_id, data_type, {rollup.bucket}, {MEASURES}) "
-        f"SELECT device_id, data_type, {bucket}, "
-        f"{aggregates('energy_amount', 'instantaneous_power')} "
-        f"FROM {source} {where} GROUP BY 1, 2, 3"
-    )
+def backfill_sql(rollup: Rollup, delta: str, bucket: str) -> str:
+    """Fill a rollup's buckets in [:start, :end) from `delta`, a WITH clause ending in the
+    delta (`Schema.rollup_delta`); `bucket` is the database's expression of the rollup's
+    bucket of `quarter_hour` (`Schema.rollup_bucket`)."""
+    columns = f"device_id, data_type, {rollup.bucket}, {MEASURES}"
+    return f"{delta}\nINSERT INTO {rollup.table} ({columns}) {totals_sql(rollup, bucket)}"

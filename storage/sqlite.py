@@ -28,7 +28,13 @@ from sqlalchemy import Table, inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from partitions import VIEW_NAME, Month, SQLitePartitionStore, UnionViewPartitions
+from partitions import (
+    VIEW_NAME,
+    Month,
+    SQLitePartitionStore,
+    UnionViewPartitions,
+    missing_columns,
+)
 from storage.backend import PlainBatch, Rows
 from storage.backup import backup_sqlite, restore_sqlite
 from storage.devices import DeviceSighting, registry_update
@@ -36,9 +42,19 @@ from storage.engine import SQLiteOptions, sqlite_file
 from storage.faults import crash_point
 from storage.readonly import query_sqlite
 from storage.records import ROW_COLUMNS, Reading, Row, by_month, reading_rows
-from storage.rollups import ROLLUPS, Rollup, sqlite_insert_sql, sqlite_rollup_sql
+from storage.rollups import (
+    PIECE_COLUMNS,
+    ROLLUPS,
+    SQLITE_CLEAR_DELTA,
+    SQLITE_CREATE_DELTA,
+    Rollup,
+    sqlite_delta,
+    sqlite_delta_sql,
+    sqlite_insert_sql,
+    sqlite_rollup_sql,
+)
 from storage.tables import energy_partition, metadata
-from storage.verify import Difference, compare_sql, difference
+from storage.verify import Difference, compare_sql, difference, month_source
 
 
 def _utc(text: str) -> datetime:
@@ -137,8 +153,11 @@ class PartitionInsert(NamedTuple):
             parameters = [self.created_at, *itertools.chain.from_iterable(chunk)]
             inserted += _execute(db, insert, parameters).rowcount
         if inserted:
+            _execute(db, SQLITE_CREATE_DELTA)
+            _execute(db, SQLITE_CLEAR_DELTA)
+            _execute(db, sqlite_delta_sql(self.table), {"mark": mark})
             for rollup in ROLLUPS:
-                _execute(db, sqlite_rollup_sql(rollup, self.table), {"mark": mark})
+                _execute(db, sqlite_rollup_sql(rollup))
         return inserted
 
 
@@ -259,8 +278,27 @@ class SQLiteBackend:
         """Nothing to do: SQLite checks the readings' foreign key with one index probe, and
         its rollups keep the covering index (storage/tables.py)."""
 
+    async def add_reading_columns(self, conn: AsyncConnection) -> None:
+        """Each month's table in turn; the view is built afresh over the new shape."""
+        await self._partitions.load(conn)
+        template = energy_partition("energy_data_template")
+        for month in sorted(self._partitions.months):
+            table = month.table_name
+            info = await conn.exec_driver_sql(f'PRAGMA table_info("{table}")')
+            present = {row[1] for row in info}
+            for column in template.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=conn.dialect)
+                    await conn.exec_driver_sql(
+                        f'ALTER TABLE "{table}" ADD COLUMN "{column.name}" {kind}'
+                    )
+        await self._partitions.rebuild_view(conn)
+
     def rollup_bucket(self, rollup: Rollup, column: str) -> str:
         return rollup.sqlite_bucket(column)
+
+    def rollup_delta(self, source: str, where: str = "") -> str:
+        return sqlite_delta(source, where)
 
     def utc_date(self, expression: str) -> str:
         return f"date({expression})"
@@ -305,9 +343,12 @@ class SQLiteBackend:
         found: list[Difference] = []
         with contextlib.closing(conn):
             conn.execute("ATTACH DATABASE ? AS archive", (f"file:{archive}?mode=ro",))
-            source = f'archive."{month.table_name}"'
+            table = f'archive."{month.table_name}"'
+            missing = missing_columns(conn, "archive", month.table_name, PIECE_COLUMNS.split(", "))
+            readings = f"(SELECT *, {', '.join(f'NULL AS {c}' for c in missing)} FROM {table})"
+            delta = sqlite_delta(month_source(readings if missing else table))
             for rollup in ROLLUPS:
-                sql = compare_sql(rollup, source, rollup.sqlite_bucket("recorded_at"))
+                sql = compare_sql(rollup, delta, rollup.sqlite_bucket("quarter_hour"))
                 found.extend(
                     difference(rollup, (device, data_type, _utc(bucket), *values))
                     for device, data_type, bucket, *values in conn.execute(sql, window)

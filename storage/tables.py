@@ -135,6 +135,7 @@ def _rollup(name: str, bucket: str) -> Table:
     return table
 
 
+energy_15min = _rollup("energy_15min", "quarter_hour")
 energy_hourly = _rollup("energy_hourly", "hour")
 energy_daily = _rollup("energy_daily", "day")
 energy_monthly = _rollup("energy_monthly", "month")
@@ -162,6 +163,9 @@ def _reading_columns(name: str) -> list[SchemaItem]:
             "metadata", JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
         ),
         Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+        # Where the interval the energy covers starts, when known: the energy is spread
+        # over it (storage/rollups.py). Last, as schema v6 added it to existing tables.
+        Column("interval_start", UTCDateTime),
         UniqueConstraint("device_id", "data_type", "recorded_at", name=f"uq_{name}_reading"),
         CheckConstraint(f"data_type IN {DATA_TYPES!r}", name=f"ck_{name}_data_type"),
         CheckConstraint("energy_amount >= 0", name=f"ck_{name}_energy"),

@@ -29,6 +29,7 @@ from storage.migrations import require_current
 from storage.rollups import MEASURES
 from storage.tables import (
     dead_letters,
+    energy_15min,
     energy_daily,
     energy_hourly,
     energy_monthly,
@@ -37,7 +38,7 @@ from storage.tables import (
 )
 from storage.verify import Difference, month_differences
 
-ROLLUP_TABLES = (energy_hourly, energy_daily, energy_monthly)
+ROLLUP_TABLES = (energy_15min, energy_hourly, energy_daily, energy_monthly)
 
 CHUNK_ROWS = 5000
 _READING_KEY = ("device_id", "data_type", "recorded_at")

@@ -1,10 +1,12 @@
 """Rollups checked against the raw readings they sum, and rebuilt from them.
 
 The invariant: for every month whose readings are in the database, each rollup row
-(`energy_hourly`, `energy_daily`, `energy_monthly`) holds exactly the totals of that
-device's readings in its bucket, and no rollup row exists without readings. Buckets are
-UTC hours, days and months, so no bucket crosses a month: a month is checked, or rebuilt,
-on its own. Rollup rows of months that retention archived or dropped stay as they were,
+(`energy_15min`, `energy_hourly`, `energy_daily`, `energy_monthly`) holds exactly the
+totals of that device's readings in its bucket, their energy spread over the intervals it
+covers (storage/rollups.py), and no rollup row exists without readings. Buckets are UTC
+quarter hours, hours, days and months, so no bucket crosses a month: a month is checked,
+or rebuilt, on its own, from its readings and the later readings whose energy reaches
+back into it. Rollup rows of months that retention archived or dropped stay as they were,
 the only record of those months' totals the database keeps; an archived month is checked
 against its archive file by the backend that can read it (`archived_differences`).
 
@@ -20,12 +22,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import TextClause, bindparam, select, text
+from sqlalchemy import TextClause, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import Month
+from partitions import BASE_NAME, Month
 from storage.backend import Dialect
-from storage.rollups import MEASURES, ROLLUPS, Rollup, aggregates, backfill_sql
+from storage.rollups import (
+    MEASURES,
+    PIECE_COLUMNS,
+    ROLLUPS,
+    Rollup,
+    backfill_sql,
+    in_window,
+    totals_sql,
+)
 from storage.tables import energy_monthly
 from storage.types import UTCDateTime
 
@@ -88,8 +98,21 @@ def _show(totals: Totals | None) -> str:
 _WINDOW = "recorded_at >= :start AND recorded_at < :end"
 
 
-def compare_sql(rollup: Rollup, source: str, bucket: str) -> str:
-    """The rows of `rollup` in [:start, :end) that differ from their readings' totals."""
+def month_source(readings: str, later: str = BASE_NAME) -> str:
+    """The readings whose energy may fall in [:start, :end): those of `readings`, a month's
+    table (only its rows in the window count), and those of `later`, every table, recorded
+    after it with an interval that reaches back into it."""
+    return (
+        f"(SELECT {PIECE_COLUMNS} FROM {readings} WHERE {_WINDOW} UNION ALL "
+        f"SELECT {PIECE_COLUMNS} FROM {later} WHERE recorded_at >= :end "
+        "AND interval_start < :end) AS month_readings"
+    )
+
+
+def compare_sql(rollup: Rollup, delta: str, bucket: str) -> str:
+    """The rows of `rollup` in [:start, :end) that differ from their readings' totals;
+    `delta` is the WITH clause of the readings' delta (`Schema.rollup_delta`), `bucket` the
+    rollup's bucket of `quarter_hour` (`Schema.rollup_bucket`)."""
     pairs = ", ".join(f"r.{name}, s.{name}" for name in TOTALS)
     differs = " OR ".join(
         [
@@ -104,12 +127,8 @@ def compare_sql(rollup: Rollup, source: str, bucket: str) -> str:
         ]
     )
     key = rollup.bucket
-    return f"""
-WITH recomputed (device_id, data_type, bucket, {MEASURES}) AS (
-    SELECT device_id, data_type, {bucket},
-           {aggregates("energy_amount", "instantaneous_power")}
-    FROM {source} WHERE {_WINDOW}
-    GROUP BY 1, 2, 3
+    return f"""{delta}, recomputed (device_id, data_type, bucket, {MEASURES}) AS (
+    {totals_sql(rollup, bucket)}
 ), stored AS (
     SELECT device_id, data_type, {key} AS bucket, {MEASURES}
     FROM {rollup.table} WHERE {key} >= :start AND {key} < :end
@@ -126,20 +145,17 @@ ORDER BY 1, 2, 3
 
 def _in(month: Month, sql: str) -> TextClause:
     """`sql` with :start and :end bound to the month's first and next month's first instant."""
-    return text(sql).bindparams(
-        bindparam("start", month.start, type_=UTCDateTime()),
-        bindparam("end", month.end, type_=UTCDateTime()),
-    )
+    return in_window(sql, month.start, month.end)
 
 
 async def month_differences(
     conn: AsyncConnection, backend: Dialect, month: Month
 ) -> list[Difference]:
     """Every rollup row of `month` that differs from what its readings add up to."""
-    source = backend.readings_table(month).name
+    delta = backend.rollup_delta(month_source(backend.readings_table(month).name))
     found: list[Difference] = []
     for rollup in ROLLUPS:
-        sql = compare_sql(rollup, source, backend.rollup_bucket(rollup, "recorded_at"))
+        sql = compare_sql(rollup, delta, backend.rollup_bucket(rollup, "quarter_hour"))
         rows = await conn.execute(_in(month, sql).columns(bucket=UTCDateTime()))
         found.extend(difference(rollup, tuple(row)) for row in rows)
     return found
@@ -162,14 +178,14 @@ async def rebuild_month(conn: AsyncConnection, backend: Dialect, month: Month) -
     """Replace `month`'s rollup rows by the totals of its readings, in the caller's
     transaction, with the daemon's rollup updates held back until it commits."""
     await backend.lock_rollups(conn)
-    source = backend.readings_table(month).name
+    delta = backend.rollup_delta(month_source(backend.readings_table(month).name))
     for rollup in ROLLUPS:
         key = rollup.bucket
         await conn.execute(
             _in(month, f"DELETE FROM {rollup.table} WHERE {key} >= :start AND {key} < :end")
         )
-        bucket = backend.rollup_bucket(rollup, "recorded_at")
-        await conn.execute(_in(month, backfill_sql(rollup, bucket, source, f"WHERE {_WINDOW}")))
+        bucket = backend.rollup_bucket(rollup, "quarter_hour")
+        await conn.execute(_in(month, backfill_sql(rollup, delta, bucket)))
 
 
 def _totals(values: Sequence[Any]) -> Totals | None:

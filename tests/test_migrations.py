@@ -192,10 +192,52 @@ def test_upgrading_to_version_5_adds_the_counters_held_value_and_the_devices_pow
     database.execute("ALTER TABLE meter_counters DROP COLUMN low_at")
     database.execute("ALTER TABLE meter_counters DROP COLUMN replaced")
     database.execute("ALTER TABLE iot_devices DROP COLUMN max_power_kw")
-    database.execute("DELETE FROM meterflow_schema WHERE version = 5")
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 5")
     assert "database schema is version 4" in refuses_to_run(database)
     upgraded = meterflow("db", "upgrade", "--db", database.url)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "applied schema versions 5" in upgraded.stdout
+    assert "applied schema versions 5, 6" in upgraded.stdout
     assert database.query("SELECT low_kwh, low_at, replaced FROM meter_counters") == []
     assert database.query("SELECT max_power_kw FROM iot_devices") == []
+
+
+def test_upgrading_to_version_6_adds_interval_starts_and_fills_the_15_minute_rollup(
+    database: Database,
+) -> None:
+    """v5 -> v6: readings gain interval_start (NULL for those stored before), and
+    energy_15min is filled from the readings stored."""
+
+    async def store(minute: int) -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            when = datetime(2025, 6, 1, 10, minute, tzinfo=UTC)
+            await writer.write(WriteBatch([Reading("t", "m-1", "smart_meter", when, 0.5, 2.0)]))
+        await engine.dispose()
+
+    for minute in (5, 10, 20):
+        asyncio.run(store(minute))
+    quarters = "SELECT quarter_hour, energy_kwh, readings FROM energy_15min ORDER BY 1"
+    expected = database.query(quarters)
+    assert [row[1:] for row in expected] == [(1.0, 2), (0.5, 1)]
+    if database.kind == "postgres":
+        database.execute("ALTER TABLE energy_data DROP COLUMN interval_start")
+    else:
+        database.execute("DROP VIEW energy_data")
+        tables = sorted(partition_tables(database))
+        for table in tables:
+            database.execute(f"ALTER TABLE {table} DROP COLUMN interval_start")
+        selects = " UNION ALL ".join(f"SELECT * FROM {table}" for table in tables)
+        database.execute(f"CREATE VIEW energy_data AS {selects}")
+    database.execute("DROP TABLE energy_15min")
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 6")
+    assert "database schema is version 5" in refuses_to_run(database)
+
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "applied schema versions 6" in upgraded.stdout
+    assert database.query(quarters) == expected
+    assert database.query("SELECT count(interval_start) FROM energy_data") == [(0,)]
+    asyncio.run(store(40))
+    assert database.query("SELECT count(*) FROM energy_data") == [(4,)]
+    verified = meterflow("db", "verify", "--db", database.url)
+    assert verified.returncode == 0, verified.stdout

@@ -4,6 +4,10 @@ differs from its readings, and `db rebuild-rollups` makes them equal again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
+import gzip
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -174,3 +178,42 @@ def test_an_archived_month_keeps_its_rollups_and_is_checked_against_its_archive(
         in lines
     )
     assert any(line.startswith("  energy_daily m-2 consumption 2026-03-31") for line in lines)
+
+
+def _as_written_before_version_6(archive: Path) -> None:
+    """Take `interval_start` out of an archive file, as meterflow wrote them before v6."""
+    if archive.name.endswith(".csv.gz"):
+        with gzip.open(archive, "rt", newline="") as source:
+            rows = [row[:-1] for row in csv.reader(source)]
+        assert rows[0][-1] == "created_at"
+        with gzip.open(archive, "wt", newline="") as target:
+            csv.writer(target).writerows(rows)
+        return
+    with contextlib.closing(sqlite3.connect(archive)) as conn:
+        conn.execute("ALTER TABLE energy_data_2026_03 DROP COLUMN interval_start")
+        conn.commit()
+
+
+def test_a_month_archived_before_version_6_is_checked_queried_and_restored(
+    database: Database, tmp_path: Path
+) -> None:
+    """An archive without interval_start: its readings count where they were recorded,
+    `query sql --include-archive` reads it (SQLite), and restore brings it back whole."""
+    write(database, readings())
+    before = stored(database)
+    archive = ("partitions", "archive", "2026-03", "--to", str(tmp_path), "--db", database.url)
+    assert meterflow(*archive).returncode == 0
+    [path] = tmp_path.glob("energy_data_2026_03.*")
+    _as_written_before_version_6(path)
+    if database.kind == "sqlite":
+        verify = ("db", "verify", "--archive-dir", str(tmp_path), "--db", database.url)
+        done = meterflow(*verify)
+        assert done.returncode == 0, done.stdout + done.stderr
+        count = "SELECT count(*) AS n, count(interval_start) AS spans FROM energy_data"
+        query = ("query", "sql", count, "--include-archive", "--archive-dir", str(tmp_path))
+        queried = meterflow(*query, "--format", "csv", "--db", database.url)
+        assert queried.stdout.splitlines() == ["n,spans", "36,0"], queried.stderr
+    restored = meterflow("partitions", "restore", str(path), "--db", database.url)
+    assert restored.returncode == 0, restored.stderr
+    assert stored(database) == before
+    assert meterflow("db", "verify", "--db", database.url).returncode == 0

@@ -88,6 +88,7 @@ def test_the_rollups_arrive_whole_and_add_up_to_the_copied_readings(
     assert archived.returncode == 0, archived.stderr
     output = migrate(source, postgres)
     assert [line for line in output.splitlines() if line.startswith("energy_")] == [
+        "energy_15min: 12000 -> 12000 rows, ok",
         "energy_hourly: 3000 -> 3000 rows, ok",
         "energy_daily: 140 -> 140 rows, ok",
         "energy_monthly: 40 -> 40 rows, ok",
