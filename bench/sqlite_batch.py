@@ -1,14 +1,14 @@
 """Where SQLite's time goes in one batch transaction, statement by statement.
 
-    python -m bench.sqlite_batch [--batches 60] [--batch 5000] [--devices 1000]
+    python -m bench.sqlite_batch [--batches 60] [--batch 5000] [--devices 1000] [--interval-s S]
 
 Stores batches through the daemon's own steps (`storage.sqlite`: the registry upsert, the
-month's inserts and the three rollups, BEGIN IMMEDIATE to COMMIT) into a fresh database
-made by `meterflow db upgrade`, on a connection set up as the daemon's, in this thread.
-Each statement's CPU time (this thread's: what the daemon's SQLite thread spends, GIL
-waits left out) is added to its kind. A PASSIVE checkpoint after each batch stands in for
-the daemon's checkpointer and is timed apart. The first ten batches are left out (caches,
-statement preparation). Prints microseconds per reading for each kind.
+month's inserts, their rollup delta and the four rollups, BEGIN IMMEDIATE to COMMIT) into a
+fresh database made by `meterflow db upgrade`, on a connection set up as the daemon's, in
+this thread. Each statement's CPU time (this thread's: what the daemon's SQLite thread
+spends, GIL waits left out) is added to its kind. A PASSIVE checkpoint after each batch
+stands in for the daemon's checkpointer and is timed apart. The first ten batches are left
+out (caches, statement preparation). Prints microseconds per reading for each kind.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ KINDS = (
     ("INSERT INTO iot_devices", "registry upsert"),
     ("SELECT coalesce(max(id)", "id mark"),
     ('INSERT INTO "energy_data_', "insert readings"),
+    ("CREATE TEMP TABLE", "rollup delta table"),
+    ("DELETE FROM temp.rollup_delta", "rollup delta table"),
+    ("WITH RECURSIVE", "rollup delta (pieces)"),
+    ("INSERT INTO energy_15min", "rollup 15min"),
     ("INSERT INTO energy_hourly", "rollup hourly"),
     ("INSERT INTO energy_daily", "rollup daily"),
     ("INSERT INTO energy_monthly", "rollup monthly"),
@@ -77,16 +81,23 @@ def connect(path: Path) -> TimedConnection:
     return db
 
 
-def readings(first: int, count: int, devices: int, start: datetime) -> list[Reading]:
+def readings(
+    first: int, count: int, devices: int, start: datetime, interval_s: float
+) -> list[Reading]:
+    """Each device's reading every second; with `interval_s`, each covers that interval, as
+    a counter's do (storage/counters.py)."""
+    covers = timedelta(seconds=interval_s)
     return [
-        Reading("bench", f"meter-{n % devices:05d}", "smart_meter",
-                start + timedelta(seconds=n // devices), 0.01, 0.6, 230.0, 2.6,
-                metadata={"seq": n})
+        Reading("bench", f"meter-{n % devices:05d}", "smart_meter", at, 0.01, 0.6, 230.0, 2.6,
+                metadata={"seq": n}, interval_start=at - covers if interval_s else None)
         for n in range(first, first + count)
+        for at in [start + timedelta(seconds=n // devices)]
     ]  # fmt: skip
 
 
-def time_batches(path: Path, batches: int, size: int, devices: int) -> dict[str, float]:
+def time_batches(
+    path: Path, batches: int, size: int, devices: int, interval_s: float
+) -> dict[str, float]:
     """CPU seconds of each kind of statement over the batches after the warm-up."""
     db = connect(path)
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -95,7 +106,7 @@ def time_batches(path: Path, batches: int, size: int, devices: int) -> dict[str,
         if number == WARM_UP:
             db.spent.clear()
             checkpoint = 0.0
-        batch = readings(number * size, size, devices, start)
+        batch = readings(number * size, size, devices, start, interval_s)
         stamps = Stamps()
         now = datetime.now(UTC)
         steps: list[Step] = [_upsert_statement(sightings(batch), now, stamps)]
@@ -115,6 +126,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--devices", type=int, default=1_000)
+    parser.add_argument(
+        "--interval-s",
+        type=float,
+        default=0.0,
+        help="each reading's energy covers this many seconds before it (0: no interval)",
+    )
     args = parser.parse_args()
     measured = args.batch * (args.batches - WARM_UP)
     with tempfile.TemporaryDirectory(prefix="meterflow-bench-") as scratch:
@@ -124,11 +141,15 @@ def main() -> None:
                 [str(BIN / "meterflow"), *command, "--db", f"sqlite:///{path}"],
                 check=True, capture_output=True,
             )  # fmt: skip
-        spent = time_batches(path, args.batches, args.batch, args.devices)
-    print(f"{measured:,} readings in batches of {args.batch:,} from {args.devices:,} devices")
+        spent = time_batches(path, args.batches, args.batch, args.devices, args.interval_s)
+    covering = f", each covering {args.interval_s:g} s" if args.interval_s else ""
+    print(
+        f"{measured:,} readings in batches of {args.batch:,} from {args.devices:,} devices"
+        f"{covering}"
+    )
     print("CPU us/reading, by statement")
     in_transaction = 0.0
-    for name in [*(name for _, name in KINDS), "other", CHECKPOINT]:
+    for name in dict.fromkeys([*(name for _, name in KINDS), "other", CHECKPOINT]):
         if name in spent:
             print(f"{name:38} {spent[name] * 1e6 / measured:6.2f}")
             in_transaction += spent[name] if name != CHECKPOINT else 0.0

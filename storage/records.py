@@ -105,14 +105,17 @@ Row = tuple[object, ...]
 _JSON = msgspec.json.Encoder()
 
 
-def reading_rows(readings: Sequence[Reading], times: Mapping[datetime, object]) -> list[Row]:
+def reading_rows(
+    readings: Sequence[Reading], times: Mapping[datetime, object], *, intervals: bool = True
+) -> list[Row]:
     """The readings' rows in ROW_COLUMNS order, as both backends send them: each time as
     `times` gives it (SQLite's text, or the datetime itself), metadata as JSON text.
+    Without `intervals`, rows end before `interval_start`, which then stays NULL.
 
     The hot half of the writer's work on the event loop: `times` is looked up once per
     reading, and a fleet reporting on the minute shares its times (see storage/sqlite.py).
     """
-    return [
+    rows: list[Row] = [
         (
             r.device_id,
             r.data_type,
@@ -126,9 +129,14 @@ def reading_rows(readings: Sequence[Reading], times: Mapping[datetime, object]) 
             times[r.recorded_at],
             r.quality,
             None if r.metadata is None else _JSON.encode(r.metadata).decode(),
-            None if r.interval_start is None else times[r.interval_start],
         )
         for r in readings
+    ]
+    if not intervals:
+        return rows
+    return [
+        (*row, None if r.interval_start is None else times[r.interval_start])
+        for row, r in zip(rows, readings, strict=True)
     ]
 
 

@@ -48,15 +48,13 @@ class Rollup:
         return self.postgres.format(t=column)
 
 
-_MINUTE = "substr({t}, 15, 2)"
+# The minute's quarter picks its start's text out of one constant: cheaper than a CASE of
+# comparisons, and never ':00' after a quote, which SQLAlchemy's text() takes for a parameter.
+_QUARTER_STARTS = "'00:00.00000015:00.00000030:00.00000045:00.000000'"
 QUARTER_HOURLY = Rollup(
     "energy_15min",
     "quarter_hour",
-    # Each text whole, not ':00.000000' apart: SQLAlchemy's text() would take ":00" for a
-    # parameter.
-    f"substr({{t}}, 1, 14) || CASE WHEN {_MINUTE} < '15' THEN '00:00.000000' "
-    f"WHEN {_MINUTE} < '30' THEN '15:00.000000' WHEN {_MINUTE} < '45' THEN '30:00.000000' "
-    "ELSE '45:00.000000' END",
+    f"substr({{t}}, 1, 14) || substr({_QUARTER_STARTS}, substr({{t}}, 15, 2) / 15 * 12 + 1, 12)",
     "date_bin('15 minutes', {t}, timestamptz '2000-01-01 00:00:00+00')",
 )
 HOURLY = Rollup(
@@ -94,7 +92,8 @@ _PIECE_SUMS = (
 
 def _spans(quarter: str) -> str:
     """Whether a reading's energy reaches back before the quarter hour it was recorded in."""
-    return f"interval_start < {quarter} AND energy_amount > 0"
+    # The cheap tests first: most readings have no interval_start, and SQLite stops there.
+    return f"interval_start IS NOT NULL AND energy_amount > 0 AND interval_start < {quarter}"
 
 
 def _sqlite_seconds(time: str) -> str:
@@ -124,7 +123,7 @@ def sqlite_delta(source: str, where: str = "") -> str:
         f"{seconds(own)}) / ({seconds('recorded_at')} - {seconds('interval_start')}) "
         "ELSE energy_amount END"
     )
-    return f"""WITH RECURSIVE readings AS (
+    return f"""WITH RECURSIVE readings AS NOT MATERIALIZED (
     SELECT {PIECE_COLUMNS} FROM {source} {where}
 ), earlier (device_id, data_type, quarter_hour, next, s, e, energy, own) AS (
     SELECT device_id, data_type, {QUARTER_HOURLY.sqlite_bucket("interval_start")},
@@ -205,19 +204,20 @@ def _merge(rollup: Rollup, greatest: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def sqlite_insert_sql(partition: str, rows: int) -> str:
+def sqlite_insert_sql(partition: str, rows: int, width: int = len(ROW_COLUMNS)) -> str:
     """Insert `rows` readings into `partition`, skipping those already stored.
 
-    The statement takes the batch's creation time, then each row's ROW_COLUMNS as
-    parameters of one multi-row VALUES; the owner is looked up in `iot_devices`. Rows go in
-    in the order given: the writer sorts them by unique key, so the index's pages are
-    visited in order, and the first of two equal keys is the one kept.
+    The statement takes the batch's creation time, then each row's first `width`
+    ROW_COLUMNS as parameters of one multi-row VALUES (a column fewer is a tenth less work
+    for a batch without intervals); the owner is looked up in `iot_devices`. Rows go in in
+    the order given: the writer sorts them by unique key, so the index's pages are visited
+    in order, and the first of two equal keys is the one kept.
     """
-    row = f"({', '.join('?' * len(ROW_COLUMNS))})"
-    values = ", ".join(f"column{i + 1}" for i in range(len(ROW_COLUMNS)))
+    row = f"({', '.join('?' * width)})"
+    values = ", ".join(f"column{i + 1}" for i in range(width))
     device = f"column{ROW_COLUMNS.index('device_id') + 1}"
     return f"""
-INSERT INTO "{partition}" ({", ".join(READING_COLUMNS)}, validated, created_at)
+INSERT INTO "{partition}" ({", ".join(READING_COLUMNS[: width + 1])}, validated, created_at)
 SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = {device}), {values}, 1, ?
 FROM (VALUES {", ".join([row] * rows)}) WHERE true
 ON CONFLICT DO NOTHING

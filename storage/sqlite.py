@@ -94,7 +94,8 @@ def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> lis
     """The readings' rows (`storage.records.reading_rows`) with SQLite's text times,
     sorted by unique key, so that the unique index is walked in order (stably: the first
     of two equal keys stays first, and is the one stored)."""
-    rows = reading_rows(readings, Stamps() if stamps is None else stamps)
+    intervals = any(r.interval_start is not None for r in readings)
+    rows = reading_rows(readings, Stamps() if stamps is None else stamps, intervals=intervals)
     rows.sort(key=_ROW_KEY)
     return rows
 
@@ -149,7 +150,7 @@ class PartitionInsert(NamedTuple):
         [(mark,)] = _execute(db, f'SELECT coalesce(max(id), 0) FROM "{self.table}"')
         inserted = 0
         for chunk in chunks(self.rows):
-            insert = sqlite_insert_sql(self.table, len(chunk))
+            insert = sqlite_insert_sql(self.table, len(chunk), len(chunk[0]))
             parameters = [self.created_at, *itertools.chain.from_iterable(chunk)]
             inserted += _execute(db, insert, parameters).rowcount
         if inserted:
