@@ -24,7 +24,7 @@ from ingest.settings import BatchSettings, DecodersSettings, IngestSettings, Mqt
 from partitions.settings import RetentionSettings
 from storage import DeviceType
 from storage.counters import DEFAULT_MAX_POWER_KW
-from storage.settings import StorageSettings
+from storage.settings import AnalyticsSettings, StorageSettings
 
 DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = {"smart_meter": 60.0, "solar_panel": 60.0}
 
@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     retention: RetentionSettings = RetentionSettings()
     decoders: DecodersSettings = DecodersSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
     @model_validator(mode="after")
     def _window_exceeds_batch(self) -> Self:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from storage.checkpoints import WRITER_CHECKPOINT_PAGES
 from storage.engine import SQLiteOptions, Synchronous
@@ -40,3 +41,31 @@ class StorageSettings(BaseModel):
         """The daemon writer's options: checkpoints are the checkpointer's job
         (storage/checkpoints.py), and the writer's own only a safety net."""
         return replace(self.sqlite, wal_autocheckpoint_pages=WRITER_CHECKPOINT_PAGES)
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: give an IANA name such as Europe/Berlin, "
+            "Asia/Kolkata or UTC"
+        ) from None
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+
+
+class AnalyticsSettings(BaseModel):
+    """Where analysts' days and months begin: `query energy`, daily figures and bills."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: TimeZoneName = "UTC"
+    # A user's own zone, by user id, before `timezone`.
+    user_timezones: dict[str, TimeZoneName] = Field(default_factory=dict)
+
+    def zone(self, user_id: str | None = None) -> ZoneInfo:
+        """The zone of `user_id`'s figures, or everyone's."""
+        return ZoneInfo(self.user_timezones.get(user_id or "", self.timezone))
