@@ -1,58 +1,43 @@
-"""Answers for analysts from the daily rollup: a device's days, a user's energy balance.
-
-Both read `energy_daily`, never raw readings, so a month or a year costs a row per device
-and day, not millions of readings. Days are UTC days.
+"""Answers for analysts about a user: the devices they own, their energy balance, and the
+`user_energy_summary` view. Totals come from the rollups (storage/energy.py), never raw
+readings, over local days.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, tzinfo
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.tables import energy_daily, iot_devices
+from storage.energy import energy, local_span
+from storage.errors import QueryError
+from storage.tables import iot_devices
 
 SUMMARY_VIEW = "user_energy_summary"
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceDay:
-    day: date
-    energy_kwh: float
-    average_power_kw: float | None
-    peak_power_kw: float | None
-    readings: int
-
-
-async def device_days(
-    conn: AsyncConnection, device_id: str, start: datetime, end: datetime
-) -> list[DeviceDay]:
-    """Per UTC day starting in [start, end): energy, average and peak power, readings."""
-    daily = energy_daily.c
-    result = await conn.execute(
-        select(
-            daily.day,
-            func.sum(daily.energy_kwh),
-            func.sum(daily.power_sum) / func.nullif(func.sum(daily.power_count), 0),
-            func.max(daily.power_max),
-            func.sum(daily.readings),
+async def owned_devices(conn: AsyncConnection, user_id: str) -> list[str]:
+    """The devices the registry gives `user_id`; QueryError if none."""
+    devices = list(
+        await conn.scalars(
+            select(iot_devices.c.device_id)
+            .where(iot_devices.c.user_id == user_id)
+            .order_by(iot_devices.c.device_id)
         )
-        .where(daily.device_id == device_id, daily.day >= start, daily.day < end)
-        .group_by(daily.day)
-        .order_by(daily.day)
     )
-    return [
-        DeviceDay(d.date(), float(e), None if a is None else float(a), p, int(n))
-        for d, e, a, p, n in result
-    ]
+    if not devices:
+        raise QueryError(
+            f"no device belongs to user {user_id!r}: `meterflow devices list` shows the owners"
+        )
+    return devices
 
 
 @dataclass(frozen=True, slots=True)
 class Balance:
     user_id: str
-    since: datetime
+    first_day: date
     consumption_kwh: float
     production_kwh: float
     devices: int
@@ -63,22 +48,20 @@ class Balance:
         return self.consumption_kwh - self.production_kwh
 
 
-async def balance(conn: AsyncConnection, user_id: str, since: datetime) -> Balance:
-    """A user's consumption, production and net over their devices, from the UTC day of
-    `since` on."""
-    h, d = energy_daily.c, iot_devices.c
-    first_day = since.replace(hour=0, minute=0, second=0, microsecond=0)
-    result = await conn.execute(
-        select(
-            func.coalesce(func.sum(case((h.data_type == "consumption", h.energy_kwh), else_=0)), 0),
-            func.coalesce(func.sum(case((h.data_type == "production", h.energy_kwh), else_=0)), 0),
-        )
-        .select_from(energy_daily.join(iot_devices, d.device_id == h.device_id))
-        .where(d.user_id == user_id, h.day >= first_day)
+async def balance(
+    conn: AsyncConnection, user_id: str, first_day: date, last_day: date, zone: tzinfo
+) -> Balance:
+    """A user's consumption, production and net over their devices, over local days."""
+    devices = await owned_devices(conn, user_id)
+    start, end = local_span(first_day, last_day, zone)
+    months = await energy(conn, device_ids=devices, every="month", zone=zone, start=start, end=end)
+    return Balance(
+        user_id,
+        first_day,
+        sum(m.consumption_kwh for m in months),
+        sum(m.production_kwh for m in months),
+        len(devices),
     )
-    consumption, production = result.one()
-    devices = await conn.scalar(select(func.count()).where(d.user_id == user_id))
-    return Balance(user_id, since, float(consumption), float(production), int(devices or 0))
 
 
 def summary_view_ddl(day: str) -> str:

@@ -13,7 +13,7 @@ its offset: the two 02:00 hours of a night when clocks go back are two buckets.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
@@ -39,6 +39,17 @@ class EnergyBucket:
     production_kwh: float
     peak_power_kw: float | None
     readings: int
+    power_sum: float = 0.0
+    power_count: int = 0
+
+    @property
+    def energy_kwh(self) -> float:
+        """Consumption and production together: what a device with one of them measured."""
+        return self.consumption_kwh + self.production_kwh
+
+    @property
+    def average_power_kw(self) -> float | None:
+        return self.power_sum / self.power_count if self.power_count else None
 
 
 def first_instant(day: date, zone: tzinfo) -> datetime:
@@ -91,6 +102,8 @@ async def energy(
             func.sum(case((table.c.data_type == "production", table.c.energy_kwh), else_=0.0)),
             func.max(table.c.power_max),
             func.sum(table.c.readings),
+            func.sum(table.c.power_sum),
+            func.sum(table.c.power_count),
         )
         .where(bucket >= start, bucket < end)
         .group_by(bucket)
@@ -98,27 +111,33 @@ async def energy(
     )
     if device_ids is not None:
         statement = statement.where(table.c.device_id.in_(device_ids))
-    totals: dict[datetime, tuple[float, float, int]] = {}
-    peaks: dict[datetime, float] = {}
-    for at, consumption, production, peak, readings in await conn.execute(statement):
+    totals: dict[datetime, EnergyBucket] = {}
+    for at, consumption, production, peak, readings, power_sum, power_count in await conn.execute(
+        statement
+    ):
         key = bucket_start(at, zone, every)
-        before = totals.get(key, (0.0, 0.0, 0))
-        totals[key] = (
-            before[0] + (consumption or 0.0),
-            before[1] + (production or 0.0),
-            before[2] + (readings or 0),
-        )
-        if peak is not None:
-            peaks[key] = max(peaks.get(key, peak), peak)
-    buckets = []
-    for key in _buckets(rollup, every, zone, start, end):
-        consumption, production, readings = totals.get(key, (0.0, 0.0, 0))
-        buckets.append(
-            EnergyBucket(
-                key.astimezone(zone), consumption, production, peaks.get(key), int(readings)
-            )
-        )
-    return buckets
+        row = EnergyBucket(
+            key, consumption or 0.0, production or 0.0, peak, int(readings or 0),
+            power_sum or 0.0, int(power_count or 0),
+        )  # fmt: skip
+        totals[key] = _add(totals[key], row) if key in totals else row
+    return [
+        replace(totals.get(key) or EnergyBucket(key, 0.0, 0.0, None, 0), start=key.astimezone(zone))
+        for key in _buckets(rollup, every, zone, start, end)
+    ]
+
+
+def _add(a: EnergyBucket, b: EnergyBucket) -> EnergyBucket:
+    peaks = [p for p in (a.peak_power_kw, b.peak_power_kw) if p is not None]
+    return EnergyBucket(
+        a.start,
+        a.consumption_kwh + b.consumption_kwh,
+        a.production_kwh + b.production_kwh,
+        max(peaks) if peaks else None,
+        a.readings + b.readings,
+        a.power_sum + b.power_sum,
+        a.power_count + b.power_count,
+    )
 
 
 def bucket_start(moment: datetime, zone: tzinfo, every: Every) -> datetime:

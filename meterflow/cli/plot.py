@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
 
 from meterflow.cli.common import complete, config_option, db_option, settings_for
-from storage.analytics import DeviceDay, device_days
-from storage.database import connect
+from meterflow.cli.local_time import energy_of, local_days, zone_for, zone_option
 
 WIDTH_IN, HEIGHT_IN, DPI = 10, 5, 100
 
@@ -19,12 +18,20 @@ WIDTH_IN, HEIGHT_IN, DPI = 10, 5, 100
 @db_option
 @click.option("--device", "device_id", required=True, help="The device's id.")
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 3660))
+@zone_option
 @click.option(
     "--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
     help="The PNG file to write.",
 )  # fmt: skip
-def plot(config_file: Path | None, db: str | None, device_id: str, days: int, out: Path) -> None:
-    """Bars of daily energy and a line of daily peak power for the last N days."""
+def plot(
+    config_file: Path | None,
+    db: str | None,
+    device_id: str,
+    days: int,
+    zone_name: str | None,
+    out: Path,
+) -> None:
+    """Bars of daily energy and a line of daily peak power for the last N local days."""
     try:
         import matplotlib as mpl  # noqa: PLC0415
 
@@ -35,20 +42,13 @@ def plot(config_file: Path | None, db: str | None, device_id: str, days: int, ou
             "plot needs matplotlib: pip install 'meterflow[analytics]'"
         ) from exc
     settings = settings_for(config_file, **{"storage.url": db})
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=days - 1)
-
-    async def ask() -> list[DeviceDay]:
-        async with (
-            connect(settings.storage.url, settings.storage.sqlite) as database,
-            database.conn.begin(),
-        ):
-            return await device_days(database.conn, device_id, start, today + timedelta(days=1))
-
-    by_day = {d.day: d for d in complete(ask())}
-    dates = [(start + timedelta(days=n)).date() for n in range(days)]
-    energy = [by_day[d].energy_kwh if d in by_day else 0.0 for d in dates]
-    peak = [by_day[d].peak_power_kw if d in by_day else None for d in dates]
+    zone = zone_for(settings, zone_name)
+    today = datetime.now(zone)
+    span = local_days(today - timedelta(days=days - 1), today, zone)
+    by_day = complete(energy_of(settings, [device_id], "day", zone, span))
+    dates = [d.start.date() for d in by_day]
+    energy = [d.energy_kwh for d in by_day]
+    peak = [d.peak_power_kw for d in by_day]
     positions = list(range(days))
     figure, energy_axis = plt.subplots(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     energy_axis.bar(positions, energy, color="#4c78a8", label="energy (kWh)")
@@ -61,7 +61,7 @@ def plot(config_file: Path | None, db: str | None, device_id: str, days: int, ou
         marker="o", label="peak power (kW)",
     )  # fmt: skip
     power_axis.set_ylabel("peak power (kW)")
-    energy_axis.set_title(f"{device_id}: last {days} days (UTC)")
+    energy_axis.set_title(f"{device_id}: last {days} days ({zone.key})")
     figure.autofmt_xdate()
     figure.savefig(out, format="png", dpi=DPI)
     plt.close(figure)
