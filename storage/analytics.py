@@ -1,37 +1,33 @@
-"""Answers for analysts about a user: the devices they own, their energy balance, and the
-`user_energy_summary` view. Totals come from the rollups (storage/energy.py), never raw
-readings, over local days.
+"""Answers for analysts about a user: the devices they owned and when, their energy
+balance, and the `user_energy_summary` view. Totals come from the rollups
+(storage/energy.py), never raw readings, over local days.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, tzinfo
+from datetime import date, datetime, tzinfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.energy import energy, local_span
 from storage.errors import QueryError
-from storage.tables import iot_devices
+from storage.owners import Ownership, ownerships
 
 SUMMARY_VIEW = "user_energy_summary"
 
 
-async def owned_devices(conn: AsyncConnection, user_id: str) -> list[str]:
-    """The devices the registry gives `user_id`; QueryError if none."""
-    devices = list(
-        await conn.scalars(
-            select(iot_devices.c.device_id)
-            .where(iot_devices.c.user_id == user_id)
-            .order_by(iot_devices.c.device_id)
-        )
-    )
-    if not devices:
+async def owned(
+    conn: AsyncConnection, user_id: str, start: datetime, end: datetime
+) -> list[Ownership]:
+    """The spans of [start, end) in which `user_id` owned each device; QueryError if none."""
+    spans = await ownerships(conn, user_id, start, end)
+    if not spans:
         raise QueryError(
-            f"no device belongs to user {user_id!r}: `meterflow devices list` shows the owners"
+            f"no device belonged to user {user_id!r} then: `meterflow devices list` shows "
+            "the owners"
         )
-    return devices
+    return spans
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,28 +47,34 @@ class Balance:
 async def balance(
     conn: AsyncConnection, user_id: str, first_day: date, last_day: date, zone: tzinfo
 ) -> Balance:
-    """A user's consumption, production and net over their devices, over local days."""
-    devices = await owned_devices(conn, user_id)
+    """A user's consumption, production and net over the devices they owned, while they
+    owned them, over local days."""
     start, end = local_span(first_day, last_day, zone)
-    months = await energy(conn, device_ids=devices, every="month", zone=zone, start=start, end=end)
+    spans = await owned(conn, user_id, start, end)
+    months = await energy(conn, owned=spans, every="month", zone=zone, start=start, end=end)
     return Balance(
         user_id,
         first_day,
         sum(m.consumption_kwh for m in months),
         sum(m.production_kwh for m in months),
-        len(devices),
+        len({span.device_id for span in spans}),
     )
 
 
 def summary_view_ddl(day: str) -> str:
-    """`user_energy_summary`: per user and UTC day, consumption, production and net kWh;
-    `day` is the database's expression of the UTC date of `h.day` (`Schema.utc_date`)."""
-    consumption = "sum(CASE WHEN h.data_type = 'consumption' THEN h.energy_kwh ELSE 0 END)"
-    production = "sum(CASE WHEN h.data_type = 'production' THEN h.energy_kwh ELSE 0 END)"
+    """`user_energy_summary`: per user and UTC day, consumption, production and net kWh of
+    the devices each user owned, while they owned them (storage/owners.py), from the
+    15-minute rollup; `day` is the database's expression of the UTC date of
+    `q.quarter_hour` (`Schema.utc_date`)."""
+    consumption = "sum(CASE WHEN q.data_type = 'consumption' THEN q.energy_kwh ELSE 0 END)"
+    production = "sum(CASE WHEN q.data_type = 'production' THEN q.energy_kwh ELSE 0 END)"
     return (
-        f"CREATE VIEW {SUMMARY_VIEW} AS SELECT d.user_id, {day} AS day, "
+        f"CREATE VIEW {SUMMARY_VIEW} AS SELECT o.user_id, {day} AS day, "
         f"{consumption} AS consumption_kwh, {production} AS production_kwh, "
         f"{consumption} - {production} AS net_kwh "
-        "FROM energy_daily h JOIN iot_devices d ON d.device_id = h.device_id "
-        f"WHERE d.user_id IS NOT NULL GROUP BY d.user_id, {day}"
+        "FROM energy_15min q JOIN device_owners o "
+        "ON o.device_id = q.device_id AND o.since <= q.quarter_hour "
+        "WHERE o.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM device_owners n "
+        "WHERE n.device_id = o.device_id AND n.since > o.since AND n.since <= q.quarter_hour) "
+        f"GROUP BY o.user_id, {day}"
     )

@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import Table, and_, case, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import Month
+from storage.owners import Ownership
 from storage.rollups import DAILY, HOURLY, MONTHLY, QUARTER_HOURLY, Rollup
 from storage.tables import metadata
 
@@ -63,9 +64,12 @@ def local_span(first: date, last: date, zone: tzinfo) -> tuple[datetime, datetim
     return first_instant(first, zone), first_instant(last + timedelta(days=1), zone)
 
 
-def source(every: Every, zone: tzinfo, start: datetime, end: datetime) -> Rollup:
-    """The coarsest rollup whose buckets each fall in one local bucket over [start, end)."""
-    if every == "15min":
+def source(
+    every: Every, zone: tzinfo, start: datetime, end: datetime, bounds: Sequence[datetime] = ()
+) -> Rollup:
+    """The coarsest rollup whose buckets each fall in one local bucket over [start, end),
+    and none across one of `bounds` (where a device changed hands: quarter hours)."""
+    if every == "15min" or any(bound.minute or bound.second for bound in bounds):
         return QUARTER_HOURLY
     # Offsets change only at transitions, which fall on whole hours of UTC time: one
     # look per hour sees every offset in force.
@@ -74,7 +78,8 @@ def source(every: Every, zone: tzinfo, start: datetime, end: datetime) -> Rollup
         for moment in _steps(start, end, _HOUR)
         if (offset := moment.astimezone(zone).utcoffset()) is not None
     }
-    if offsets <= {timedelta(0)}:
+    midnights = all(bound.hour == 0 and (every == "day" or bound.day == 1) for bound in bounds)
+    if offsets <= {timedelta(0)} and (every == "hour" or midnights):
         return {"hour": HOURLY, "day": DAILY, "month": MONTHLY}[every]
     if all(offset % _HOUR == timedelta(0) for offset in offsets):
         return HOURLY
@@ -84,15 +89,22 @@ def source(every: Every, zone: tzinfo, start: datetime, end: datetime) -> Rollup
 async def energy(
     conn: AsyncConnection,
     *,
-    device_ids: Sequence[str] | None,
+    owned: Sequence[Ownership] | None,
     every: Every,
     zone: tzinfo,
     start: datetime,
     end: datetime,
 ) -> list[EnergyBucket]:
     """Every local bucket starting in [start, end) (UTC instants on local bucket bounds,
-    as `local_span` gives), with the totals of `device_ids` (None: every device)."""
-    rollup = source(every, zone, start, end)
+    as `local_span` gives), with the totals of the devices over the spans in `owned`
+    (`storage.owners`; None: every device, all the time)."""
+    bounds = [
+        moment
+        for span in owned or ()
+        for moment in (span.since, span.until)
+        if start < moment < end
+    ]
+    rollup = source(every, zone, start, end, bounds)
     table: Table = metadata.tables[rollup.table]
     bucket = table.c[rollup.bucket]
     statement = (
@@ -109,8 +121,17 @@ async def energy(
         .group_by(bucket)
         .order_by(bucket)
     )
-    if device_ids is not None:
-        statement = statement.where(table.c.device_id.in_(device_ids))
+    if owned is not None:
+        statement = statement.where(
+            or_(
+                false(),
+                *(
+                    and_(table.c.device_id == span.device_id, bucket >= span.since,
+                         bucket < span.until)
+                    for span in owned
+                ),
+            )
+        )  # fmt: skip
     totals: dict[datetime, EnergyBucket] = {}
     for at, consumption, production, peak, readings, power_sum, power_count in await conn.execute(
         statement

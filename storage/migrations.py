@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, func, inspect, select, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,8 +30,10 @@ from partitions import BASE_NAME
 from storage.analytics import SUMMARY_VIEW, summary_view_ddl
 from storage.backend import Schema
 from storage.errors import SchemaVersionError
+from storage.owners import BEGINNING
 from storage.rollups import ALL_TIME, ROLLUPS, backfill_sql, in_window
 from storage.tables import (
+    device_owners,
     energy_15min,
     energy_daily,
     energy_hourly,
@@ -27,6 +41,7 @@ from storage.tables import (
     iot_devices,
     meter_counters,
 )
+from storage.types import UTCDateTime
 
 Migration = Callable[[AsyncConnection, Schema], Awaitable[None]]
 
@@ -48,13 +63,11 @@ async def _counters_and_partial_readings(conn: AsyncConnection, schema: Schema) 
     await schema.relax_measures(conn)
 
 
-async def _rollups(conn: AsyncConnection, schema: Schema) -> None:
+async def _rollups(conn: AsyncConnection, _: Schema) -> None:
     """Version 3: the hourly, daily and monthly rollups (version 6 fills them from the
-    readings already stored), and the `user_energy_summary` view."""
+    readings already stored; version 7 adds the `user_energy_summary` view over them)."""
     for table in (energy_hourly, energy_daily, energy_monthly):
         await conn.run_sync(table.create, checkfirst=True)
-    await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
-    await conn.exec_driver_sql(summary_view_ddl(schema.utc_date("h.day")))
 
 
 async def _lean_writes(conn: AsyncConnection, schema: Schema) -> None:
@@ -88,6 +101,25 @@ async def _spread_energy(conn: AsyncConnection, schema: Schema) -> None:
         await conn.execute(in_window(sql, *ALL_TIME))
 
 
+async def _owners_at_the_time(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 7: `device_owners`, each device owned by its present owner from the
+    beginning, as every reading stored so far says (storage/owners.py), and the
+    `user_energy_summary` view following it."""
+    await conn.run_sync(device_owners.create, checkfirst=True)
+    await conn.execute(
+        insert(device_owners).from_select(
+            ["device_id", "since", "user_id"],
+            select(
+                iot_devices.c.device_id, literal(BEGINNING, UTCDateTime()), iot_devices.c.user_id
+            )
+            .where(iot_devices.c.user_id.is_not(None))
+            .where(~iot_devices.c.device_id.in_(select(device_owners.c.device_id))),
+        )
+    )
+    await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
+    await conn.exec_driver_sql(summary_view_ddl(schema.utc_date("q.quarter_hour")))
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -99,6 +131,7 @@ MIGRATIONS: dict[int, Migration] = {
     4: _lean_writes,
     5: _bounded_counters,
     6: _spread_energy,
+    7: _owners_at_the_time,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -41,6 +41,7 @@ from storage.rollups import (
     PIECE_COLUMNS,
     ROLLUPS,
     Rollup,
+    owner_at,
     postgres_delta_ctes,
     postgres_rollup_ctes,
 )
@@ -59,7 +60,7 @@ _CREATE_STAGING = (
     f"SELECT {_ROW_LIST} FROM {BASE_NAME} WITH NO DATA"
 )
 # Moving rather than copying keeps the staging table empty between the savepoints of a
-# batch that is stored row by row. Each row's owner is looked up in the registry here,
+# batch that is stored row by row. Each row's owner at its time is looked up here,
 # which saves the batch a round trip. The rows actually inserted (RETURNING skips
 # conflicts) are added to the rollups in the same statement, which returns how many were
 # new.
@@ -67,8 +68,7 @@ _MOVE_STAGED = f"""
 WITH staged AS (DELETE FROM {_STAGING} RETURNING *),
 inserted AS (
     INSERT INTO {BASE_NAME} ({", ".join(READING_COLUMNS)}, created_at)
-    SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = staged.device_id),
-           {_ROW_LIST}, $1
+    SELECT {owner_at("staged.device_id", "staged.recorded_at")}, {_ROW_LIST}, $1
     FROM staged ON CONFLICT DO NOTHING
     RETURNING {PIECE_COLUMNS}
 ),

@@ -15,6 +15,7 @@ from sqlalchemy import Row, and_, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backend import insert_for
+from storage.owners import change_owners
 from storage.records import IMPLAUSIBLE, Availability, DeviceType
 from storage.tables import energy_parent, iot_devices
 
@@ -122,7 +123,9 @@ async def set_status(
 
 
 async def register(conn: AsyncConnection, devices: Sequence[Registration], now: datetime) -> None:
-    """Insert devices, or update what is given of those that exist (never their readings' state)."""
+    """Insert devices, or update what is given of those that exist (never their readings' state).
+    A new owner is recorded in the ownership history first (storage/owners.py)."""
+    await change_owners(conn, {d.device_id: d.user_id for d in devices if d.user_id}, now)
     insert = insert_for(conn)
     for device in devices:
         values = {

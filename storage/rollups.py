@@ -216,12 +216,22 @@ def sqlite_insert_sql(partition: str, rows: int, width: int = len(ROW_COLUMNS)) 
     row = f"({', '.join('?' * width)})"
     values = ", ".join(f"column{i + 1}" for i in range(width))
     device = f"column{ROW_COLUMNS.index('device_id') + 1}"
+    recorded_at = f"column{ROW_COLUMNS.index('recorded_at') + 1}"
     return f"""
 INSERT INTO "{partition}" ({", ".join(READING_COLUMNS[: width + 1])}, validated, created_at)
-SELECT (SELECT user_id FROM iot_devices AS d WHERE d.device_id = {device}), {values}, 1, ?
+SELECT {owner_at(device, recorded_at)}, {values}, 1, ?
 FROM (VALUES {", ".join([row] * rows)}) WHERE true
 ON CONFLICT DO NOTHING
 """
+
+
+def owner_at(device: str, recorded_at: str) -> str:
+    """The SQL of a reading's owner: who owned its device when it was recorded
+    (storage/owners.py); one probe of `device_owners`' primary key."""
+    return (
+        f"(SELECT o.user_id FROM device_owners AS o WHERE o.device_id = {device} "
+        f"AND o.since <= {recorded_at} ORDER BY o.since DESC LIMIT 1)"
+    )
 
 
 # SQLite: the delta of the readings a batch inserted, kept for the statements that add it

@@ -100,6 +100,18 @@ meter_counters = Table(
 )
 
 
+# Who owned each device from when (schema v7): a row per change, `user_id` NULL for nobody.
+# A reading belongs to the owner at its time, and per-user totals follow these spans
+# (storage/owners.py). `iot_devices.user_id` is the owner now.
+device_owners = Table(
+    "device_owners",
+    metadata,
+    Column("device_id", String(128), primary_key=True),
+    Column("since", UTCDateTime, primary_key=True),
+    Column("user_id", String(128)),
+)
+
+
 def _rollup(name: str, bucket: str) -> Table:
     """Totals per device and time bucket, kept in the same transaction as the readings they
     sum and counting only rows actually inserted: questions over days and months read

@@ -228,6 +228,7 @@ def test_upgrading_to_version_6_adds_interval_starts_and_fills_the_15_minute_rol
             database.execute(f"ALTER TABLE {table} DROP COLUMN interval_start")
         selects = " UNION ALL ".join(f"SELECT * FROM {table}" for table in tables)
         database.execute(f"CREATE VIEW energy_data AS {selects}")
+    database.execute("DROP VIEW user_energy_summary")
     database.execute("DROP TABLE energy_15min")
     database.execute("DELETE FROM meterflow_schema WHERE version >= 6")
     assert "database schema is version 5" in refuses_to_run(database)
@@ -241,3 +242,36 @@ def test_upgrading_to_version_6_adds_interval_starts_and_fills_the_15_minute_rol
     assert database.query("SELECT count(*) FROM energy_data") == [(4,)]
     verified = meterflow("db", "verify", "--db", database.url)
     assert verified.returncode == 0, verified.stdout
+
+
+def test_upgrading_to_version_7_gives_each_owned_device_its_owner_from_the_beginning(
+    database: Database,
+) -> None:
+    """v6 -> v7: device_owners holds each registered owner from the beginning, so every
+    reading stored before stays its owner's, and the summary view follows it."""
+    registered = meterflow("devices", "register", "m-1", "--type", "smart_meter",
+                           "--user", "u-1", "--db", database.url)  # fmt: skip
+    assert registered.returncode == 0, registered.stderr
+
+    async def store() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            when = datetime(2025, 6, 1, 10, 5, tzinfo=UTC)
+            await writer.write(
+                WriteBatch([Reading("t", d, "smart_meter", when, 0.5, 2.0) for d in ("m-1", "m-2")])
+            )
+        await engine.dispose()
+
+    asyncio.run(store())
+    database.execute("DROP VIEW user_energy_summary")
+    database.execute("DROP TABLE device_owners")
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 7")
+    assert "database schema is version 6" in refuses_to_run(database)
+
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "applied schema versions 7" in upgraded.stdout
+    assert database.query("SELECT device_id, user_id FROM device_owners") == [("m-1", "u-1")]
+    assert database.query("SELECT user_id, consumption_kwh FROM user_energy_summary") == [
+        ("u-1", 0.5)
+    ]

@@ -10,9 +10,10 @@ import click
 from pydantic import TypeAdapter, ValidationError
 
 from meterflow.settings import Settings
-from storage.analytics import owned_devices
+from storage.analytics import owned
 from storage.database import connect
 from storage.energy import EnergyBucket, Every, energy, local_span
+from storage.owners import whole
 from storage.settings import TimeZoneName
 
 
@@ -57,13 +58,17 @@ async def energy_of(
     zone: tzinfo,
     span: tuple[datetime, datetime],
 ) -> list[EnergyBucket]:
-    """Energy per local bucket over `span` of `devices`: ids, or a user's id for theirs."""
+    """Energy per local bucket over `span` of `devices`: ids, or a user's id for the
+    devices they owned, while they owned them."""
+    start, end = span
     async with (
         connect(settings.storage.url, settings.storage.sqlite) as database,
         database.conn.begin(),
     ):
-        ids = await owned_devices(database.conn, devices) if isinstance(devices, str) else devices
-        start, end = span
-        return await energy(
-            database.conn, device_ids=ids, every=every, zone=zone, start=start, end=end
+        conn = database.conn
+        spans = (
+            await owned(conn, devices, start, end)
+            if isinstance(devices, str)
+            else whole(devices, start, end)
         )
+        return await energy(conn, owned=spans, every=every, zone=zone, start=start, end=end)
