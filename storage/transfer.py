@@ -29,12 +29,14 @@ from storage.migrations import require_current
 from storage.rollups import MEASURES
 from storage.tables import (
     dead_letters,
+    device_owners,
     energy_15min,
     energy_daily,
     energy_hourly,
     energy_monthly,
     energy_parent,
     iot_devices,
+    meter_counters,
 )
 from storage.verify import Difference, month_differences
 
@@ -105,20 +107,17 @@ async def count_readings(side: Side) -> int:
 async def copy_database(
     source: Side, target: Side, progress: Callable[[int], None] = lambda _: None
 ) -> CopyReport:
-    """Copy devices, every month of readings and the dead letters; then verify."""
+    """Copy devices, their owners and counters, every month of readings, the dead letters
+    and the rollups; then verify."""
     report = CopyReport()
     async with source.engine.connect() as src, target.engine.connect() as dst:
         await require_current(src, source.backend, source.url)
         await require_current(dst, target.backend, target.url)
-        rows = [dict(r._mapping) for r in await src.execute(select(iot_devices))]  # noqa: SLF001
-        await src.commit()
-        if rows:
-            for row in rows:
-                row.pop("id")
-            stmt = target.insert(iot_devices).on_conflict_do_nothing(index_elements=["device_id"])
-            async with dst.begin():
-                await dst.execute(stmt, rows)
-        report.devices = len(rows)
+        report.devices = await _copy_rows(src, dst, target, iot_devices, ["device_id"])
+        # Who owned what when, and each counter's last value, so that per-user figures and
+        # counters go on where they were.
+        await _copy_rows(src, dst, target, device_owners, ["device_id", "since"])
+        await _copy_rows(src, dst, target, meter_counters, ["device_id", "data_type", "counter"])
         for month in sorted(source.backend.partitions.months):
             report.readings += await _copy_month(
                 src, dst, source, target, month=month, progress=progress
@@ -134,6 +133,20 @@ async def copy_database(
             async with dst.begin():
                 report.differences += await month_differences(dst, target.backend, month)
     return report
+
+
+async def _copy_rows(
+    src: AsyncConnection, dst: AsyncConnection, target: Side, table: Table, key: list[str]
+) -> int:
+    """Copy a small table whole (bar a surrogate id), rows already there kept."""
+    rows = [dict(r._mapping) for r in await src.execute(select(table))]  # noqa: SLF001
+    await src.commit()
+    for row in rows:
+        row.pop("id", None)
+    if rows:
+        async with dst.begin():
+            await dst.execute(target.insert(table).on_conflict_do_nothing(index_elements=key), rows)
+    return len(rows)
 
 
 async def _chunks(
