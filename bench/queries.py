@@ -4,13 +4,15 @@
 
 Generates a SQLite database with meterflow's own schema: `--months` monthly partitions
 (written directly, with SQL loops inside SQLite, not through the daemon), the same rows in
-one unpartitioned table `energy_single` with the same unique index, and `energy_hourly`
-filled by the v3 backfill statement. Then times, warm, with the same random picks for both
-layouts:
+one unpartitioned table `energy_single` with the same unique index, and the rollups filled
+by the backfill statement (`energy_15min`; the coarser ones summed from it). Then times,
+warm, with the same random picks for both layouts:
 
   Q1  one device, one day of raw readings                     (target: median < 10 ms)
   Q2  one device, daily totals for a month                     (target: median < 50 ms)
   Q3  all devices, monthly totals: raw rows against energy_monthly (target: >= 100x)
+  Q4  one device, a month of local days, Berlin and Kolkata        (target: median < 50 ms)
+  Q5  all devices together, one local day, Berlin and Kolkata      (target: median < 500 ms)
 
 and prints medians, the partitioned/single ratio (target <= 1.10) and the rollup speed-up.
 """
@@ -26,12 +28,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import closing
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import BASE_NAME, Month, month_of_table, months_back, source_for
 from storage import BatchWriter, open_engine
-from storage.rollups import ROLLUPS, backfill_sql, sqlite_delta
+from storage.energy import energy, local_span
+from storage.owners import Ownership, whole
+from storage.rollups import MEASURES, QUARTER_HOURLY, ROLLUPS, backfill_sql, sqlite_delta
 from storage.tables import energy_partition
 
 NEWEST = Month(2026, 10)
@@ -98,9 +105,16 @@ def generate(path: Path, months: list[Month], devices: int, per_device_month: in
             print(f"  {month}: {total:,} readings", flush=True)
         conn.execute("BEGIN")
         everything = {"start": "0001-01-01", "end": "9999-12-31"}
-        for rollup in ROLLUPS:
-            bucket = rollup.sqlite_bucket("quarter_hour")
-            conn.execute(backfill_sql(rollup, sqlite_delta(BASE_NAME), bucket), everything)
+        quarters = QUARTER_HOURLY.sqlite_bucket("quarter_hour")
+        conn.execute(backfill_sql(QUARTER_HOURLY, sqlite_delta(BASE_NAME), quarters), everything)
+        # The readings here cover no intervals: the coarser rollups are sums of quarter hours.
+        for rollup in ROLLUPS[1:]:
+            conn.execute(
+                f"INSERT INTO {rollup.table} (device_id, data_type, {rollup.bucket}, {MEASURES}) "
+                f"SELECT device_id, data_type, {rollup.sqlite_bucket('quarter_hour')}, "
+                "sum(energy_kwh), max(power_max), sum(power_sum), sum(power_count), "
+                "sum(readings) FROM energy_15min GROUP BY 1, 2, 3"
+            )
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
         return total
@@ -191,6 +205,51 @@ def measure(path: Path, picks: list[Pick]) -> dict[str, float]:
     return results
 
 
+ZONES = ("Europe/Berlin", "Asia/Kolkata")
+
+
+def measure_local_days(path: Path, picks: list[Pick]) -> dict[str, float]:
+    """Q4 and Q5 through `storage.energy.energy`, the code `meterflow query energy` runs,
+    on the daemon's kind of connection (SQLAlchemy over aiosqlite)."""
+
+    async def timed(
+        conn: AsyncConnection,
+        owned: list[Ownership] | None,
+        zone: ZoneInfo,
+        first: date,
+        last: date,
+    ) -> float:
+        start, end = local_span(first, last, zone)
+        started = time.perf_counter()
+        await energy(conn, owned=owned, every="day", zone=zone, start=start, end=end)
+        return (time.perf_counter() - started) * 1000
+
+    async def go() -> dict[str, float]:
+        results = {}
+        engine = open_engine(f"sqlite:///{path}")
+        async with engine.connect() as conn:
+            for name in ZONES:
+                zone = ZoneInfo(name)
+                for title, cases in (
+                    ("Q4 one device, a month of local days",
+                     [(whole([d], *local_span(m.start.date(), m.end.date(), zone)), m.start.date(),
+                       (m.end - timedelta(days=1)).date()) for d, m, _ in picks]),
+                    ("Q5 all devices, one local day",
+                     [(None, day, day) for _, m, n in picks
+                      for day in [(m.start + timedelta(days=n)).date()]]),
+                ):  # fmt: skip
+                    for owned, first, last in cases:  # warm
+                        await timed(conn, owned, zone, first, last)
+                    times = [await timed(conn, owned, zone, first, last)
+                             for owned, first, last in cases]  # fmt: skip
+                    results[f"{title} | {name}"] = value = statistics.median(times)
+                    print(f"{title:38} {name:14} median {value:9.2f} ms", flush=True)
+        await engine.dispose()
+        return results
+
+    return asyncio.run(go())
+
+
 def report(results: dict[str, float]) -> None:
     q1 = results["Q1 one device, one day | partitions"]
     q2 = results["Q2 one device, month by day | partitions"]
@@ -208,6 +267,11 @@ def report(results: dict[str, float]) -> None:
         / results["Q3 all devices, one month | rollup"]
     )
     print(f"Q3 rollup speed-up over raw partitions: {speedup:,.0f}x   target >= 100x")
+    for name in ZONES:
+        q4 = results[f"Q4 one device, a month of local days | {name}"]
+        q5 = results[f"Q5 all devices, one local day | {name}"]
+        print(f"{name}: Q4 median {q4:.2f} ms (target < 50 ms), "
+              f"Q5 median {q5:.2f} ms (target < 500 ms)")  # fmt: skip
 
 
 def main() -> None:
@@ -238,7 +302,7 @@ def main() -> None:
         (f"m-{rng.randrange(args.devices):04d}", month, rng.randrange(28))
         for month in (rng.choice(months) for _ in range(REPEATS))
     ]
-    report(measure(path, picks))
+    report({**measure(path, picks), **measure_local_days(path, picks)})
     if not args.keep:
         for leftover in directory.iterdir():
             leftover.unlink()

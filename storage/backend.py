@@ -92,6 +92,12 @@ class Schema(Protocol):
         """The SQL expression of the UTC calendar date of a stored time."""
         ...
 
+    def shifted_text(self, column: str, offset_minutes: int, length: int) -> str:
+        """The SQL expression of the first `length` characters of 'YYYY-MM-DD HH:MM' of a
+        stored time moved by `offset_minutes`: a UTC time's local date, hour or quarter hour
+        where the zone's offset is that (storage/energy.py)."""
+        ...
+
 
 class Backend(Protocol):
     """Set-based statements for one database: a batch costs a few statements, not rows."""

@@ -12,15 +12,16 @@ its offset: the two 02:00 hours of a night when clocks go back are two buckets.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Literal
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any, Literal
 
-from sqlalchemy import Table, and_, case, false, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, case, false, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from partitions import Month
+from storage.backend import backend_for
 from storage.owners import Ownership
 from storage.rollups import DAILY, HOURLY, MONTHLY, QUARTER_HOURLY, Rollup
 from storage.tables import metadata
@@ -64,21 +65,41 @@ def local_span(first: date, last: date, zone: tzinfo) -> tuple[datetime, datetim
     return first_instant(first, zone), first_instant(last + timedelta(days=1), zone)
 
 
-def source(
-    every: Every, zone: tzinfo, start: datetime, end: datetime, bounds: Sequence[datetime] = ()
-) -> Rollup:
-    """The coarsest rollup whose buckets each fall in one local bucket over [start, end),
+Segment = tuple[datetime, datetime, timedelta]  # [start, end) in UTC, and the offset there
+# Key lengths of 'YYYY-MM-DD HH:MM' naming each kind of local bucket.
+_KEY_LENGTH: dict[Every, int] = {"15min": 16, "hour": 13, "day": 10, "month": 7}
+
+
+def segments(zone: tzinfo, start: datetime, end: datetime) -> list[Segment]:
+    """[start, end) cut where the zone's offset changes. A zone changes its offset at most
+    once a day: a look a day finds each change, and quarter hours place it."""
+    cuts = [start]
+    day = timedelta(days=1)
+    moment = start
+    while moment < end:
+        following = min(moment + day, end)
+        if _offset(zone, moment) != _offset(zone, following - _QUARTER):
+            cut = moment
+            while _offset(zone, cut) == _offset(zone, moment):
+                cut += _QUARTER
+            cuts.append(cut)
+        moment = following
+    cuts.append(end)
+    return [(a, b, _offset(zone, a)) for a, b in itertools.pairwise(cuts) if a < b]
+
+
+def _offset(zone: tzinfo, moment: datetime) -> timedelta:
+    return moment.astimezone(zone).utcoffset() or timedelta(0)
+
+
+def source(every: Every, parts: Sequence[Segment], bounds: Sequence[datetime] = ()) -> Rollup:
+    """The coarsest rollup whose buckets each fall in one local bucket over the segments,
     and none across one of `bounds` (where a device changed hands: quarter hours)."""
-    if every == "15min" or any(bound.minute or bound.second for bound in bounds):
+    cuts = [*bounds, *(segment[0] for segment in parts[1:])]
+    if every == "15min" or any(cut.minute or cut.second for cut in cuts):
         return QUARTER_HOURLY
-    # Offsets change only at transitions, which fall on whole hours of UTC time: one
-    # look per hour sees every offset in force.
-    offsets = {
-        offset
-        for moment in _steps(start, end, _HOUR)
-        if (offset := moment.astimezone(zone).utcoffset()) is not None
-    }
-    midnights = all(bound.hour == 0 and (every == "day" or bound.day == 1) for bound in bounds)
+    offsets = {offset for _, _, offset in parts}
+    midnights = all(cut.hour == 0 and (every == "day" or cut.day == 1) for cut in cuts)
     if offsets <= {timedelta(0)} and (every == "hour" or midnights):
         return {"hour": HOURLY, "day": DAILY, "month": MONTHLY}[every]
     if all(offset % _HOUR == timedelta(0) for offset in offsets):
@@ -97,55 +118,82 @@ async def energy(
 ) -> list[EnergyBucket]:
     """Every local bucket starting in [start, end) (UTC instants on local bucket bounds,
     as `local_span` gives), with the totals of the devices over the spans in `owned`
-    (`storage.owners`; None: every device, all the time)."""
+    (`storage.owners`; None: every device, all the time).
+
+    The database groups the rollup's rows into local buckets, a statement per stretch of
+    one UTC offset (a DST day is two), so what comes back is a row per local bucket.
+    """
+    parts = segments(zone, start, end)
     bounds = [
         moment
         for span in owned or ()
         for moment in (span.since, span.until)
         if start < moment < end
     ]
-    rollup = source(every, zone, start, end, bounds)
+    rollup = source(every, parts, bounds)
     table: Table = metadata.tables[rollup.table]
     bucket = table.c[rollup.bucket]
-    statement = (
-        select(
-            bucket,
-            func.sum(case((table.c.data_type == "consumption", table.c.energy_kwh), else_=0.0)),
-            func.sum(case((table.c.data_type == "production", table.c.energy_kwh), else_=0.0)),
-            func.max(table.c.power_max),
-            func.sum(table.c.readings),
-            func.sum(table.c.power_sum),
-            func.sum(table.c.power_count),
-        )
-        .where(bucket >= start, bucket < end)
-        .group_by(bucket)
-        .order_by(bucket)
-    )
-    if owned is not None:
-        statement = statement.where(
-            or_(
-                false(),
-                *(
-                    and_(table.c.device_id == span.device_id, bucket >= span.since,
-                         bucket < span.until)
-                    for span in owned
-                ),
-            )
-        )  # fmt: skip
+    backend = backend_for(conn.dialect.name)
     totals: dict[datetime, EnergyBucket] = {}
-    for at, consumption, production, peak, readings, power_sum, power_count in await conn.execute(
-        statement
-    ):
-        key = bucket_start(at, zone, every)
-        row = EnergyBucket(
-            key, consumption or 0.0, production or 0.0, peak, int(readings or 0),
-            power_sum or 0.0, int(power_count or 0),
-        )  # fmt: skip
-        totals[key] = _add(totals[key], row) if key in totals else row
+    for first, last, offset in parts:
+        minutes = int(offset.total_seconds() // 60)
+        key: ColumnElement[str] = literal_column(
+            backend.shifted_text(rollup.bucket, minutes, _KEY_LENGTH[every])
+        )
+        statement = (
+            select(
+                key,
+                func.sum(case((table.c.data_type == "consumption", table.c.energy_kwh), else_=0.0)),
+                func.sum(case((table.c.data_type == "production", table.c.energy_kwh), else_=0.0)),
+                func.max(table.c.power_max),
+                func.sum(table.c.readings),
+                func.sum(table.c.power_sum),
+                func.sum(table.c.power_count),
+            )
+            .where(bucket >= first, bucket < last)
+            .group_by(key)
+        )
+        if owned is not None:
+            statement = statement.where(_within(table, bucket, owned))
+        for (
+            text,
+            consumption,
+            production,
+            peak,
+            readings,
+            power_sum,
+            power_count,
+        ) in await conn.execute(statement):
+            at = _start_of(text, offset, every, zone)
+            row = EnergyBucket(
+                at, consumption or 0.0, production or 0.0, peak, int(readings or 0),
+                power_sum or 0.0, int(power_count or 0),
+            )  # fmt: skip
+            totals[at] = _add(totals[at], row) if at in totals else row
     return [
-        replace(totals.get(key) or EnergyBucket(key, 0.0, 0.0, None, 0), start=key.astimezone(zone))
-        for key in _buckets(rollup, every, zone, start, end)
+        replace(totals.get(at) or EnergyBucket(at, 0.0, 0.0, None, 0), start=at.astimezone(zone))
+        for at in _buckets(every, zone, start, end, parts)
     ]
+
+
+def _within(table: Table, bucket: ColumnElement[datetime], owned: Sequence[Ownership]) -> Any:  # noqa: ANN401
+    return or_(
+        false(),
+        *(
+            and_(table.c.device_id == span.device_id, bucket >= span.since, bucket < span.until)
+            for span in owned
+        ),
+    )
+
+
+def _start_of(key: str, offset: timedelta, every: Every, zone: tzinfo) -> datetime:
+    """The first instant, in UTC, of the local bucket a key names."""
+    if every == "day":
+        return first_instant(date.fromisoformat(key), zone)
+    if every == "month":
+        return first_instant(date.fromisoformat(f"{key}-01"), zone)
+    wall = datetime.fromisoformat(f"{key}:00" if every == "hour" else key)
+    return wall.replace(tzinfo=timezone(offset)).astimezone(UTC)
 
 
 def _add(a: EnergyBucket, b: EnergyBucket) -> EnergyBucket:
@@ -161,41 +209,29 @@ def _add(a: EnergyBucket, b: EnergyBucket) -> EnergyBucket:
     )
 
 
-def bucket_start(moment: datetime, zone: tzinfo, every: Every) -> datetime:
-    """The first instant of the local bucket holding `moment`, in UTC.
-
-    In UTC, because two local times of the same zone compare by their wall clock alone:
-    the two 02:00s of a night when clocks go back would be one key.
-    """
-    local = moment.astimezone(zone)
-    if every == "15min":
-        start = local.replace(minute=local.minute // 15 * 15, second=0, microsecond=0)
-    elif every == "hour":
-        start = local.replace(minute=0, second=0, microsecond=0)
-    else:
-        return first_instant(local.date() if every == "day" else local.date().replace(day=1), zone)
-    return start.astimezone(UTC)
-
-
 def _buckets(
-    rollup: Rollup, every: Every, zone: tzinfo, start: datetime, end: datetime
-) -> list[datetime]:
-    """Each local bucket in [start, end), in order, once."""
-    seen: dict[datetime, None] = {}
-    for moment in _rollup_buckets(rollup, start, end):
-        seen.setdefault(bucket_start(moment, zone, every), None)
-    return list(seen)
-
-
-def _rollup_buckets(rollup: Rollup, start: datetime, end: datetime) -> Iterator[datetime]:
-    if rollup is MONTHLY:
-        month = Month.of(start)
-        while month.start < end:
-            yield month.start
-            month = month.next()
+    every: Every, zone: tzinfo, start: datetime, end: datetime, parts: Sequence[Segment]
+) -> Iterator[datetime]:
+    """The first instant, in UTC, of each local bucket in [start, end), in order."""
+    if every in ("day", "month"):
+        day = start.astimezone(zone).date()
+        while (at := first_instant(day, zone)) < end:
+            yield at
+            following = day + timedelta(days=1)
+            day = (
+                following
+                if every == "day"
+                else (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+            )
         return
-    step = {QUARTER_HOURLY.table: _QUARTER, HOURLY.table: _HOUR}.get(rollup.table)
-    yield from _steps(start, end, step or timedelta(days=1))
+    for first, last, offset in parts:
+        for moment in _steps(first, last, _QUARTER):
+            if every == "15min" or (moment + offset).minute == 0:
+                yield moment
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 def _steps(start: datetime, end: datetime, step: timedelta) -> Iterator[datetime]:

@@ -163,6 +163,10 @@ class PostgresBackend:
     def utc_date(self, expression: str) -> str:
         return f"({expression} AT TIME ZONE 'UTC')::date"
 
+    def shifted_text(self, column: str, offset_minutes: int, length: int) -> str:
+        shifted = f"({column} AT TIME ZONE 'UTC') + interval '{offset_minutes} minutes'"
+        return f"substr(to_char({shifted}, 'YYYY-MM-DD HH24:MI'), 1, {length})"
+
     def readings_table(self, month: Month) -> Table:
         # The parent: PostgreSQL prunes its partitions to the month by itself.
         return energy_parent()

@@ -304,6 +304,9 @@ class SQLiteBackend:
     def utc_date(self, expression: str) -> str:
         return f"date({expression})"
 
+    def shifted_text(self, column: str, offset_minutes: int, length: int) -> str:
+        return f"substr(datetime({column}, '{offset_minutes:+d} minutes'), 1, {length})"
+
     def readings_table(self, month: Month) -> Table:
         # The month's own table: the view would probe every month.
         return energy_partition(month.table_name)
