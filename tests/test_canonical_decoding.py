@@ -57,6 +57,18 @@ def test_meter_reading_is_normalised_to_utc_and_consumption() -> None:
     assert (reading.voltage, reading.battery_pct, reading.metadata) == (231.0, 77.0, None)
 
 
+def test_a_stated_interval_says_where_the_energy_began() -> None:
+    """interval_s: the energy covers that many seconds up to ts; zero or more than a
+    month is refused by name."""
+    reading = decode(METER, good(interval_s=900))
+    assert isinstance(reading, Reading)
+    assert reading.interval_start == datetime(2026, 11, 22, 11, 44, tzinfo=UTC)
+    for wrong in (0, 31 * 86400 + 1):
+        rejected = decode(METER, good(interval_s=wrong))
+        assert isinstance(rejected, DeadLetter)
+        assert rejected.reason.startswith("interval_s:")
+
+
 def test_solar_reading_keeps_its_own_fields_and_unknown_ones_as_metadata() -> None:
     """Solar fields land in their columns; fields nobody declared are kept, not dropped."""
     reading = decode(PANEL, good(irradiance_wm2=800, panel_temp_c=41.5, inverter="SMA-5"))

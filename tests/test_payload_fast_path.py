@@ -70,6 +70,7 @@ OPTIONAL = {
     "quality": text,
     "irradiance_wm2": number(0, 2000),
     "panel_temp_c": number(-60, 150),
+    "interval_s": number(0, 31 * 86400 + 1),
     "seq": junk,
     "firmware": junk,
 }
@@ -97,6 +98,7 @@ def by_the_model(device_type: str, payload: bytes) -> Telemetry | str:
         quality=document.quality,
         device_id=document.device_id,
         extra=document.model_extra or None,
+        interval_s=document.interval_s,
     )
 
 

@@ -119,3 +119,17 @@ def test_spread_energy_adds_up_to_the_readings_energy(database: Database, gap_ho
     for table in ("energy_15min", "energy_hourly", "energy_daily", "energy_monthly"):
         [(total,)] = database.query(f"SELECT sum(energy_kwh) FROM {table}")
         assert total == pytest.approx(stored, rel=1e-12), table
+
+
+def test_a_stated_interval_spreads_the_energy_as_a_counters_does(database: Database) -> None:
+    """A reading of 0.6 kWh over the 30 minutes before 10:20 (canonical `interval_s`):
+    09:50 to 10:20 is 0.2, 0.3 and 0.1 kWh in its three quarter hours."""
+    at = T0.replace(hour=10, minute=20)
+    reading = Reading("t", "meter-1", "smart_meter", at, 0.6, 1.2,
+                      interval_start=at - timedelta(minutes=30))  # fmt: skip
+    write(database, [reading])
+    assert rollup(database, "energy_15min", "quarter_hour") == {
+        T0.replace(hour=9, minute=45): (0.2, 0),
+        T0.replace(hour=10): (0.3, 0),
+        T0.replace(hour=10, minute=15): (0.1, 1),
+    }

@@ -106,6 +106,9 @@ class CanonicalDecoder:
             panel_temp_c=document.panel_temp_c,
             quality=document.quality,
             metadata=document.extra,
+            interval_start=None
+            if document.interval_s is None
+            else document.ts - timedelta(seconds=document.interval_s),
         )
 
     def _time_problem(self, ts: datetime, received_at: datetime) -> str | None:

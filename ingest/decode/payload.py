@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 from ingest.errors import PayloadError
 
 MILLISECONDS_FROM = 1e11  # 1e11 seconds is the year 5138: larger epochs are milliseconds
+MAX_INTERVAL_S = 31 * 86400  # a month's energy in one message at most
 
 
 def utc_timestamp(value: object) -> datetime:
@@ -68,6 +69,8 @@ class _Telemetry(BaseModel):
     current: Annotated[Number, Field(ge=0, le=100_000)] | None = None
     battery_pct: Annotated[Number, Field(ge=0, le=100)] | None = None
     quality: Annotated[str, Field(strict=True, min_length=1, max_length=32)] = "good"
+    # The seconds energy_kwh covers, ending at ts: the rollups spread it over them.
+    interval_s: Annotated[Number, Field(gt=0, le=MAX_INTERVAL_S)] | None = None
 
 
 class SmartMeterPayload(_Telemetry):
@@ -101,6 +104,7 @@ class Telemetry(msgspec.Struct, frozen=True):
     quality: str
     device_id: str | None
     extra: dict[str, Any] | None
+    interval_s: float | None = None
 
 
 def parse_telemetry(device_type: str, payload: bytes) -> Telemetry:
@@ -132,6 +136,7 @@ def _telemetry(
         quality=document.quality,
         device_id=document.device_id,
         extra=extra,
+        interval_s=document.interval_s,
     )
 
 
@@ -149,6 +154,7 @@ class _FastTelemetry(msgspec.Struct, forbid_unknown_fields=True):
     current: _Power | None = None
     battery_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
     quality: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = "good"
+    interval_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_INTERVAL_S)] | None = None
 
 
 class _FastSolar(_FastTelemetry, forbid_unknown_fields=True):
