@@ -68,6 +68,10 @@ class Schema(Protocol):
         """Schema v4: the shape that keeps batch writes cheap on this database."""
         ...
 
+    async def cover_rollups(self, conn: AsyncConnection) -> None:
+        """Schema v8: rollup indexes that answer questions over every device alone."""
+        ...
+
     async def add_reading_columns(self, conn: AsyncConnection) -> None:
         """Give every readings table the columns of the current shape it lacks (schema v6:
         `interval_start`)."""

@@ -120,6 +120,12 @@ async def _owners_at_the_time(conn: AsyncConnection, schema: Schema) -> None:
     await conn.exec_driver_sql(summary_view_ddl(schema.utc_date("q.quarter_hour")))
 
 
+async def _covered_rollups(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 8: SQLite's rollup indexes hold every measure, so a question over every
+    device (a local day of the whole fleet) is answered from the index alone."""
+    await schema.cover_rollups(conn)
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -132,6 +138,7 @@ MIGRATIONS: dict[int, Migration] = {
     5: _bounded_counters,
     6: _spread_energy,
     7: _owners_at_the_time,
+    8: _covered_rollups,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -139,6 +139,10 @@ class PostgresBackend:
                 f"ALTER TABLE {rollup.table} SET (fillfactor = {ROLLUP_FILLFACTOR})"
             )
 
+    async def cover_rollups(self, conn: AsyncConnection) -> None:
+        """Nothing to do: PostgreSQL's rollup indexes leave the measures out, so that a
+        batch updates its rollup rows in place (see `storage.tables`)."""
+
     async def add_reading_columns(self, conn: AsyncConnection) -> None:
         """On the parent, they reach every partition."""
         present = await conn.run_sync(

@@ -53,7 +53,7 @@ from storage.rollups import (
     sqlite_insert_sql,
     sqlite_rollup_sql,
 )
-from storage.tables import energy_partition, metadata
+from storage.tables import ROLLUP_MEASURES, energy_partition, metadata
 from storage.verify import Difference, compare_sql, difference, month_source
 
 
@@ -278,6 +278,14 @@ class SQLiteBackend:
     async def lean_writes(self, conn: AsyncConnection) -> None:
         """Nothing to do: SQLite checks the readings' foreign key with one index probe, and
         its rollups keep the covering index (storage/tables.py)."""
+
+    async def cover_rollups(self, conn: AsyncConnection) -> None:
+        """Each rollup's bucket index rebuilt with every measure in it."""
+        for rollup in ROLLUPS:
+            index = f"ix_{rollup.table}_{rollup.bucket}"
+            columns = ", ".join((rollup.bucket, "device_id", "data_type", *ROLLUP_MEASURES))
+            await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+            await conn.exec_driver_sql(f"CREATE INDEX {index} ON {rollup.table} ({columns})")
 
     async def add_reading_columns(self, conn: AsyncConnection) -> None:
         """Each month's table in turn; the view is built afresh over the new shape."""

@@ -35,6 +35,7 @@ metadata = MetaData()
 DEVICE_STATUSES = ("active", "inactive", "maintenance", "error")
 DEVICE_TYPES = ("smart_meter", "solar_panel")
 DATA_TYPES = ("consumption", "production")
+ROLLUP_MEASURES = ("energy_kwh", "power_max", "power_sum", "power_count", "readings")
 # PostgreSQL: free space left in each page of a rollup, for its in-place updates.
 ROLLUP_FILLFACTOR = 70
 
@@ -137,8 +138,9 @@ def _rollup(name: str, bucket: str) -> Table:
         Column("power_sum", Float, nullable=False),
         Column("power_count", Integer, nullable=False),
         Column("readings", Integer, nullable=False),
-        # Covers "every device's energy over a span": an index-only scan of its buckets.
-        Index(f"ix_{name}_{bucket}", *columns, "energy_kwh").ddl_if(dialect="sqlite"),
+        # Covers "every device's totals over a span": an index-only scan of its buckets,
+        # not a lookup of each row (schema v8 added the measures beside energy_kwh).
+        Index(f"ix_{name}_{bucket}", *columns, *ROLLUP_MEASURES).ddl_if(dialect="sqlite"),
         Index(f"ix_{name}_{bucket}", *columns).ddl_if(dialect="postgresql"),
     )
     # SQLAlchemy's DDL is unannotated; the statement runs on PostgreSQL only, as ddl_if.

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from storage import SCHEMA_VERSION, BatchWriter, Reading, WriteBatch, open_engine
-from tests.databases import Database, PostgresDatabase, partition_tables
+from tests.databases import Database, PostgresDatabase, SQLiteDatabase, partition_tables
 from tests.process import METERFLOW
 
 ROLLUP_TABLES = (("energy_hourly", "hour"), ("energy_daily", "day"), ("energy_monthly", "month"))
@@ -275,3 +276,23 @@ def test_upgrading_to_version_7_gives_each_owned_device_its_owner_from_the_begin
     assert database.query("SELECT user_id, consumption_kwh FROM user_energy_summary") == [
         ("u-1", 0.5)
     ]
+
+
+def test_upgrading_sqlite_to_version_8_covers_the_rollup_indexes(tmp_path: Path) -> None:
+    """v7 -> v8 on SQLite: each rollup's bucket index holds every measure, so a question
+    over every device is answered from the index alone."""
+    database = SQLiteDatabase(tmp_path / "data" / "meterflow.db")
+    create_schema(database)
+    database.execute("DROP INDEX ix_energy_15min_quarter_hour")
+    database.execute(
+        "CREATE INDEX ix_energy_15min_quarter_hour ON energy_15min "
+        "(quarter_hour, device_id, data_type, energy_kwh)"
+    )
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 8")
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert "applied schema versions 8" in upgraded.stdout, upgraded.stderr
+    plan = database.query(
+        "EXPLAIN QUERY PLAN SELECT quarter_hour, sum(energy_kwh), max(power_max), "
+        "sum(readings) FROM energy_15min WHERE quarter_hour >= '2026-01-01' GROUP BY 1"
+    )
+    assert any("COVERING INDEX ix_energy_15min_quarter_hour" in str(row) for row in plan)
