@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 from ingest.decode import Router
 from meterflow.daemon import Daemon
 from meterflow.settings import Settings, load_settings
+from storage import BatchWriter, Reading, WriteBatch, open_engine
 
 # scripts/test runs the broker tests a second time with METERFLOW_MQTT__CLIENT=aiomqtt:
 # every daemon the tests start then receives through aiomqtt instead of our own subscriber.
@@ -107,3 +108,17 @@ def recent(seconds_ago: float = 3600.0) -> datetime:
     """A reading time safely in the past, truncated to the millisecond."""
     moment = datetime.now(UTC) - timedelta(seconds=seconds_ago)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def store_batches(url: str, batches: Sequence[Sequence[Reading]]) -> None:
+    """Store each batch through a BatchWriter of its own engine, in order, as the daemon
+    would; for synchronous tests."""
+
+    async def go() -> None:
+        engine = open_engine(url)
+        async with BatchWriter(engine, url=url) as writer:
+            for batch in batches:
+                await writer.write(WriteBatch(batch))
+        await engine.dispose()
+
+    asyncio.run(go())

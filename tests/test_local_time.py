@@ -3,7 +3,6 @@ on DST days and in half- and quarter-hour zones, and equal to the raw readings' 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections import defaultdict
@@ -12,9 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from storage import BatchWriter, Reading, WriteBatch, open_engine
+from storage import Reading
 from tests.cli import meterflow
 from tests.databases import Database
+from tests.helpers import store_batches
 
 KWH = 0.25  # every reading, one per quarter hour: a local day of n hours holds n kWh
 
@@ -32,13 +32,7 @@ def every_quarter_hour(around: date, zone: ZoneInfo) -> list[Reading]:
 
 
 def write(database: Database, readings: list[Reading]) -> None:
-    async def go() -> None:
-        engine = open_engine(database.url)
-        async with BatchWriter(engine, url=database.url) as writer:
-            await writer.write(WriteBatch(readings))
-        await engine.dispose()
-
-    asyncio.run(go())
+    store_batches(database.url, [readings])
 
 
 def energy(database: Database, *args: str) -> list[dict[str, object]]:

@@ -3,7 +3,6 @@ differs from its readings, and `db rebuild-rollups` makes them equal again."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import gzip
@@ -13,8 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage import BatchWriter, Reading, WriteBatch, open_engine
+from storage import Reading
 from tests.databases import Database, as_utc
+from tests.helpers import store_batches
 from tests.test_migrations import meterflow
 
 T0 = datetime(2026, 3, 31, 22, 30, tzinfo=UTC)  # readings on both sides of a month's end
@@ -59,14 +59,7 @@ def readings() -> list[list[Reading]]:
 
 
 def write(database: Database, batches: list[list[Reading]]) -> None:
-    async def go() -> None:
-        engine = open_engine(database.url)
-        async with BatchWriter(engine, url=database.url) as writer:
-            for batch in batches:
-                await writer.write(WriteBatch(batch))
-        await engine.dispose()
-
-    asyncio.run(go())
+    store_batches(database.url, batches)
 
 
 def recomputed(database: Database) -> dict[Key, tuple[float, int]]:

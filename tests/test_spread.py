@@ -3,13 +3,13 @@ proportion to time, in every rollup, also back across a month's end."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from storage import BatchWriter, Reading, WriteBatch, open_engine
+from storage import Reading
 from tests.databases import Database, as_utc
+from tests.helpers import store_batches
 from tests.test_migrations import meterflow
 
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
@@ -22,14 +22,7 @@ def counter(at: datetime, kwh: float, device: str = "meter-1") -> Reading:
 
 
 def write(database: Database, *batches: list[Reading]) -> None:
-    async def go() -> None:
-        engine = open_engine(database.url)
-        async with BatchWriter(engine, url=database.url) as writer:
-            for batch in batches:
-                await writer.write(WriteBatch(batch))
-        await engine.dispose()
-
-    asyncio.run(go())
+    store_batches(database.url, batches)
 
 
 def rollup(database: Database, table: str, bucket: str) -> dict[datetime, tuple[float, int]]:
