@@ -92,8 +92,9 @@ class Schema(Protocol):
         included (storage/rollups.py)."""
         ...
 
-    def utc_date(self, expression: str) -> str:
-        """The SQL expression of the UTC calendar date of a stored time."""
+    def local_date(self, column: str, offset_s: str) -> str:
+        """The SQL expression of the calendar date of a stored UTC time moved by
+        `offset_s`, an SQL expression of seconds: its local date where that is the offset."""
         ...
 
     def shifted_text(self, column: str, offset_minutes: int, length: int) -> str:

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from storage.backend import Dialect, backend_for
 from storage.engine import SQLiteOptions, open_engine
 from storage.migrations import require_current
+from storage.settings import AnalyticsSettings
+from storage.zones import record_zones
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +23,11 @@ class Database:
 
 
 @asynccontextmanager
-async def connect(url: str, options: SQLiteOptions | None = None) -> AsyncIterator[Database]:
-    """Connect to a database at the current schema version (created if the database is empty).
+async def connect(
+    url: str, options: SQLiteOptions | None = None, zones: AnalyticsSettings | None = None
+) -> AsyncIterator[Database]:
+    """Connect to a database at the current schema version (created if the database is empty),
+    recording `zones` for SQL's local days (storage/zones.py).
 
     An outdated schema raises SchemaVersionError naming `meterflow db upgrade`.
     """
@@ -31,6 +36,8 @@ async def connect(url: str, options: SQLiteOptions | None = None) -> AsyncIterat
         async with engine.connect() as conn:
             backend = backend_for(engine.dialect.name)
             await require_current(conn, backend, url)
+            if zones is not None:
+                await record_zones(conn, zones)
             yield Database(conn, backend, url)
     finally:
         await engine.dispose()

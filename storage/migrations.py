@@ -40,8 +40,11 @@ from storage.tables import (
     energy_monthly,
     iot_devices,
     meter_counters,
+    user_zones,
+    zone_offsets,
 )
 from storage.types import UTCDateTime
+from storage.zones import EVERYONE
 
 Migration = Callable[[AsyncConnection, Schema], Awaitable[None]]
 
@@ -104,7 +107,7 @@ async def _spread_energy(conn: AsyncConnection, schema: Schema) -> None:
 async def _owners_at_the_time(conn: AsyncConnection, schema: Schema) -> None:
     """Version 7: `device_owners`, each device owned by its present owner from the
     beginning, as every reading stored so far says (storage/owners.py), and the
-    `user_energy_summary` view following it."""
+    `user_energy_summary` view following it (version 9 makes its days local)."""
     await conn.run_sync(device_owners.create, checkfirst=True)
     await conn.execute(
         insert(device_owners).from_select(
@@ -116,14 +119,25 @@ async def _owners_at_the_time(conn: AsyncConnection, schema: Schema) -> None:
             .where(~iot_devices.c.device_id.in_(select(device_owners.c.device_id))),
         )
     )
-    await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
-    await conn.exec_driver_sql(summary_view_ddl(schema.utc_date("q.quarter_hour")))
 
 
 async def _covered_rollups(conn: AsyncConnection, schema: Schema) -> None:
     """Version 8: SQLite's rollup indexes hold every measure, so a question over every
     device (a local day of the whole fleet) is answered from the index alone."""
     await schema.cover_rollups(conn)
+
+
+async def _local_summary(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 9: the `[analytics]` time zones in the database (storage/zones.py), UTC
+    until the daemon or a command records the settings', and `user_energy_summary` over
+    each user's local days."""
+    for table in (user_zones, zone_offsets):
+        await conn.run_sync(table.create, checkfirst=True)
+    if not await conn.scalar(select(func.count()).select_from(user_zones)):
+        await conn.execute(insert(user_zones).values(user_id=EVERYONE, zone="UTC"))
+        await conn.execute(insert(zone_offsets).values(zone="UTC", since=BEGINNING, offset_s=0))
+    await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
+    await conn.exec_driver_sql(summary_view_ddl(schema.local_date))
 
 
 def _column_names(sync: Connection, table: str) -> set[str]:
@@ -139,6 +153,7 @@ MIGRATIONS: dict[int, Migration] = {
     6: _spread_energy,
     7: _owners_at_the_time,
     8: _covered_rollups,
+    9: _local_summary,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -164,8 +164,8 @@ class PostgresBackend:
     def rollup_delta(self, source: str, where: str = "") -> str:
         return f"WITH {postgres_delta_ctes(source, where)}"
 
-    def utc_date(self, expression: str) -> str:
-        return f"({expression} AT TIME ZONE 'UTC')::date"
+    def local_date(self, column: str, offset_s: str) -> str:
+        return f"(({column} AT TIME ZONE 'UTC') + make_interval(secs => {offset_s}))::date"
 
     def shifted_text(self, column: str, offset_minutes: int, length: int) -> str:
         shifted = f"({column} AT TIME ZONE 'UTC') + interval '{offset_minutes} minutes'"

@@ -309,8 +309,8 @@ class SQLiteBackend:
     def rollup_delta(self, source: str, where: str = "") -> str:
         return sqlite_delta(source, where)
 
-    def utc_date(self, expression: str) -> str:
-        return f"date({expression})"
+    def local_date(self, column: str, offset_s: str) -> str:
+        return f"date({column}, {offset_s} || ' seconds')"
 
     def shifted_text(self, column: str, offset_minutes: int, length: int) -> str:
         return f"substr(datetime({column}, '{offset_minutes:+d} minutes'), 1, {length})"

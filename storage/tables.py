@@ -112,6 +112,24 @@ device_owners = Table(
     Column("user_id", String(128)),
 )
 
+# The `[analytics]` time zones, as the daemon or a command last read them from the settings,
+# for SQL that needs local days without Python: each user's zone (user_id '' for everyone
+# without one of their own), and each of those zones' UTC offset from `since` on
+# (storage/zones.py).
+user_zones = Table(
+    "user_zones",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("zone", String(64), nullable=False),
+)
+zone_offsets = Table(
+    "zone_offsets",
+    metadata,
+    Column("zone", String(64), primary_key=True),
+    Column("since", UTCDateTime, primary_key=True),
+    Column("offset_s", Integer, nullable=False),
+)
+
 
 def _rollup(name: str, bucket: str) -> Table:
     """Totals per device and time bucket, kept in the same transaction as the readings they

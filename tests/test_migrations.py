@@ -296,3 +296,22 @@ def test_upgrading_sqlite_to_version_8_covers_the_rollup_indexes(tmp_path: Path)
         "sum(readings) FROM energy_15min WHERE quarter_hour >= '2026-01-01' GROUP BY 1"
     )
     assert any("COVERING INDEX ix_energy_15min_quarter_hour" in str(row) for row in plan)
+
+
+def test_upgrading_to_version_9_keeps_the_summary_in_utc_days_until_zones_are_recorded(
+    database: Database,
+) -> None:
+    """v8 -> v9: the zone tables hold UTC for everyone and the summary view counts over
+    them, as v8's UTC view did, until a command records the settings' zones."""
+    create_schema(database)
+    database.execute("DROP VIEW user_energy_summary")
+    database.execute("DROP TABLE user_zones")
+    database.execute("DROP TABLE zone_offsets")
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 9")
+    assert "database schema is version 8" in refuses_to_run(database)
+
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert "applied schema versions 9" in upgraded.stdout, upgraded.stderr
+    assert database.query("SELECT user_id, zone FROM user_zones") == [("", "UTC")]
+    assert database.query("SELECT zone, offset_s FROM zone_offsets") == [("UTC", 0)]
+    assert database.query("SELECT count(*) FROM user_energy_summary") == [(0,)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from ingest.errors import IngestError
 from meterflow.settings import Settings, load_settings
 from partitions import PartitionError
 from storage import StorageError, WriteError
+from storage.database import Database, connect
 
 config_option = click.option(
     "--config",
@@ -36,6 +37,12 @@ config_option = click.option(
 )
 broker_option = click.option("--broker", help="Broker URL, e.g. mqtt://127.0.0.1:1883.")
 db_option = click.option("--db", help="Database URL, e.g. sqlite:///data/meterflow.db.")
+
+
+def open_database(settings: Settings) -> AbstractAsyncContextManager[Database]:
+    """The configured database, with the settings' time zones recorded for SQL's local days
+    (storage/zones.py)."""
+    return connect(settings.storage.url, settings.storage.sqlite, settings.analytics)
 
 
 def settings_for(config_file: Path | None, **overrides: Any) -> Settings:  # noqa: ANN401

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from meterflow.cli.common import complete, config_option, db_option, settings_for
+from meterflow.cli.common import (
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.settings import Settings
 from partitions import Month
 from partitions.postgres_store import ARCHIVE_SUFFIX as POSTGRES_ARCHIVE_SUFFIX
@@ -206,7 +212,7 @@ def _archived(backend: Dialect, url: str, archive: Path, month: Month) -> list[D
 
 
 async def _rebuild(settings: Settings, first: Month | None, last: Month | None) -> list[Month]:
-    async with connect(settings.storage.url, settings.storage.sqlite) as database:
+    async with open_database(settings) as database:
         months = _chosen(database.backend.partitions.months, first, last)
         for month in months:
             async with database.conn.begin():

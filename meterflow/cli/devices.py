@@ -12,12 +12,17 @@ from typing import get_args
 import click
 
 from ingest.decode.topics import device_id_problem
-from meterflow.cli.common import complete, config_option, db_option, settings_for
+from meterflow.cli.common import (
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.cli.output import Cell, OutputFormat, ago, format_option, render
 from meterflow.settings import Settings
 from storage import DeviceType, registry
 from storage.counters import replace_meter
-from storage.database import connect
 from storage.registry import Device, DeviceStatus, Implausible, Registration
 
 DEVICE_TYPES: tuple[DeviceType, ...] = get_args(DeviceType)
@@ -58,7 +63,7 @@ def devices_list(
     threshold = settings.devices.low_battery_pct if low_battery else None
 
     async def listing() -> list[Device]:
-        async with connect(settings.storage.url, settings.storage.sqlite) as database:
+        async with open_database(settings) as database:
             return await registry.list_devices(
                 database.conn,
                 status=status,
@@ -83,7 +88,7 @@ def devices_show(
     settings = settings_for(config_file, **{"storage.url": db})
 
     async def find() -> tuple[Device | None, list[Implausible]]:
-        async with connect(settings.storage.url, settings.storage.sqlite) as database:
+        async with open_database(settings) as database:
             device = await registry.find_device(database.conn, device_id)
             found = await registry.implausible_readings(database.conn, device_id, SHOWN_IMPLAUSIBLE)
             return device, found
@@ -165,7 +170,7 @@ def devices_replace_meter(
 
     async def replace() -> int:
         async with (
-            connect(settings.storage.url, settings.storage.sqlite) as database,
+            open_database(settings) as database,
             database.conn.begin(),
         ):
             return await replace_meter(database.conn, device_id, when, now)
@@ -217,7 +222,7 @@ def devices_set_status(
     settings = settings_for(config_file, **{"storage.url": db})
 
     async def update() -> list[str]:
-        async with connect(settings.storage.url, settings.storage.sqlite) as database:
+        async with open_database(settings) as database:
             conn = database.conn
             async with conn.begin():
                 return await registry.set_status(conn, device_ids, status, datetime.now(UTC))
@@ -231,7 +236,7 @@ def devices_set_status(
 
 
 async def _register(settings: Settings, devices: Sequence[Registration]) -> None:
-    async with connect(settings.storage.url, settings.storage.sqlite) as database:
+    async with open_database(settings) as database:
         conn = database.conn
         async with conn.begin():
             await registry.register(conn, devices, datetime.now(UTC))

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import click
 
-from meterflow.cli.common import complete, config_option, db_option, settings_for
+from meterflow.cli.common import (
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.settings import Settings
 from partitions import Month
-from storage.database import connect
 from storage.export import ExportFormat, count_rows, export_month
 
 
@@ -63,7 +68,7 @@ async def _export(
     export_format: ExportFormat,
     directory: Path,
 ) -> list[Path]:
-    async with connect(settings.storage.url, settings.storage.sqlite) as database:
+    async with open_database(settings) as database:
         conn = database.conn
         months = sorted(m for m in database.backend.partitions.months if first <= m <= last)
         async with conn.begin():

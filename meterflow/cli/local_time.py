@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import click
 from pydantic import TypeAdapter, ValidationError
 
+from meterflow.cli.common import open_database
 from meterflow.settings import Settings
 from storage.analytics import owned
-from storage.database import connect
 from storage.energy import EnergyBucket, Every, energy, local_span
 from storage.owners import whole
 from storage.settings import TimeZoneName
@@ -62,7 +62,7 @@ async def energy_of(
     devices they owned, while they owned them."""
     start, end = span
     async with (
-        connect(settings.storage.url, settings.storage.sqlite) as database,
+        open_database(settings) as database,
         database.conn.begin(),
     ):
         conn = database.conn

@@ -10,7 +10,13 @@ from typing import TypeVar
 
 import click
 
-from meterflow.cli.common import complete, config_option, db_option, settings_for
+from meterflow.cli.common import (
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.cli.output import Cell, OutputFormat, format_option, render
 from meterflow.settings import Settings
 from partitions import (
@@ -132,7 +138,7 @@ def partitions_create(config_file: Path | None, db: str | None, ahead: int) -> N
     settings = settings_for(config_file, **{"storage.url": db})
 
     async def create() -> list[Month]:
-        async with connect(settings.storage.url, settings.storage.sqlite) as database:
+        async with open_database(settings) as database:
             month = Month.of(datetime.now(UTC))
             wanted = [month]
             for _ in range(ahead):

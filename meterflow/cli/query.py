@@ -7,12 +7,17 @@ from pathlib import Path
 
 import click
 
-from meterflow.cli.common import complete, config_option, db_option, settings_for
+from meterflow.cli.common import (
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.cli.local_time import energy_of, local_days, zone_for, zone_option
 from meterflow.cli.output import Cell, OutputFormat, format_option, render
 from storage.analytics import Balance, balance
 from storage.backend import backend_for_url
-from storage.database import connect
 from storage.energy import EVERY, Every
 from storage.readonly import archives_in
 
@@ -162,7 +167,7 @@ def query_balance(
 
     async def ask() -> Balance:
         async with (
-            connect(settings.storage.url, settings.storage.sqlite) as database,
+            open_database(settings) as database,
             database.conn.begin(),
         ):
             first = today - timedelta(days=days - 1)

@@ -14,11 +14,16 @@ import click
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from meterflow.cli.common import complete, config_option, db_option, settings_for
+from meterflow.cli.common import (
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.cli.output import ago
 from meterflow.settings import Settings
 from storage import dead_letters, registry
-from storage.database import connect
 
 ENDPOINT_TIMEOUT_S = 3.0
 
@@ -121,7 +126,7 @@ def _fetch_samples(url: str) -> dict[tuple[str, str], float]:
 
 async def _database_facts(settings: Settings) -> DatabaseFacts:
     low = settings.devices.low_battery_pct
-    async with connect(settings.storage.url, settings.storage.sqlite) as database:
+    async with open_database(settings) as database:
         conn = database.conn
         async with conn.begin():
             since = datetime.now(UTC) - timedelta(days=1)
