@@ -16,6 +16,7 @@ import time
 from http import HTTPStatus
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ingest.decode import Router
 from ingest.pipeline import Pipeline
@@ -28,8 +29,9 @@ from meterflow.upkeep import Facts, Upkeep
 from storage import Backoff, BatchWriter, StorageError, open_engine
 from storage.backend import backend_for_url
 from storage.checkpoints import checkpointer_for
-from storage.engine import DAEMON_APPLICATION
+from storage.engine import DAEMON_APPLICATION, durability
 from storage.inuse import used_by_daemon
+from storage.zones import record_zones
 
 log = structlog.get_logger("meterflow.daemon")
 
@@ -105,6 +107,9 @@ class Daemon:
                     )
                 )
                 self._writer = writer
+                async with engine.connect() as conn:
+                    await record_zones(conn, settings.analytics)
+                    await _report_durability(conn)
                 checkpointer = checkpointer_for(
                     storage.url,
                     storage.sqlite_checkpoint_interval_s,
@@ -173,3 +178,15 @@ def _first(group: BaseExceptionGroup[StorageError]) -> StorageError:
     """The first storage error of a group, however deeply task groups nested it."""
     first = group.exceptions[0]
     return first if isinstance(first, StorageError) else _first(first)
+
+
+async def _report_durability(conn: AsyncConnection) -> None:
+    setting, value, durable = await durability(conn)
+    if durable:
+        log.info("commits reach the disk before acknowledgement", **{setting: value})
+    else:
+        log.warning(
+            "commits are acknowledged before they reach the disk: a power cut can lose the "
+            "last acknowledged readings; set storage.sqlite_synchronous = FULL",
+            **{setting: value},
+        )

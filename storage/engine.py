@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from storage.errors import StorageError, UnsupportedDatabaseError
 
@@ -24,11 +24,12 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 class SQLiteOptions:
     """Durability and locking knobs of the SQLite backend.
 
-    NORMAL in WAL mode survives a crash of the process; only FULL also survives a power
-    loss, at the price of an fsync per commit.
+    FULL syncs the write-ahead log at every commit, so a commit the daemon acknowledges
+    survives a power loss. NORMAL in WAL mode survives a crash of the process only: the
+    commits since the last checkpoint can roll back when the machine loses power.
     """
 
-    synchronous: Synchronous = "NORMAL"
+    synchronous: Synchronous = "FULL"
     busy_timeout_ms: int = 5000
     # SQLite's own default; the daemon's writer leaves checkpoints to a connection of
     # their own and sets a far longer log here (storage/checkpoints.py).
@@ -83,10 +84,11 @@ def open_engine(
     parsed = database_url(url)
     if parsed.get_backend_name() == "postgresql":
         # pre_ping replaces a connection the server dropped before the writer uses it.
+        # A commit returns only once on disk, whatever the server's default: the daemon
+        # acknowledges messages on the strength of it.
+        settings = {"application_name": application, "synchronous_commit": "on"}
         return create_async_engine(
-            parsed,
-            pool_pre_ping=True,
-            connect_args={"server_settings": {"application_name": application}},
+            parsed, pool_pre_ping=True, connect_args={"server_settings": settings}
         )
     if parsed.database:
         _create_private(Path(parsed.database))
@@ -146,3 +148,16 @@ def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
         # IMMEDIATE takes the write lock up front, so a busy database makes us wait at
         # BEGIN (honouring busy_timeout) instead of failing halfway through a batch.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_SQLITE_SYNCHRONOUS: dict[int, Synchronous] = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
+async def durability(conn: AsyncConnection) -> tuple[str, str, bool]:
+    """(setting, value, survives power loss) of the connection's commits:
+    `synchronous` on SQLite, `synchronous_commit` on PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        value = str(await conn.scalar(text("SHOW synchronous_commit")))
+        return "synchronous_commit", value, value in {"on", "remote_write", "remote_apply"}
+    level = _SQLITE_SYNCHRONOUS[int(await conn.scalar(text("PRAGMA synchronous")) or 0)]
+    return "synchronous", level, level in {"FULL", "EXTRA"}

@@ -18,7 +18,7 @@ class StorageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = DEFAULT_DATABASE
-    sqlite_synchronous: Synchronous = "NORMAL"
+    sqlite_synchronous: Synchronous = "FULL"
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
     # The daemon copies SQLite's write-ahead log into the database this often, beside the
     # writer (storage/checkpoints.py).
