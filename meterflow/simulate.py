@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from ingest.decode.topics import TopicScheme
 from storage import DeviceType
+from storage.registry import Registration
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,9 @@ class SimulatedDevice:
     device_type: DeviceType
     scale: float  # household size for meters, peak kW for panels
     has_battery: bool
+    # Where in its cycle the battery starts (percent) and how fast it drains (% per hour).
+    battery_phase: float = 0.0
+    battery_drain: float = 1.0
 
 
 def fleet(count: int, rng: random.Random) -> list[SimulatedDevice]:
@@ -38,9 +42,19 @@ def fleet(count: int, rng: random.Random) -> list[SimulatedDevice]:
                 device_type="solar_panel" if solar else "smart_meter",
                 scale=rng.uniform(3.0, 8.0) if solar else rng.uniform(0.5, 1.5),
                 has_battery=rng.random() < 0.3,
+                battery_phase=rng.uniform(0.0, 100.0),
+                battery_drain=rng.uniform(0.5, 4.0),
             )
         )
     return devices
+
+
+def owners(devices: list[SimulatedDevice], users: int) -> list[Registration]:
+    """The fleet shared among `users` households (`user-0001`, ...), in turn."""
+    return [
+        Registration(device.device_id, device.device_type, f"user-{number % users + 1:04d}")
+        for number, device in enumerate(devices)
+    ]
 
 
 def _hour(at: datetime) -> float:
@@ -84,7 +98,8 @@ def reading(
         "current": round(power * 1000.0 / voltage, 3),
     }
     if device.has_battery:
-        document["battery_pct"] = round(100.0 - (at.timestamp() / 3600.0) % 100.0, 1)
+        drained = at.timestamp() / 3600.0 * device.battery_drain + device.battery_phase
+        document["battery_pct"] = round(100.0 - drained % 100.0, 1)
     return document
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from partitions import missing_columns, month_of_table
@@ -21,10 +23,22 @@ from partitions.store import archived_months
 from partitions.view import view_over
 from storage.backend import Rows
 from storage.engine import open_engine, sqlite_file
-from storage.errors import QueryError
+from storage.errors import QueryError, database_said
 from storage.tables import energy_partition
 
 _DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
+# What the authorizer sees of a statement that would change something.
+_WRITES = {
+    sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE,
+    sqlite3.SQLITE_CREATE_INDEX, sqlite3.SQLITE_CREATE_TABLE, sqlite3.SQLITE_CREATE_TRIGGER,
+    sqlite3.SQLITE_CREATE_VIEW, sqlite3.SQLITE_DROP_INDEX, sqlite3.SQLITE_DROP_TABLE,
+    sqlite3.SQLITE_DROP_TRIGGER, sqlite3.SQLITE_DROP_VIEW, sqlite3.SQLITE_ALTER_TABLE,
+    sqlite3.SQLITE_REINDEX, sqlite3.SQLITE_ANALYZE, sqlite3.SQLITE_CREATE_VTABLE,
+    sqlite3.SQLITE_DROP_VTABLE, sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT,
+}  # fmt: skip
+# PostgreSQL's read_only_sql_transaction.
+READ_ONLY_SQLSTATE = "25006"
+READ_ONLY = "read-only: writes are refused (`query sql` only reads)"
 
 
 def archives_in(directory: Path) -> list[Path]:
@@ -39,12 +53,13 @@ def query_sqlite(url: str, sql: str, archives: Sequence[Path] = ()) -> Rows:
         if archives:
             _include(conn, archives)
         conn.execute("PRAGMA query_only = ON")
-        conn.set_authorizer(_authorize)
+        writes: list[int] = []
+        conn.set_authorizer(partial(_authorize, writes))
         try:
             cursor = conn.execute(sql)
             rows = cursor.fetchall()
         except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
-            raise QueryError(f"query refused: {exc}") from exc
+            raise QueryError(READ_ONLY if writes else f"query refused: {exc}") from None
         columns = [d[0] for d in cursor.description or ()]
         return columns, rows
 
@@ -72,7 +87,11 @@ def _include(conn: sqlite3.Connection, archives: Sequence[Path]) -> None:
         conn.execute(statement)
 
 
-def _authorize(action: int, *_: object) -> int:
+def _authorize(writes: list[int], action: int, _: object, value: object, *__: object) -> int:
+    # A PRAGMA with a value sets something (journal_mode = DELETE, say).
+    if action in _WRITES or (action == sqlite3.SQLITE_PRAGMA and value is not None):
+        writes.append(action)
+        return sqlite3.SQLITE_DENY
     return sqlite3.SQLITE_DENY if action in _DENIED else sqlite3.SQLITE_OK
 
 
@@ -84,7 +103,11 @@ async def query_postgres(url: str, sql: str) -> Rows:
             try:
                 result = await conn.exec_driver_sql(sql)
             except DBAPIError as exc:
-                raise QueryError(f"query refused: {exc.orig}") from exc
+                if isinstance(exc.orig, asyncpg.ReadOnlySQLTransactionError) or (
+                    getattr(exc.orig, "sqlstate", None) == READ_ONLY_SQLSTATE
+                ):
+                    raise QueryError(READ_ONLY) from None
+                raise QueryError(f"query refused: {database_said(exc.orig)}") from None
             if not result.returns_rows:
                 return [], []
             return list(result.keys()), [tuple(row) for row in result]

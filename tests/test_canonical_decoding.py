@@ -132,6 +132,26 @@ def test_bad_message_becomes_a_dead_letter_with_a_reason_in_words(
     assert letter.topic == topic
 
 
+@pytest.mark.parametrize(
+    ("document", "kind"),
+    [
+        (good(ts="soon"), "timestamp"),
+        (good(ts="2026-11-22T12:00:00"), "timestamp"),
+        (good(ts=True), "timestamp"),
+        (good(ts="2026-11-22T13:00:00+00:00"), "timestamp"),
+        ({"energy_kwh": 1, "power_kw": 1}, "timestamp"),
+        (good(ts="soon", energy_kwh=-1), "payload"),
+        (good(energy_kwh=-1), "payload"),
+    ],
+)
+def test_a_rejection_for_the_time_alone_is_counted_as_a_timestamp_problem(
+    document: object, kind: str
+) -> None:
+    letter = decode(METER, document)
+    assert isinstance(letter, DeadLetter)
+    assert letter.kind == kind
+
+
 def test_nan_and_infinity_are_rejected() -> None:
     """JSON extensions NaN and Infinity are not numbers a meter can report."""
     for literal in (b"NaN", b"Infinity", b"-Infinity"):

@@ -156,17 +156,26 @@ def test_partitions_list_shows_rows_size_and_reading_range(database: Database) -
 
 
 def test_query_sql_refuses_writes_and_attach(database: Database) -> None:
-    """DELETE, UPDATE, DROP and ATTACH are refused with the database's reason."""
+    """DELETE, UPDATE, DROP, CREATE and a PRAGMA that sets something are refused as writes;
+    ATTACH and a wrong query with the database's reason, never a driver's class name."""
     meterflow("partitions", "create", "--ahead", "0", "--db", database.url)
-    for statement in (
+    writes = [
         "DELETE FROM iot_devices",
         "UPDATE iot_devices SET status = 'error'",
         "DROP TABLE iot_devices",
-        "ATTACH DATABASE '/tmp/x.db' AS x",
-    ):
+        "CREATE TABLE t (x integer)",
+    ]
+    if database.kind == "sqlite":
+        writes.append("PRAGMA journal_mode = DELETE")
+    for statement in writes:
         result = meterflow("query", "sql", statement, "--db", database.url)
         assert result.exit_code == 1, statement
-        assert "query refused" in result.stderr, result.stderr
+        assert result.stderr == "Error: read-only: writes are refused (`query sql` only reads)\n"
+    for statement in ("ATTACH DATABASE '/tmp/x.db' AS x", "SELECT nonsense FROM iot_devices"):
+        result = meterflow("query", "sql", statement, "--db", database.url)
+        assert result.exit_code == 1, statement
+        assert result.stderr.startswith("Error: query refused: "), result.stderr
+        assert "<class" not in result.stderr
 
 
 def _insert_readings(database: Database, month: Month, days: int) -> None:

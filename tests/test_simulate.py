@@ -20,13 +20,15 @@ from tests.mosquitto import Mosquitto
 async def test_simulated_fleet_is_stored_and_its_malformed_messages_become_dead_letters(
     broker: Mosquitto, db_path: Path, prefix: str
 ) -> None:
-    """`meterflow simulate` with a bad fraction: every message ends as a row or a dead letter."""
+    """`meterflow simulate` with a bad fraction: every message ends as a row or a dead letter;
+    with --users the devices have owners, and battery devices their own levels."""
     async with running_daemon(make_settings(broker.url, db_path, prefix)) as daemon:
         result = await asyncio.to_thread(
             CliRunner().invoke,
             main,
             ["simulate", "--broker", broker.url, "--devices", "20", "--rate", "400",
-             "--duration", "1", "--bad-fraction", "0.1", "--seed", "3"],
+             "--duration", "1", "--bad-fraction", "0.1", "--seed", "3", "--users", "4",
+             "--db", f"sqlite:///{db_path}"],
             env={"METERFLOW_MQTT__TOPIC_PREFIX": prefix},
         )  # fmt: skip
         assert result.exit_code == 0, result.output
@@ -37,6 +39,12 @@ async def test_simulated_fleet_is_stored_and_its_malformed_messages_become_dead_
     assert 0 < daemon.stats.rejected.total() < 80
     assert scalar(db_path, "SELECT count(*) FROM iot_devices") == 20
     assert scalar(db_path, "SELECT count(DISTINCT data_type) FROM energy_data") == 2
+    assert scalar(db_path, "SELECT count(DISTINCT user_id) FROM iot_devices") == 4
+    assert scalar(db_path, "SELECT count(DISTINCT user_id) FROM energy_data") == 4
+    with_battery = scalar(db_path, "SELECT count(battery_level) FROM iot_devices")
+    levels = scalar(db_path, "SELECT count(DISTINCT battery_level) FROM iot_devices")
+    assert with_battery >= 3
+    assert levels == with_battery
 
 
 def test_meters_peak_in_the_evening_and_panels_are_dark_at_night() -> None:

@@ -80,7 +80,10 @@ class CanonicalDecoder:
         try:
             document = parse_telemetry(parsed.device_type, payload)
         except PayloadError as exc:
-            return self._reject(topic, payload, received_at, describe(exc.error), "payload")
+            # A ts that is not a time is a timestamp problem, as one out of range is.
+            only_ts = all(error["loc"][:1] == ("ts",) for error in exc.error.errors())
+            kind: RejectKind = "timestamp" if only_ts else "payload"
+            return self._reject(topic, payload, received_at, describe(exc.error), kind)
         if document.device_id is not None and document.device_id != parsed.device_id:
             return self._reject(
                 topic,

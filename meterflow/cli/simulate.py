@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from ingest.decode.topics import TopicScheme
 from ingest.errors import BrokerError
-from meterflow.cli.common import broker_option, config_option, settings_for
+from meterflow.cli.common import (
+    broker_option,
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.publisher import Publisher
-from meterflow.simulate import fleet, messages, paced
+from meterflow.settings import Settings
+from meterflow.simulate import fleet, messages, owners, paced
+from storage import registry
+from storage.registry import Registration
 
 
 @click.command()
@@ -22,6 +33,13 @@ from meterflow.simulate import fleet, messages, paced
 @click.option("--duration", default=60.0, show_default=True, help="Seconds to run.")
 @click.option("--bad-fraction", default=0.0, show_default=True, help="Share of malformed messages.")
 @click.option("--seed", type=int, default=None, help="Random seed, for a repeatable run.")
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Register the devices in the database, shared among this many owners first.",
+)
+@db_option
 def simulate(
     config_file: Path | None,
     broker: str | None,
@@ -30,14 +48,20 @@ def simulate(
     duration: float,
     bad_fraction: float,
     seed: int | None,
+    users: int | None,
+    db: str | None,
 ) -> None:
     """Publish realistic readings from simulated meters and panels (QoS 1)."""
     if devices < 1 or rate <= 0 or duration <= 0 or not 0 <= bad_fraction <= 1:
         raise click.BadParameter("need devices ≥ 1, rate > 0, duration > 0, 0 ≤ bad-fraction ≤ 1")
-    settings = settings_for(config_file, **{"mqtt.url": broker})
+    settings = settings_for(config_file, **{"mqtt.url": broker, "storage.url": db})
     rng = random.Random(seed)
+    simulated = fleet(devices, rng)
+    if users is not None:
+        complete(_register(settings, owners(simulated, users)))
+        click.echo(f"registered {devices} devices, owned by {min(users, devices)} users")
     stream = messages(
-        fleet(devices, rng),
+        simulated,
         TopicScheme(settings.mqtt.topic_prefix),
         rate=rate,
         bad_fraction=bad_fraction,
@@ -58,3 +82,8 @@ def simulate(
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"published {publisher.published} messages, all acknowledged by the broker")
+
+
+async def _register(settings: Settings, devices: list[Registration]) -> None:
+    async with open_database(settings) as database, database.conn.begin():
+        await registry.register(database.conn, devices, datetime.now(UTC))
