@@ -10,6 +10,7 @@ message (the broker's wire ceiling here; its clock starts at launch, connect inc
 (a) the bare aiomqtt client has counted the last message,
 (b) meterflow has committed the last row (acknowledging each message after its commit),
 receiving through its own subscriber, (b2) the same through the aiomqtt receive path,
+(bn) (b) with SQLite's synchronous = NORMAL instead of the default FULL (no fsync per batch),
 (c) the naive consumer has committed the last row. A backlog measures each consumer's own
 ceiling; a live publisher here tops out near 10,000 messages/s and would measure itself.
 Then (l) meterflow's publish-to-commit latency at a steady rate (bench.latency), by
@@ -155,12 +156,21 @@ def wire(port: int, readings: int) -> Result:
     return Result("mosquitto_sub", seconds, readings, peak, cpu)
 
 
-def meterflow(port: int, readings: int, db: Path, log: Path, client: str = "meterflow") -> Result:
+def meterflow(
+    port: int,
+    readings: int,
+    db: Path,
+    log: Path,
+    *,
+    client: str = "meterflow",
+    synchronous: str = "FULL",
+) -> Result:
     command = [str(BIN / "meterflow"), "run", "--broker", f"mqtt://127.0.0.1:{port}",
                "--db", f"sqlite:///{db}"]  # fmt: skip
     env = {"METERFLOW_MQTT__TOPIC_PREFIX": PREFIX, "METERFLOW_MQTT__CLIENT_ID": "bench-meterflow",
            "METERFLOW_LOG__FORMAT": "json", "PATH": str(BIN), "METERFLOW_MQTT__CLIENT": client,
-           "METERFLOW_LOG__SUMMARY_INTERVAL_S": str(SUMMARY_INTERVAL_S)}  # fmt: skip
+           "METERFLOW_LOG__SUMMARY_INTERVAL_S": str(SUMMARY_INTERVAL_S),
+           "METERFLOW_STORAGE__SQLITE_SYNCHRONOUS": synchronous}  # fmt: skip
     with log.open("w") as log_file:
         daemon = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file)
     sampler = Sampler(daemon.pid)
@@ -178,6 +188,8 @@ def meterflow(port: int, readings: int, db: Path, log: Path, client: str = "mete
     )
     ready = datetime.fromisoformat(subscribed["timestamp"]).timestamp()
     name = "meterflow" if client == "meterflow" else f"meterflow/{client}"
+    if synchronous != "FULL":
+        name = f"{name} {synchronous}"
     return Result(name, done - ready, count_rows(db), peak, cpu)
 
 
@@ -249,7 +261,11 @@ def main() -> None:
         ("b", "bench-meterflow",
          lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log")),
         ("b2", "bench-meterflow",
-         lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log", "aiomqtt")),
+         lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log",
+                                   client="aiomqtt")),
+        ("bn", "bench-meterflow",
+         lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log",
+                                   synchronous="NORMAL")),
     ]  # fmt: skip
     if not args.skip_naive:
         contenders.append(
@@ -285,7 +301,12 @@ def main() -> None:
     b2 = results["b2"]
     print(f"b2/a meterflow on aiomqtt / bare aiomqtt: {b2.rate(n) / a.rate(n):5.2f}")
     print(f"b/b2 own subscriber / aiomqtt path:  {b.rate(n) / b2.rate(n):5.2f}")
-    for r in (b, b2):
+    bn = results["bn"]
+    print(
+        f"b/bn synchronous FULL / NORMAL:      {b.rate(n) / bn.rate(n):5.2f} readings/s, "
+        f"CPU {b.cpu_seconds / bn.cpu_seconds:.2f}"
+    )
+    for r in (b, b2, bn):
         print(f"{r.name} rows lost: {n - r.stored}   peak RSS {r.peak_rss_mb:.1f} MiB")
     print_cpu_ceiling(b, w, n)
     fast_enough = "yes" if b.rate(n) >= TARGET_RATE else "no"

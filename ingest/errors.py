@@ -3,6 +3,7 @@
 IngestError
 ├── ConfigError        settings that cannot be used, with what is wrong
 ├── BrokerError        the MQTT connection failed or was lost (`url` names the broker)
+│   ├── SessionTakenOverError  another client connected with our client id
 │   └── ProtocolError  the broker sent what is not valid MQTT 5 for a QoS 1 subscriber
 └── DecodeError        a message that cannot become a reading; never leaves `ingest.decode`,
     ├── FieldError     which turns it into a dead letter: a device document's field (`field`)
@@ -31,6 +32,10 @@ class BrokerError(IngestError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         super().__init__(f"{message} ({url})" if url else message)
         self.url = url
+
+
+class SessionTakenOverError(BrokerError):
+    """Another client connected with our client id, and the broker gave it our session."""
 
 
 class ProtocolError(BrokerError):

@@ -22,6 +22,7 @@ from ingest.errors import BrokerError
 from ingest.settings import BatchSettings, MqttSettings
 from ingest.source import Source, open_source
 from ingest.stats import Stats
+from ingest.takeover import TakeoverWatch
 from storage import Backoff, WriteBatch, WriteResult
 from storage.faults import crash_point
 
@@ -83,6 +84,10 @@ class Pipeline:
         """When the pipeline last moved (`time.monotonic`): a commit, or a new connection."""
         return self._progress_at
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""
         self._stop.set()
@@ -93,12 +98,14 @@ class Pipeline:
         mqtt = self._mqtt
         backoff = Backoff(mqtt.reconnect_initial_s, mqtt.reconnect_max_s)
         attempt = 0
+        takeovers = TakeoverWatch(mqtt.client_id)
         while not self._stop.is_set():
             lost: BaseException | None = None
             try:
                 async with open_source(mqtt, self.subscriptions) as source:
                     self._source = source
                     attempt = 0
+                    takeovers.connected()
                     log.info(
                         "subscribed",
                         broker=mqtt.url,
@@ -122,7 +129,8 @@ class Pipeline:
             self._stats.reconnects += 1
             delay = backoff.delay(attempt)
             attempt += 1
-            log.warning("broker unavailable, reconnecting", error=str(lost), delay_s=delay)
+            if not takeovers.lost(lost):
+                log.warning("broker unavailable, reconnecting", error=str(lost), delay_s=delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._stop.wait()

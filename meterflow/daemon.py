@@ -30,7 +30,7 @@ from storage import Backoff, BatchWriter, StorageError, open_engine
 from storage.backend import backend_for_url
 from storage.checkpoints import checkpointer_for
 from storage.engine import DAEMON_APPLICATION, durability
-from storage.inuse import used_by_daemon
+from storage.inuse import Holder, used_by_daemon
 from storage.zones import record_zones
 
 log = structlog.get_logger("meterflow.daemon")
@@ -45,6 +45,9 @@ class Daemon:
         self._writer: BatchWriter | None = None
         self._upkeep: Upkeep | None = None
         self._http: HttpServer | None = None
+        self._holder: Holder | None = None
+        # While the writer waits for its database: a stop request ends the wait.
+        self._starting: asyncio.Timeout | None = None
 
     @property
     def ready(self) -> bool:
@@ -81,10 +84,12 @@ class Daemon:
     def request_stop(self) -> None:
         """Stop reading, commit and acknowledge what was received, then return from `run`."""
         self._pipeline.request_stop()
+        if self._starting is not None:
+            self._starting.reschedule(asyncio.get_running_loop().time())
 
     async def run(self) -> None:
         """Run until `request_stop`; a storage error no retry mends is raised on its own."""
-        with used_by_daemon(self.settings.storage.url):
+        with used_by_daemon(self.settings.storage.url) as self._holder:
             try:
                 await self._run()
             except* StorageError as group:
@@ -97,15 +102,27 @@ class Daemon:
         engine = open_engine(storage.url, storage.writer_sqlite, application=DAEMON_APPLICATION)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                writer = await stack.enter_async_context(
-                    BatchWriter(
-                        engine,
-                        url=storage.url,
-                        unknown_devices=settings.ingest.unknown_devices,
-                        max_power_kw=settings.devices.max_power_kw,
-                        backoff=Backoff(storage.retry_initial_s, storage.retry_max_s),
-                    )
+                # Up before the database: /readyz says "not ready" while it is awaited.
+                if settings.metrics.port is not None:
+                    self._http = await stack.enter_async_context(self._endpoints())
+                    if self._holder is not None:
+                        self._holder.note_endpoint(self._http.url)
+                writer = BatchWriter(
+                    engine,
+                    url=storage.url,
+                    unknown_devices=settings.ingest.unknown_devices,
+                    max_power_kw=settings.devices.max_power_kw,
+                    backoff=Backoff(storage.retry_initial_s, storage.retry_max_s),
                 )
+                try:
+                    async with asyncio.timeout(None) as self._starting:
+                        await stack.enter_async_context(writer)
+                except TimeoutError:
+                    if self._pipeline.stop_requested:
+                        return  # asked to stop while the database was out of reach
+                    raise
+                finally:
+                    self._starting = None
                 self._writer = writer
                 async with engine.connect() as conn:
                     await record_zones(conn, settings.analytics)
@@ -117,8 +134,6 @@ class Daemon:
                 )
                 if checkpointer is not None:
                     await stack.enter_async_context(checkpointer)
-                if settings.metrics.port is not None:
-                    self._http = await stack.enter_async_context(self._endpoints())
                 store = backend_for_url(storage.url).partition_store(
                     engine, storage.url, storage.sqlite
                 )

@@ -49,6 +49,12 @@ class HttpServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches it."""
+        host = "127.0.0.1" if self._host in {"0.0.0.0", "::", ""} else self._host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
         log.info("http endpoints listening", host=self._host, port=self.port)

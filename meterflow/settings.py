@@ -8,6 +8,7 @@ storage/settings.py, partitions/settings.py); this module adds the application's
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -133,5 +134,25 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         loaded = _Loaded(**nested)
     except ValidationError as exc:
-        raise ConfigError(f"invalid settings:\n{exc}") from exc
+        raise ConfigError(_invalid(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{config_file} is not valid TOML: {exc} (config/meterflow.toml shows every key)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {config_file}: {exc}") from None
     return loaded
+
+
+def _invalid(exc: ValidationError) -> str:
+    """One line per setting refused: its dotted name, why, and what was given."""
+    lines = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        reason = error["msg"].removeprefix("Value error, ")
+        given = error.get("input")
+        shown = ""
+        if isinstance(given, str | int | float) and repr(given) not in reason:
+            shown = f" (given: {given!r})"
+        lines.append(f"invalid setting {name}: {reason}{shown}")
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backend import Dialect, backend_for
-from storage.engine import SQLiteOptions, open_engine
+from storage.engine import SQLiteOptions, connection, open_engine
 from storage.migrations import require_current
 from storage.settings import AnalyticsSettings
 from storage.zones import record_zones
@@ -33,11 +33,14 @@ async def connect(
     """
     engine = open_engine(url, options)
     try:
-        async with engine.connect() as conn:
+        conn = await connection(engine)
+        try:
             backend = backend_for(engine.dialect.name)
             await require_current(conn, backend, url)
             if zones is not None:
                 await record_zones(conn, zones)
             yield Database(conn, backend, url)
+        finally:
+            await conn.close()
     finally:
         await engine.dispose()

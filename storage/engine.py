@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from storage.errors import StorageError, UnsupportedDatabaseError
+from storage.errors import (
+    DatabaseUnavailableError,
+    StorageError,
+    UnsupportedDatabaseError,
+    database_said,
+)
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -40,13 +46,19 @@ def database_url(url: str) -> URL:
     """Parse a user-facing URL, choosing the async driver for it."""
     try:
         parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    except ArgumentError as exc:
-        raise UnsupportedDatabaseError(url) from exc
+    except ArgumentError:
+        hint = f"a SQLite file is given as sqlite:///{url}" if "://" not in url else None
+        raise UnsupportedDatabaseError(url, hint) from None
     backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
     if backend == "postgresql" and driver in {"psycopg2", "asyncpg"}:
         return parsed.set(drivername="postgresql+asyncpg")
     if backend != "sqlite" or driver not in {"pysqlite", "aiosqlite"}:
         raise UnsupportedDatabaseError(url)
+    if parsed.host:
+        # sqlite://data/x.db: "data" is read as a host name and x.db a file in the
+        # working directory.
+        hint = f"a SQLite path takes three slashes: sqlite:///{parsed.host}/{parsed.database}"
+        raise UnsupportedDatabaseError(url, hint)
     if not parsed.database or parsed.database == ":memory:":
         raise UnsupportedDatabaseError(url)
     return parsed.set(drivername="sqlite+aiosqlite")
@@ -97,14 +109,34 @@ def open_engine(
     return engine
 
 
+def database_directory(path: Path) -> None:
+    """Make the directory of a SQLite database (its owner's only); StorageError naming the
+    directory if that cannot be done."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: Path, exc: OSError) -> StorageError:
+    return StorageError(
+        f"cannot create the database {path}: {exc.strerror or exc}; give storage.url "
+        "(--db) a place this user can write to"
+    )
+
+
 def _create_private(path: Path) -> None:
     """Create the database file (and its directory) readable by its owner only.
 
     SQLite gives the -wal and -shm files the mode of the database file, so this covers them.
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
+    database_directory(path)
+    try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
 
 
 def _switch_to_wal(cursor: Any, patience_s: float) -> None:  # noqa: ANN401
@@ -161,3 +193,41 @@ async def durability(conn: AsyncConnection) -> tuple[str, str, bool]:
         return "synchronous_commit", value, value in {"on", "remote_write", "remote_apply"}
     level = _SQLITE_SYNCHRONOUS[int(await conn.scalar(text("PRAGMA synchronous")) or 0)]
     return "synchronous", level, level in {"FULL", "EXTRA"}
+
+
+async def connection(engine: AsyncEngine) -> AsyncConnection:
+    """A connection from `engine`; why none can be had, in the operator's terms:
+    DatabaseUnavailableError for what may pass (the server down or starting, no route),
+    StorageError naming the fix for what will not (a missing database, a refused login)."""
+    try:
+        return await engine.connect()
+    except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+        raise DatabaseUnavailableError(
+            f"cannot reach the database at {_server(engine)}: {_reason(exc)}"
+        ) from None
+    except asyncpg.InvalidCatalogNameError as exc:
+        name = engine.url.database
+        raise StorageError(
+            f"{database_said(exc)} on {_server(engine)}: create it (createdb -h "
+            f"{engine.url.host or 'localhost'} {name}) or fix storage.url"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise StorageError(
+            f"PostgreSQL at {_server(engine)} refused the connection: {database_said(exc)}; "
+            "check the user and password in storage.url"
+        ) from None
+
+
+def _server(engine: AsyncEngine) -> str:
+    url = engine.url
+    return f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running, and listening there?)"
+    if isinstance(exc, socket.gaierror):
+        return "no such host"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return database_said(exc)

@@ -4,7 +4,8 @@ StorageError
 ├── UnsupportedDatabaseError   a URL naming a database meterflow does not speak
 ├── WriteError                 a batch that could not be stored, with the cause
 ├── SchemaVersionError         a database at another schema version, with the fix
-├── DatabaseInUseError         a database a daemon is using, which must not be replaced
+├── DatabaseInUseError         a database another daemon or a restore holds (`held_by`)
+├── DatabaseUnavailableError   a database server out of reach now; worth trying again
 └── QueryError                 a read-only query the database refused, with its reason
 """
 
@@ -24,13 +25,17 @@ class StorageError(Exception):
     """Base class of every error the storage package raises."""
 
 
+class DatabaseUnavailableError(StorageError):
+    """The database server cannot be reached now; trying again may succeed."""
+
+
 class UnsupportedDatabaseError(StorageError, ValueError):
     """The database URL names a backend meterflow does not support."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, hint: str | None = None) -> None:
         super().__init__(
-            f"unsupported database URL {url!r}: use sqlite:///PATH or "
-            "postgresql+asyncpg://USER@HOST/DATABASE"
+            f"unsupported database URL {url!r}: "
+            f"{hint or 'use sqlite:///PATH or postgresql://USER@HOST/DATABASE'}"
         )
         self.url = url
 
@@ -53,14 +58,15 @@ class SchemaVersionError(StorageError):
 
 
 class DatabaseInUseError(StorageError):
-    """A daemon is using the database an operation would replace."""
+    """Another meterflow process (a daemon, a restore) holds the database."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, held_by: str | None = None) -> None:
         super().__init__(
-            f"{what} is in use by another meterflow process (a running daemon, or a restore): "
-            "stop it first"
+            f"{what} is in use by another meterflow process "
+            f"({held_by or 'a running daemon, or a restore'}): stop it first"
         )
         self.what = what
+        self.held_by = held_by
 
 
 class QueryError(StorageError):

@@ -1,9 +1,10 @@
-"""Knowing whether a daemon is using a SQLite database: a lock file beside it.
+"""Knowing who uses a SQLite database: a lock file beside it.
 
-A daemon holds a shared `flock` on `<database>.lock` while it runs (several may); an
-operation that replaces the database (`meterflow restore`) needs it exclusively and fails
-at once when a daemon holds it. The kernel drops the lock when a process dies, so a
-killed daemon never leaves the database marked as used.
+A daemon holds an exclusive `flock` on `<database>.lock` while it runs, its PID written in
+the file, and so does an operation that replaces the database (`meterflow restore`): a
+second daemon on the same database, or a restore under a running daemon, is refused at
+once, naming the process that holds it. The kernel drops the lock when a process dies, so
+a killed daemon never leaves the database marked as used.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from storage.engine import sqlite_path
-from storage.errors import DatabaseInUseError
+from storage.engine import database_directory, sqlite_path
+from storage.errors import DatabaseInUseError, StorageError
 
 LOCK_SUFFIX = ".lock"
 
@@ -24,31 +25,76 @@ def lock_file(database: Path) -> Path:
     return database.with_name(database.name + LOCK_SUFFIX)
 
 
+class Holder:
+    """What the lock file says of the process holding it, for `meterflow status` and for
+    whoever is refused."""
+
+    def __init__(self, descriptor: int, holder: str) -> None:
+        self._descriptor = descriptor
+        self._said = f"{holder}, pid {os.getpid()}"
+        self._write(self._said)
+
+    def note_endpoint(self, endpoint: str) -> None:
+        self._write(f"{self._said}, endpoint {endpoint}")
+
+    def _write(self, text: str) -> None:
+        os.ftruncate(self._descriptor, 0)
+        os.pwrite(self._descriptor, text.encode(), 0)
+
+
 @contextlib.contextmanager
-def _locked(database: Path, operation: int) -> Iterator[None]:
-    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor = os.open(lock_file(database), os.O_CREAT | os.O_RDWR, 0o600)
+def _held(database: Path, holder: str) -> Iterator[Holder]:
+    database_directory(database)
+    try:
+        descriptor = os.open(lock_file(database), os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create {lock_file(database)}: {exc.strerror or exc}; give storage.url "
+            "(--db) a place this user can write to"
+        ) from None
     try:
         try:
-            fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise DatabaseInUseError(str(database)) from exc
-        yield
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseInUseError(str(database), _said(descriptor) or None) from None
+        yield Holder(descriptor, holder)
     finally:
         os.close(descriptor)
 
 
+def _said(descriptor: int) -> str:
+    return os.pread(descriptor, 500, 0).decode(errors="replace").strip()
+
+
 @contextlib.contextmanager
-def used_by_daemon(url: str) -> Iterator[None]:
-    """Mark the SQLite database at `url` as in use for the block (PostgreSQL: nothing to do)."""
+def used_by_daemon(url: str) -> Iterator[Holder | None]:
+    """Hold the SQLite database at `url` for this daemon during the block; DatabaseInUseError
+    if another daemon or a restore holds it (PostgreSQL: nothing to do, None)."""
     database = sqlite_path(url)
     if database is None:
-        yield
+        yield None
         return
-    with _locked(database, fcntl.LOCK_SH):
-        yield
+    with _held(database, "a daemon") as holder:
+        yield holder
 
 
-def exclusively(database: Path) -> contextlib.AbstractContextManager[None]:
+def exclusively(database: Path) -> contextlib.AbstractContextManager[Holder]:
     """Hold the database against daemons; DatabaseInUseError if one is running."""
-    return _locked(database, fcntl.LOCK_EX)
+    return _held(database, "a restore")
+
+
+def daemon_endpoint(url: str) -> str | None:
+    """The endpoint the daemon running on the SQLite database at `url` serves, if any."""
+    database = sqlite_path(url)
+    if database is None or not lock_file(database).exists():
+        return None
+    descriptor = os.open(lock_file(database), os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            said = _said(descriptor)
+            return said.split(", endpoint ", 1)[1] if ", endpoint " in said else None
+        return None  # nobody holds it: no daemon runs
+    finally:
+        os.close(descriptor)

@@ -9,15 +9,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from storage.checkpoints import WRITER_CHECKPOINT_PAGES
-from storage.engine import SQLiteOptions, Synchronous
+from storage.engine import SQLiteOptions, Synchronous, database_url
 
 DEFAULT_DATABASE = "sqlite:///data/meterflow.db"
+
+
+def _supported(url: str) -> str:
+    database_url(url)
+    return url
+
+
+# Checked when the settings load, so that every command refuses a wrong URL the same way
+# before anything is created.
+DatabaseURL = Annotated[str, AfterValidator(_supported)]
 
 
 class StorageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = DEFAULT_DATABASE
+    url: DatabaseURL = DEFAULT_DATABASE
     sqlite_synchronous: Synchronous = "FULL"
     sqlite_busy_timeout_ms: Annotated[int, Field(ge=0)] = 5000
     # The daemon copies SQLite's write-ahead log into the database this often, beside the

@@ -38,7 +38,8 @@ from storage.backend import Dialect, PlainBatch, backend_for
 from storage.batch_transaction import plain_outcome, store_batch
 from storage.counters import DEFAULT_MAX_POWER_KW, MaxPower, counter_key
 from storage.devices import sightings
-from storage.errors import WriteError, database_said
+from storage.engine import connection
+from storage.errors import DatabaseUnavailableError, WriteError, database_said
 from storage.migrations import require_current
 from storage.records import Reading, UnknownDevices, WriteBatch, WriteResult, by_month
 from storage.retry import Backoff
@@ -393,7 +394,23 @@ class BatchWriter:
         return months if months.keys() <= self._backend.partitions.months else None
 
     async def _connect(self) -> AsyncConnection:
-        conn = await self._engine.connect()
+        """The writer's connection, waiting with backoff while the database is out of reach
+        (the daemon is not ready meanwhile)."""
+        attempt = 0
+        while True:
+            try:
+                conn = await connection(self._engine)
+                break
+            except DatabaseUnavailableError as exc:
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                delay = self._backoff.delay(attempt)
+                log.warning("database unavailable, retrying", error=str(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+        if attempt:
+            log.info("database reachable again")
+            self.failing_since = None
         try:
             await require_current(conn, self._backend, self._url)
         except BaseException:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -40,9 +42,20 @@ class DaemonProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        subscribed = self.log().count('"subscribed"') + 1
+        self._spawn()
+        self.wait_for_log('"subscribed"', occurrences=subscribed)
+
+    def _spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log)
-        self.wait_for_log('"subscribed"', occurrences=self.log().count('"subscribed"') + 1)
+
+    @contextlib.contextmanager
+    def started_in_background(self) -> Iterator[Self]:
+        """Started without waiting for it to subscribe; killed afterwards if still running."""
+        self._spawn()
+        with self:
+            yield self
 
     @property
     def pid(self) -> int:
@@ -84,7 +97,8 @@ class DaemonProcess:
         return code
 
     def __enter__(self) -> Self:
-        self.start()
+        if self._process is None:
+            self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:

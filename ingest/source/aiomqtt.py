@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.delivery import Delivery
-from ingest.errors import BrokerError
+from ingest.errors import BrokerError, SessionTakenOverError
 from ingest.settings import MqttSettings
 from ingest.source import packets
 from ingest.source.connection import HANDSHAKE_TIMEOUT_S
@@ -113,7 +113,11 @@ class AiomqttSource:
             # Already queued, so each of these returns without waiting.
             taken.extend([_delivery(await anext(messages)) for _ in range(len(client.messages))])
         except aiomqtt.MqttError as exc:
-            raise BrokerError(f"connection lost: {exc}", url=self._settings.url) from exc
+            rc = getattr(exc, "rc", None)
+            error = BrokerError
+            if getattr(rc, "value", rc) == packets.TAKEN_OVER:
+                error = SessionTakenOverError
+            raise error(f"connection lost: {exc}", url=self._settings.url) from exc
         self._unacked += sum(1 for d in taken if d.qos)
         return taken
 

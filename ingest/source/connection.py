@@ -21,7 +21,7 @@ from collections import deque
 from typing import cast
 
 from ingest.delivery import Delivery
-from ingest.errors import BrokerError, ProtocolError
+from ingest.errors import BrokerError, ProtocolError, SessionTakenOverError
 from ingest.source import packets
 
 # How long CONNACK, SUBACK and the broker's goodbye may take before we give up on them.
@@ -127,7 +127,10 @@ class SubscriberProtocol(asyncio.Protocol):
             self._wakeup.set()
         elif isinstance(packet, packets.Disconnect):
             reason = packets.reason_text(packet.reason_code, packet.reason_string)
-            self.fail(BrokerError(f"broker disconnected us: {reason}"))
+            error = BrokerError
+            if packet.reason_code == packets.TAKEN_OVER:
+                error = SessionTakenOverError
+            self.fail(error(f"broker disconnected us: {reason}"))
         elif not isinstance(packet, packets.Pingresp):
             waiter = self._replies.pop(type(packet), None)
             if waiter is not None and not waiter.done():

@@ -24,6 +24,7 @@ from meterflow.cli.common import (
 from meterflow.cli.output import ago
 from meterflow.settings import Settings
 from storage import dead_letters, registry
+from storage.inuse import daemon_endpoint
 
 ENDPOINT_TIMEOUT_S = 3.0
 
@@ -42,7 +43,8 @@ class DatabaseFacts:
 @db_option
 @click.option(
     "--url",
-    help="The daemon's endpoint, e.g. http://127.0.0.1:9464 (default: from metrics.port).",
+    help="The daemon's endpoint, e.g. http://127.0.0.1:9464 (default: the one the daemon on "
+    "this SQLite database serves, else from metrics.port).",
 )
 def status(config_file: Path | None, db: str | None, url: str | None) -> None:
     """The daemon's health and counters, and the database's devices and partitions.
@@ -50,7 +52,7 @@ def status(config_file: Path | None, db: str | None, url: str | None) -> None:
     Exits 1 when the daemon's endpoint is configured but unreachable or not ready.
     """
     settings = settings_for(config_file, **{"storage.url": db})
-    endpoint = url or _configured_endpoint(settings)
+    endpoint = url or daemon_endpoint(settings.storage.url) or _configured_endpoint(settings)
     healthy = True
     if endpoint is None:
         click.echo("daemon: no endpoint (set metrics.port or pass --url)")
