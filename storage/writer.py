@@ -434,7 +434,9 @@ class BatchWriter:
         if self.failing_since is None:
             self.failing_since = time.monotonic()
         delay = self._backoff.delay(attempt)
-        log.warning("commit failed, retrying", error=str(exc.orig), attempt=attempt, delay_s=delay)
+        log.warning(
+            "commit failed, retrying", error=database_said(exc.orig), attempt=attempt, delay_s=delay
+        )
         if exc.connection_invalidated and self._conn is not None:
             await self._conn.close()
             self._conn = None

@@ -21,6 +21,7 @@ from tests.helpers import payload, recent, wait_until
 from tests.mosquitto import Mosquitto, free_port
 from tests.process import METERFLOW, DaemonProcess
 from tests.scrape import readyz
+from tests.test_delivery_guarantees import numbered
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -91,9 +92,11 @@ def test_a_missing_postgres_database_says_how_to_create_it(
 
 class _Forward(socketserver.BaseRequestHandler):
     target: tuple[str, int]
+    sockets: list[socket.socket]
 
     def handle(self) -> None:
         with socket.create_connection(self.target) as upstream:
+            self.sockets.extend((self.request, upstream))
             pumps = [
                 threading.Thread(target=_pump, args=(self.request, upstream), daemon=True),
                 threading.Thread(target=_pump, args=(upstream, self.request), daemon=True),
@@ -112,12 +115,20 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
 
 
+class _Server(socketserver.ThreadingTCPServer):
+    # The same port again at once, as a restarted server would take it.
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 @contextlib.contextmanager
-def postgres_appears_on(port: int) -> Iterator[None]:
-    """PostgreSQL (127.0.0.1:5432) reachable on `port` for the block: a server "starting"."""
-    handler = type("Forward", (_Forward,), {"target": ("127.0.0.1", 5432)})
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), handler)
-    server.daemon_threads = True
+def postgres_on(port: int) -> Iterator[None]:
+    """PostgreSQL (127.0.0.1:5432) reachable on `port` for the block only: before, nothing
+    listens there (a server down or starting); after, every connection is cut (a server
+    gone, or the network)."""
+    sockets: list[socket.socket] = []
+    handler = type("Forward", (_Forward,), {"target": ("127.0.0.1", 5432), "sockets": sockets})
+    server = _Server(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -125,6 +136,10 @@ def postgres_appears_on(port: int) -> Iterator[None]:
     finally:
         server.shutdown()
         server.server_close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
 
 @pytest.mark.mqtt
@@ -146,7 +161,7 @@ async def test_postgres_down_at_start_is_waited_for_unready_then_used(
         await wait_until(lambda: "http endpoints listening" in daemon.log(), what="endpoints")
         status, _ = await readyz(metrics)
         assert status == 503
-        with postgres_appears_on(port):
+        with postgres_on(port):
             await asyncio.to_thread(daemon.wait_for_log, '"subscribed"', 1, 30)
             assert "database reachable again" in daemon.log()
             with Publisher("127.0.0.1", broker.port) as publisher:
@@ -177,3 +192,40 @@ def test_status_finds_the_daemon_on_the_same_database_whatever_port_it_took(
         assert "daemon: ready" in found.stdout
     gone = subprocess.run(ask, capture_output=True, text=True, timeout=30, check=False)
     assert "daemon: no endpoint" in gone.stdout
+
+
+@pytest.mark.mqtt
+@pytest.mark.postgres
+async def test_postgres_lost_mid_stream_is_waited_for_and_nothing_is_lost(
+    broker: Mosquitto, postgres: PostgresDatabase, prefix: str, tmp_path: Path
+) -> None:
+    """The connection to PostgreSQL is cut while readings flow: the daemon retries with
+    backoff, turns unready, and once the server is back stores every reading once."""
+    port, metrics = free_port(), free_port()
+    url = f"postgresql://127.0.0.1:{port}/{postgres.name}"
+    daemon = DaemonProcess(
+        broker.url, url, prefix, tmp_path / "daemon.log",
+        METERFLOW_METRICS__PORT=str(metrics), METERFLOW_STORAGE__UNREADY_AFTER_S="0.5",
+        METERFLOW_STORAGE__RETRY_MAX_S="1",
+    )  # fmt: skip
+    messages = numbered(prefix, 400)
+    with Publisher("127.0.0.1", broker.port) as publisher, daemon.started_in_background():
+        with postgres_on(port):
+            await asyncio.to_thread(daemon.wait_for_log, '"subscribed"')
+            for topic, body in messages[:200]:
+                publisher.publish(topic, body)
+            await wait_until(lambda: count_readings(postgres) == 200, what="200 readings")
+        for topic, body in messages[200:]:
+            publisher.publish(topic, body)
+        await asyncio.to_thread(publisher.wait_acknowledged)
+        await wait_until(lambda: "retrying" in daemon.log(), what="a retry")
+        await asyncio.sleep(1.0)
+        status, _ = await readyz(metrics)
+        assert status == 503
+        with postgres_on(port):
+            await wait_until(lambda: count_readings(postgres) == 400, within=30, what="all 400")
+            daemon.signal(signal.SIGTERM)
+            assert await asyncio.to_thread(daemon.wait) == 0
+    seqs = postgres.query("SELECT (metadata->>'seq')::int FROM energy_data ORDER BY 1")
+    assert [seq for (seq,) in seqs] == list(range(400))
+    assert "Traceback" not in daemon.log()
