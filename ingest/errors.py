@@ -3,6 +3,7 @@
 IngestError
 ├── ConfigError        settings that cannot be used, with what is wrong
 ├── BrokerError        the MQTT connection failed or was lost (`url` names the broker)
+│   ├── ConnectRefusedError    CONNECT refused (`reason_code`, as MQTT 5 numbers them)
 │   ├── SessionTakenOverError  another client connected with our client id
 │   └── ProtocolError  the broker sent what is not valid MQTT 5 for a QoS 1 subscriber
 └── DecodeError        a message that cannot become a reading; never leaves `ingest.decode`,
@@ -32,6 +33,14 @@ class BrokerError(IngestError):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         super().__init__(f"{message} ({url})" if url else message)
         self.url = url
+
+
+class ConnectRefusedError(BrokerError):
+    """The broker answered CONNECT with a refusal (`reason_code`, as in MQTT 5)."""
+
+    def __init__(self, message: str, reason_code: int, *, url: str | None = None) -> None:
+        super().__init__(message, url=url)
+        self.reason_code = reason_code
 
 
 class SessionTakenOverError(BrokerError):

@@ -19,6 +19,7 @@ from ingest.acknowledge import Acknowledger
 from ingest.batch import Batcher
 from ingest.decode import ReceiveClock, Router
 from ingest.errors import BrokerError
+from ingest.refusal import RefusalWatch
 from ingest.settings import BatchSettings, MqttSettings
 from ingest.source import Source, open_source
 from ingest.stats import Stats
@@ -64,10 +65,16 @@ class Pipeline:
         self._source: Source | None = None
         self._batcher: Batcher | None = None
         self._progress_at = time.monotonic()
+        self._refusals = RefusalWatch()
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def refusal(self) -> str | None:
+        """The broker's lasting refusal of our connection, with its fix, while it lasts."""
+        return self._refusals.refusal
 
     @property
     def in_flight(self) -> int:
@@ -99,6 +106,7 @@ class Pipeline:
         backoff = Backoff(mqtt.reconnect_initial_s, mqtt.reconnect_max_s)
         attempt = 0
         takeovers = TakeoverWatch(mqtt.client_id)
+        refusals = self._refusals
         while not self._stop.is_set():
             lost: BaseException | None = None
             try:
@@ -106,12 +114,14 @@ class Pipeline:
                     self._source = source
                     attempt = 0
                     takeovers.connected()
+                    refusals.connected()
                     log.info(
                         "subscribed",
                         broker=mqtt.url,
                         topics=self.subscriptions,
                         client_id=mqtt.client_id,
                         receive_path=mqtt.client,
+                        protocol=source.protocol,
                     )
                     self._progress_at = time.monotonic()
                     self._connected.set()
@@ -129,7 +139,7 @@ class Pipeline:
             self._stats.reconnects += 1
             delay = backoff.delay(attempt)
             attempt += 1
-            if not takeovers.lost(lost):
+            if not takeovers.lost(lost) and not refusals.lost(lost):
                 log.warning("broker unavailable, reconnecting", error=str(lost), delay_s=delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

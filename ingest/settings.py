@@ -26,6 +26,9 @@ class MqttSettings(_Section):
     # The receive path: "meterflow", our own MQTT 5 subscriber (fastest; stops reading
     # when its window is full), or "aiomqtt" (docs/performance.md compares them).
     client: Literal["meterflow", "aiomqtt"] = "meterflow"
+    # "auto": MQTT 5, and MQTT 3.1.1 when the broker refuses 5 (NATS, RabbitMQ before
+    # 3.13, many device gateways).
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
     client_id: str = "meterflow-ingest"
     topic_prefix: str = "meterflow"
     # Several daemons sharing the load: each subscribes as $share/<shared_group>/... with a

@@ -76,6 +76,7 @@ class Daemon:
             in_flight=in_flight,
             pending=pipeline.pending,
             last_commit_age_s=None if last_commit is None else round(now - last_commit, 3),
+            broker_refusal=pipeline.refusal,
         )
 
     def facts(self) -> Facts:

@@ -21,6 +21,8 @@ class Health:
     in_flight: int
     pending: int
     last_commit_age_s: float | None
+    # The broker's lasting refusal of our connection, with the fix.
+    broker_refusal: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -29,7 +31,9 @@ class Health:
     @property
     def problems(self) -> list[str]:
         problems = []
-        if not self.connected:
+        if self.broker_refusal is not None:
+            problems.append(f"the broker refuses the connection: {self.broker_refusal}")
+        elif not self.connected:
             problems.append("not connected to the broker")
         if not self.database_ok:
             problems.append("commits to the database are failing")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,11 +35,14 @@ class Publisher:
         username: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
+        protocol: Literal["5", "3.1.1"] = "5",
     ) -> None:
         self._url = f"mqtt://{host}:{port}"
         self._host, self._port = host, port
         self._client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5 if protocol == "5" else paho.MQTTv311,
         )
         if username is not None:
             self._client.username_pw_set(username, password)

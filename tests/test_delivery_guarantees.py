@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import aiomqtt
 import pytest
@@ -60,16 +61,23 @@ def stored_sequence_numbers(db_path: Path) -> list[int]:
 class Background:
     """Publishes in a thread at a modest pace, so that the daemon is mid-stream when hit."""
 
-    def __init__(self, port: int, messages: list[tuple[str, bytes]], per_second: float) -> None:
+    def __init__(
+        self,
+        port: int,
+        messages: list[tuple[str, bytes]],
+        per_second: float,
+        protocol: Literal["5", "3.1.1"] = "5",
+    ) -> None:
         self._messages = messages
         self._pause = 1 / per_second
+        self._protocol: Literal["5", "3.1.1"] = protocol
         self._thread = threading.Thread(target=self._run, args=(port,), daemon=True)
         self.error: BaseException | None = None
 
     def _run(self, port: int) -> None:
         stop = threading.Event()
         try:
-            with Publisher("127.0.0.1", port) as publisher:
+            with Publisher("127.0.0.1", port, protocol=self._protocol) as publisher:
                 for topic, body in self._messages:
                     publisher.publish(topic, body)
                     stop.wait(self._pause)

@@ -46,7 +46,9 @@ def connect_fields(packet: bytes) -> dict[str, object]:
     }  # fmt: skip
 
 
-def meterflow_connect(**credentials: str) -> dict[str, object]:
+def meterflow_connect(
+    username: str | None = None, password: str | None = None
+) -> dict[str, object]:
     return connect_fields(
         packets.connect(
             "meterflow-1",
@@ -54,7 +56,8 @@ def meterflow_connect(**credentials: str) -> dict[str, object]:
             clean_start=False,
             session_expiry=600,
             receive_maximum=100,
-            **credentials,
+            username=username,
+            password=password,
         )
     )
 
@@ -115,7 +118,7 @@ def test_mqtt_3_8_3_5_reserved_subscription_option_bits_are_zero() -> None:
 
 async def test_mqtt_2_2_1_3_subscribe_packet_identifiers_are_non_zero() -> None:
     """[MQTT-2.2.1-3] Each SUBSCRIBE carries a non-zero Packet Identifier, 1 to 65535."""
-    connection = Connection(SubscriberProtocol(window=10), keepalive=30)
+    connection = Connection(SubscriberProtocol(window=10), keepalive=30, version=5)
     ids = [next(connection._packet_ids) for _ in range(65536)]  # noqa: SLF001
     assert 0 not in ids
     assert sorted(set(ids)) == list(range(1, 65536))

@@ -19,15 +19,21 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 import aiomqtt
+import structlog
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.delivery import Delivery
-from ingest.errors import BrokerError, SessionTakenOverError
+from ingest.errors import BrokerError, ConnectRefusedError, SessionTakenOverError
 from ingest.settings import MqttSettings
 from ingest.source import packets
 from ingest.source.connection import HANDSHAKE_TIMEOUT_S
+from ingest.source.packets import MQTT5, PROTOCOL_NAMES, VERSIONS
+
+log = structlog.get_logger("meterflow.source")
 
 # Retained messages only when the subscription is new, as on the default path.
 _OPTIONS = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
@@ -40,18 +46,59 @@ class AiomqttSource:
         self._client: aiomqtt.Client | None = None
         self._messages: AsyncIterator[aiomqtt.Message] | None = None
         self._unacked = 0
+        self._version = MQTT5
 
     async def __aenter__(self) -> Self:
         settings = self._settings
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = settings.session_expiry_s
-        properties.ReceiveMaximum = settings.receive_maximum
+        versions = VERSIONS[settings.protocol]
+        for version in versions:
+            client = self._client_for(version)
+            try:
+                await client.__aenter__()
+                break
+            except aiomqtt.MqttError as exc:
+                # aiomqtt leaves the socket of a failed connection (a refused TLS handshake)
+                # open; paho still holds it.
+                socket = _paho(client).socket()
+                if socket is not None:
+                    socket.close()
+                refusal = _refusal(exc)
+                if version == versions[-1] or not _refuses_version(exc):
+                    code = _reason_code(exc)
+                    if code is not None:
+                        raise ConnectRefusedError(refusal, code, url=settings.url) from exc
+                    raise BrokerError(refusal, url=settings.url) from exc
+                log.info("broker refused MQTT 5, trying 3.1.1", error=refusal, url=settings.url)
+        self._version = version
+        try:
+            for subscription in self._subscriptions:
+                if version == MQTT5:
+                    await client.subscribe(subscription, options=_OPTIONS)
+                else:
+                    # paho reads no subscription options in MQTT 3.1.1, only the QoS.
+                    await client.subscribe(subscription, qos=1)
+        except aiomqtt.MqttError as exc:
+            await _close(client)
+            raise BrokerError(f"cannot subscribe: {exc}", url=settings.url) from exc
+        self._client = client
+        self._messages = aiter(client.messages)
+        return self
+
+    def _client_for(self, version: int) -> aiomqtt.Client:
+        settings = self._settings
+        properties = None
+        if version == MQTT5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = settings.session_expiry_s
+            properties.ReceiveMaximum = settings.receive_maximum
         client = aiomqtt.Client(
             settings.host,
             settings.port,
             identifier=settings.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
+            protocol=aiomqtt.ProtocolVersion(version),
+            # MQTT 3.1.1 keeps the session with clean_session; paho refuses clean_start there.
+            clean_start=False if version == MQTT5 else MQTT_CLEAN_START_FIRST_ONLY,
+            clean_session=None if version == MQTT5 else False,
             properties=properties,
             keepalive=settings.keepalive_s,
             username=settings.username,
@@ -61,24 +108,12 @@ class AiomqttSource:
         )
         # Before connecting: a resumed session redelivers as soon as the broker accepts us.
         _paho(client).manual_ack_set(on=True)
-        try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as exc:
-            # aiomqtt leaves the socket of a failed connection (a refused TLS handshake)
-            # open; paho still holds it.
-            socket = _paho(client).socket()
-            if socket is not None:
-                socket.close()
-            raise BrokerError(_refusal(exc), url=settings.url) from exc
-        try:
-            for subscription in self._subscriptions:
-                await client.subscribe(subscription, options=_OPTIONS)
-        except aiomqtt.MqttError as exc:
-            await _close(client)
-            raise BrokerError(f"cannot subscribe: {exc}", url=settings.url) from exc
-        self._client = client
-        self._messages = aiter(client.messages)
-        return self
+        return client
+
+    @property
+    def protocol(self) -> str:
+        """The MQTT version spoken on this connection: "5" or "3.1.1"."""
+        return PROTOCOL_NAMES[self._version]
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         client, self._client = self._client, None
@@ -98,7 +133,12 @@ class AiomqttSource:
         """
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         with contextlib.suppress(aiomqtt.MqttError):
-            await client.subscribe(self._subscriptions[0], options=options, timeout=5)
+            if self._version == MQTT5:
+                await client.subscribe(self._subscriptions[0], options=options, timeout=5)
+            else:
+                # At QoS 1 again: paho ignores options in MQTT 3.1.1, and QoS 0 would
+                # downgrade the session's subscription.
+                await client.subscribe(self._subscriptions[0], qos=1, timeout=5)
 
     @property
     def unacked(self) -> int:
@@ -143,11 +183,29 @@ def _delivery(message: aiomqtt.Message) -> Delivery:
     return Delivery(message.topic.value, body, message.mid, message.qos)
 
 
-def _refusal(exc: aiomqtt.MqttError) -> str:
-    """A failed connection in the words the default path uses, reason code included."""
+def _reason_code(exc: aiomqtt.MqttError) -> int | None:
+    """The broker's refusal of CONNECT, as an MQTT 5 reason code; None if it did not refuse
+    (a lost connection's paho error codes are other numbers)."""
+    if not isinstance(exc, MqttConnectError):
+        return None
     code = getattr(exc, "rc", None)
     code = getattr(code, "value", code)
-    if isinstance(code, int) and code >= 0x80:
+    if not isinstance(code, int) or code == 0:
+        return None
+    # paho gives MQTT 3.1.1's CONNACK return codes as they are.
+    return code if code >= 0x80 else packets.V311_CONNACK.get(code)
+
+
+def _refuses_version(exc: aiomqtt.MqttError) -> bool:
+    """Whether a failed MQTT 5 handshake may succeed in 3.1.1 (as for our own path)."""
+    code = _reason_code(exc)
+    return code is None or code == packets.UNSUPPORTED_PROTOCOL_VERSION
+
+
+def _refusal(exc: aiomqtt.MqttError) -> str:
+    """A failed connection in the words the default path uses, reason code included."""
+    code = _reason_code(exc)
+    if code is not None:
         return f"connection refused: {packets.reason_text(code)}"
     return f"cannot connect: {exc}"
 

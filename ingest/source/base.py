@@ -28,6 +28,11 @@ class Source(Protocol):
         """Messages received and not yet acknowledged."""
         ...
 
+    @property
+    def protocol(self) -> str:
+        """The MQTT version spoken on this connection: "5" or "3.1.1"."""
+        ...
+
     async def take(self) -> list[Delivery]:
         """The deliveries received since the last call, in arrival order (at least one)."""
         ...

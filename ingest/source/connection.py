@@ -1,4 +1,4 @@
-"""One MQTT 5 connection of a QoS 1 subscriber that acknowledges messages itself.
+"""One MQTT connection (5, or 3.1.1) of a QoS 1 subscriber that acknowledges messages itself.
 
 Written on `asyncio.Protocol` rather than taken from a client library for two reasons the
 daemon's promises depend on:
@@ -6,9 +6,9 @@ daemon's promises depend on:
 - Acknowledgement is ours: a PUBACK goes out only when `ack` is called, after the commit.
 - Flow control is ours: the broker may send at most `receive_maximum` unacknowledged
   messages, but Mosquitto 2.0.11 sends a whole window more for every PUBACK once acks
-  flow (tests/test_connection.py shows it). When that many messages are unacknowledged,
-  we hold further messages back unparsed and stop reading; TCP pushes back and the broker
-  keeps the backlog.
+  flow (tests/test_connection.py shows it), and MQTT 3.1.1 has no such limit at all. When
+  that many messages are unacknowledged, we hold further messages back unparsed and stop
+  reading; TCP pushes back and the broker keeps the backlog.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from collections import deque
 from typing import cast
 
 from ingest.delivery import Delivery
-from ingest.errors import BrokerError, ProtocolError, SessionTakenOverError
+from ingest.errors import (
+    BrokerError,
+    ConnectRefusedError,
+    ProtocolError,
+    SessionTakenOverError,
+)
 from ingest.source import packets
 
 # How long CONNACK, SUBACK and the broker's goodbye may take before we give up on them.
@@ -31,8 +36,9 @@ HANDSHAKE_TIMEOUT_S = 10.0
 class SubscriberProtocol(asyncio.Protocol):
     """Parses the broker's bytes into deliveries; the owner takes them with `take`."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, version: int = packets.MQTT5) -> None:
         self._window = window
+        self._version = version
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._ready: deque[Delivery] = deque()
@@ -85,7 +91,7 @@ class SubscriberProtocol(asyncio.Protocol):
                 ):
                     self._held.append((first, bytes(view[body:position])))
                 else:
-                    self._handle(packets.parse(first, view[body:position]))
+                    self._handle(packets.parse(first, view[body:position], self._version))
         except ProtocolError as exc:
             view.release()
             self.fail(exc)
@@ -98,7 +104,7 @@ class SubscriberProtocol(asyncio.Protocol):
         try:
             while self._held and self._unacked < self._window:
                 first, body = self._held.popleft()
-                self._handle(packets.parse(first, memoryview(body)))
+                self._handle(packets.parse(first, memoryview(body), self._version))
         except ProtocolError as exc:
             self.fail(exc)
             return
@@ -213,9 +219,10 @@ class SubscriberProtocol(asyncio.Protocol):
 class Connection:
     """Connect, subscribe, keep alive; hand out deliveries; acknowledge; leave cleanly."""
 
-    def __init__(self, protocol: SubscriberProtocol, keepalive: float) -> None:
+    def __init__(self, protocol: SubscriberProtocol, keepalive: float, version: int) -> None:
         self._protocol = protocol
         self._keepalive = keepalive
+        self.version = version
         self._packet_ids = itertools.cycle(range(1, 65536))
         self._pinger: asyncio.Task[None] | None = None
 
@@ -232,11 +239,12 @@ class Connection:
         username: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
+        version: int = packets.MQTT5,
     ) -> Connection:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
             _, protocol = await loop.create_connection(
-                lambda: SubscriberProtocol(receive_maximum), host, port, ssl=tls
+                lambda: SubscriberProtocol(receive_maximum, version), host, port, ssl=tls
             )
             connack = protocol.expect(packets.Connack)
             protocol.send(
@@ -248,6 +256,7 @@ class Connection:
                     receive_maximum=receive_maximum,
                     username=username,
                     password=password,
+                    version=version,
                 )
             )
             reply = await connack
@@ -255,8 +264,8 @@ class Connection:
         if reply.reason_code >= 0x80:
             protocol.close()
             reason = packets.reason_text(reply.reason_code, reply.reason_string)
-            raise BrokerError(f"connection refused: {reason}")
-        connection = cls(protocol, reply.server_keep_alive or keepalive)
+            raise ConnectRefusedError(f"connection refused: {reason}", reply.reason_code)
+        connection = cls(protocol, reply.server_keep_alive or keepalive, version)
         connection._pinger = asyncio.create_task(connection._keep_alive(), name="mqtt.keepalive")
         return connection
 
@@ -265,7 +274,7 @@ class Connection:
         packet_id = next(self._packet_ids)
         suback = self._protocol.expect(packets.Suback)
         self._protocol.send(
-            packets.subscribe(packet_id, topic_filter, 1, packets.RETAIN_SEND_IF_NEW)
+            packets.subscribe(packet_id, topic_filter, 1, packets.RETAIN_SEND_IF_NEW, self.version)
         )
         async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
             reply = await suback

@@ -1,8 +1,12 @@
-"""The MQTT 5 packets a QoS 1 subscriber sends and receives, as bytes.
+"""The MQTT packets a QoS 1 subscriber sends and receives, as bytes, in MQTT 5 and 3.1.1.
 
 Only what meterflow needs: it sends CONNECT, SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT, and
 reads CONNACK, SUBACK, PUBLISH, PINGRESP and DISCONNECT. Every function here is pure, so
 the wire format is tested without a socket (tests/test_packets.py).
+
+MQTT 3.1.1 (protocol level 4) is MQTT 5 without properties, with other CONNACK codes and
+no DISCONNECT from the broker; its CONNACK codes are read as their MQTT 5 equivalents, so
+the rest of the subscriber knows one set.
 """
 
 from __future__ import annotations
@@ -54,6 +58,16 @@ REASONS = {
     0x97: "quota exceeded", 0x9C: "use another server", 0x9D: "server moved",
     0x9F: "connection rate exceeded",
 }  # fmt: skip
+
+
+MQTT5 = 5
+MQTT311 = 4
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+# What `mqtt.protocol` tries, in order, and what each protocol level is called.
+VERSIONS = {"5": (MQTT5,), "3.1.1": (MQTT311,), "auto": (MQTT5, MQTT311)}
+PROTOCOL_NAMES = {MQTT5: "5", MQTT311: "3.1.1"}
+# MQTT 3.1.1 CONNACK return codes (§3.2.2.3), as MQTT 5 reason codes.
+V311_CONNACK = {1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87}
 
 
 def reason_text(code: int, detail: str | None = None) -> str:
@@ -116,13 +130,18 @@ def connect(
     receive_maximum: int,
     username: str | None = None,
     password: str | None = None,
+    version: int = MQTT5,
 ) -> bytes:
+    """CONNECT; in MQTT 3.1.1 a session not started clean lasts as long as the broker keeps
+    it, and the window (`receive_maximum`) is ours alone to keep."""
     flags = (0x02 if clean_start else 0) | (0x80 if username is not None else 0)
     flags |= 0x40 if password is not None else 0
-    properties = struct.pack("!BIBH", SESSION_EXPIRY_INTERVAL, session_expiry,
-                             RECEIVE_MAXIMUM, receive_maximum)  # fmt: skip
-    body = _utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", keepalive)
-    body += encode_varint(len(properties)) + properties + _utf8(client_id)
+    body = _utf8("MQTT") + bytes([version, flags]) + struct.pack("!H", keepalive)
+    if version == MQTT5:
+        properties = struct.pack("!BIBH", SESSION_EXPIRY_INTERVAL, session_expiry,
+                                 RECEIVE_MAXIMUM, receive_maximum)  # fmt: skip
+        body += encode_varint(len(properties)) + properties
+    body += _utf8(client_id)
     if username is not None:
         body += _utf8(username)
     if password is not None:
@@ -134,9 +153,15 @@ RETAIN_SEND_ON_SUBSCRIBE = 0
 RETAIN_SEND_IF_NEW = 1
 
 
-def subscribe(packet_id: int, topic_filter: str, qos: int, retain_handling: int) -> bytes:
-    options = qos | retain_handling << 4
-    body = struct.pack("!H", packet_id) + b"\x00" + _utf8(topic_filter) + bytes([options])
+def subscribe(
+    packet_id: int, topic_filter: str, qos: int, retain_handling: int, version: int = MQTT5
+) -> bytes:
+    """SUBSCRIBE; MQTT 3.1.1 has no subscription options beyond the QoS."""
+    if version == MQTT5:
+        properties, options = b"\x00", qos | retain_handling << 4
+    else:
+        properties, options = b"", qos
+    body = struct.pack("!H", packet_id) + properties + _utf8(topic_filter) + bytes([options])
     return _packet(PacketType.SUBSCRIBE, 0b0010, body)
 
 
@@ -199,27 +224,52 @@ def split_packet(buffer: bytearray, start: int) -> tuple[int, int, int] | None:
     return buffer[start], body, end
 
 
-def parse(first: int, body: memoryview) -> Incoming:
+def parse(first: int, body: memoryview, version: int = MQTT5) -> Incoming:
     """The packet whose first byte is `first` and whose body is `body`."""
     try:
-        return _parse(first, body)
+        return _parse(first, body, version)
     except IndexError as exc:
         raise ProtocolError(f"packet type {first >> 4} ends early") from exc
 
 
-def _parse(first: int, body: memoryview) -> Incoming:
+def _parse(first: int, body: memoryview, version: int) -> Incoming:
     kind = first >> 4
     if kind == PacketType.PUBLISH:
-        return _publish(first, body)
+        return _publish(first, body) if version == MQTT5 else _publish_v311(first, body)
     if kind == PacketType.CONNACK:
-        return _connack(body)
+        return _connack(body) if version == MQTT5 else _connack_v311(body)
     if kind == PacketType.SUBACK:
-        return _suback(body)
+        return _suback(body) if version == MQTT5 else Suback(_u16(body), tuple(body[2:]))
     if kind == PacketType.PINGRESP:
         return Pingresp()
-    if kind == PacketType.DISCONNECT:
+    if kind == PacketType.DISCONNECT and version == MQTT5:
         return _disconnect(body)
     raise ProtocolError(f"unexpected packet type {kind} from the broker")
+
+
+def _u16(body: memoryview) -> int:
+    return int.from_bytes(body[0:2], "big")
+
+
+def _publish_v311(first: int, body: memoryview) -> Publish:
+    qos = first >> 1 & 0x03
+    if qos > 1:
+        raise ProtocolError(f"PUBLISH at QoS {qos} on a QoS 1 subscription")
+    position = 2 + _u16(body)
+    topic = bytes(body[2:position]).decode(errors="replace")
+    packet_id = 0
+    if qos:
+        packet_id = int.from_bytes(body[position : position + 2], "big")
+        position += 2
+    return Publish(topic, bytes(body[position:]), qos, packet_id, bool(first & 0x08),
+                   bool(first & 0x01))  # fmt: skip
+
+
+def _connack_v311(body: memoryview) -> Connack:
+    if len(body) != 2:
+        raise ProtocolError("MQTT 3.1.1 CONNACK is not two bytes")
+    code = body[1]
+    return Connack(bool(body[0] & 0x01), V311_CONNACK.get(code, 0x80 if code else 0), None, None)
 
 
 def _publish(first: int, body: memoryview) -> Publish:
@@ -247,6 +297,10 @@ def _publish(first: int, body: memoryview) -> Publish:
 def _connack(body: memoryview) -> Connack:
     if len(body) < 2:
         raise ProtocolError("CONNACK too short")
+    if len(body) == 2 and body[1]:
+        # An MQTT 5 CONNACK always has properties: this is an MQTT 3.1.1 broker refusing,
+        # most often the protocol version (return code 1).
+        return _connack_v311(body)
     properties = _properties(body, 2) if len(body) > 2 else {}
     keep_alive = properties.get(SERVER_KEEP_ALIVE)
     reason = properties.get(REASON_STRING)

@@ -1,14 +1,31 @@
-"""The default receive path: our own MQTT 5 subscriber, one connection per `async with`."""
+"""The default receive path: our own MQTT subscriber, one connection per `async with`.
+
+`mqtt.protocol = "auto"` connects with MQTT 5 and, when the broker refuses that version
+(or hangs up without a CONNACK, as NATS does), at once again with MQTT 3.1.1.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Self
 
+import structlog
+
 from ingest.delivery import Delivery
-from ingest.errors import BrokerError
+from ingest.errors import BrokerError, ConnectRefusedError
 from ingest.settings import MqttSettings
 from ingest.source.connection import Connection
+from ingest.source.packets import PROTOCOL_NAMES, UNSUPPORTED_PROTOCOL_VERSION, VERSIONS
+
+log = structlog.get_logger("meterflow.source")
+
+
+def refuses_version(exc: BrokerError) -> bool:
+    """Whether a failed MQTT 5 handshake may succeed in 3.1.1: the broker said the version
+    is not supported, or closed the connection without a CONNACK (NATS does)."""
+    if isinstance(exc, ConnectRefusedError):
+        return exc.reason_code == UNSUPPORTED_PROTOCOL_VERSION
+    return True
 
 
 class MqttSource:
@@ -21,8 +38,32 @@ class MqttSource:
 
     async def __aenter__(self) -> Self:
         settings = self._settings
+        versions = VERSIONS[settings.protocol]
+        for version in versions:
+            try:
+                connection = await self._open(version)
+                break
+            except BrokerError as exc:
+                if version == versions[-1] or not refuses_version(exc):
+                    if isinstance(exc, ConnectRefusedError):
+                        raise ConnectRefusedError(
+                            str(exc), exc.reason_code, url=settings.url
+                        ) from exc
+                    raise BrokerError(str(exc), url=settings.url) from exc
+                log.info("broker refused MQTT 5, trying 3.1.1", error=str(exc), url=settings.url)
         try:
-            connection = await Connection.open(
+            for subscription in self._subscriptions:
+                await connection.subscribe(subscription)
+        except (BrokerError, TimeoutError) as exc:
+            await connection.close()
+            raise BrokerError(f"cannot subscribe: {exc}", url=settings.url) from exc
+        self._connection = connection
+        return self
+
+    async def _open(self, version: int) -> Connection:
+        settings = self._settings
+        try:
+            return await Connection.open(
                 settings.host,
                 settings.port,
                 client_id=settings.client_id,
@@ -32,17 +73,15 @@ class MqttSource:
                 username=settings.username,
                 password=settings.password.get_secret_value() if settings.password else None,
                 tls=settings.ssl_context(),
+                version=version,
             )
         except (OSError, TimeoutError) as exc:
             raise BrokerError(f"cannot connect: {exc or 'timed out'}", url=settings.url) from exc
-        try:
-            for subscription in self._subscriptions:
-                await connection.subscribe(subscription)
-        except (BrokerError, TimeoutError) as exc:
-            await connection.close()
-            raise BrokerError(f"cannot subscribe: {exc}", url=settings.url) from exc
-        self._connection = connection
-        return self
+
+    @property
+    def protocol(self) -> str:
+        """The MQTT version spoken on this connection: "5" or "3.1.1"."""
+        return PROTOCOL_NAMES[self._connected().version]
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._connection is not None:
