@@ -20,7 +20,7 @@ from ingest.batch import Batcher
 from ingest.decode import ReceiveClock, Router
 from ingest.errors import BrokerError
 from ingest.refusal import RefusalWatch
-from ingest.settings import BatchSettings, MqttSettings
+from ingest.settings import BatchSettings, MqttSettings, PeriodicPublish
 from ingest.source import Source, open_source
 from ingest.stats import Stats
 from ingest.takeover import TakeoverWatch
@@ -151,11 +151,16 @@ class Pipeline:
         async with asyncio.TaskGroup() as tasks:
             receiver = tasks.create_task(self._receive(source, batcher), name="meterflow.receive")
             tasks.create_task(self._write(source, writer, batcher, tasks), name="meterflow.write")
+            askers = [
+                tasks.create_task(_keep_asking(source, every), name="meterflow.publish_every")
+                for every in self._mqtt.publish_every
+            ]
             await self._stop.wait()
             # Graceful stop: no more reading; the writer drains, commits and acks the rest.
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
+            for task in (receiver, *askers):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             batcher.close()
 
     async def _receive(self, source: Source, batcher: Batcher) -> None:
@@ -188,3 +193,11 @@ class Pipeline:
 
     def _moved(self) -> None:
         self._progress_at = time.monotonic()
+
+
+async def _keep_asking(source: Source, every: PeriodicPublish) -> None:
+    """Publish `every` at once and then every interval, for as long as the connection lasts."""
+    payload = every.payload.encode()
+    while True:
+        await source.publish(every.topic, payload)
+        await asyncio.sleep(every.interval_s)

@@ -21,6 +21,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PeriodicPublish(_Section):
+    """A message meterflow publishes (QoS 0) every `interval_s` while connected: some
+    device families send nothing until asked, e.g. a Victron GX device (Venus OS >= 3.20)
+    until something publishes to R/<portal id>/keepalive, and again within 60 s."""
+
+    topic: Annotated[str, Field(min_length=1, pattern=r"^[^#+]+$")]
+    payload: str = ""
+    interval_s: Annotated[float, Field(gt=0)] = 30.0
+
+
 class MqttSettings(_Section):
     url: str = "mqtt://127.0.0.1:1883"
     # The receive path: "meterflow", our own MQTT 5 subscriber (fastest; stops reading
@@ -51,6 +61,8 @@ class MqttSettings(_Section):
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # [[mqtt.publish_every]] tables: topic, payload, interval_s.
+    publish_every: list[PeriodicPublish] = Field(default_factory=list)
 
     @property
     def tls(self) -> bool:

@@ -37,6 +37,13 @@ def test_a_3_1_1_subscribe_has_no_properties_and_only_the_qos() -> None:
     assert raw == bytes([0x82, 8, 0, 7, 0, 3]) + b"a/#" + bytes([1])
 
 
+def test_a_qos_0_publish_carries_properties_only_in_mqtt_5() -> None:
+    assert packets.publish_qos0("R/x", b"{}") == bytes([0x30, 8, 0, 3]) + b"R/x" + b"\x00{}"
+    assert packets.publish_qos0("R/x", b"{}", packets.MQTT311) == bytes([0x30, 7, 0, 3]) + (
+        b"R/x{}"
+    )
+
+
 def test_3_1_1_packets_from_the_broker_are_read_without_properties() -> None:
     v311 = packets.MQTT311
     publish = bytes([0, 3]) + b"a/b" + bytes([0, 9]) + b'{"x": 1}'

@@ -161,6 +161,14 @@ class AiomqttSource:
         self._unacked += sum(1 for d in taken if d.qos)
         return taken
 
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 0, not retained."""
+        client, _ = self._connected()
+        try:
+            await client.publish(topic, payload, qos=0)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"connection lost: {exc}", url=self._settings.url) from exc
+
     def ack(self, deliveries: list[Delivery]) -> None:
         """Acknowledge deliveries, in the order given, once what they carried is committed."""
         client, _ = self._connected()

@@ -37,6 +37,10 @@ class Source(Protocol):
         """The deliveries received since the last call, in arrival order (at least one)."""
         ...
 
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 0, not retained (`mqtt.publish_every`)."""
+        ...
+
     def ack(self, deliveries: list[Delivery]) -> None:
         """Acknowledge deliveries, in the order given, once what they carried is committed."""
         ...

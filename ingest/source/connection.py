@@ -286,6 +286,10 @@ class Connection:
     def unacked(self) -> int:
         return self._protocol.unacked
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 0 (a keep-alive request a device family waits for)."""
+        self._protocol.send(packets.publish_qos0(topic, payload, self.version))
+
     async def take(self) -> list[Delivery]:
         return await self._protocol.take()
 

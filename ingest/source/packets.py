@@ -1,6 +1,7 @@
 """The MQTT packets a QoS 1 subscriber sends and receives, as bytes, in MQTT 5 and 3.1.1.
 
-Only what meterflow needs: it sends CONNECT, SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT, and
+Only what meterflow needs: it sends CONNECT, SUBSCRIBE, PUBACK, PINGREQ, DISCONNECT and
+(QoS 0) PUBLISH, and
 reads CONNACK, SUBACK, PUBLISH, PINGRESP and DISCONNECT. Every function here is pure, so
 the wire format is tested without a socket (tests/test_packets.py).
 
@@ -147,6 +148,12 @@ def connect(
     if password is not None:
         body += _binary(password.encode())
     return _packet(PacketType.CONNECT, 0, body)
+
+
+def publish_qos0(topic: str, payload: bytes, version: int = MQTT5) -> bytes:
+    """PUBLISH at QoS 0, not retained: a request that needs no answer from the broker."""
+    properties = b"\x00" if version == MQTT5 else b""
+    return _packet(PacketType.PUBLISH, 0, _utf8(topic) + properties + payload)
 
 
 RETAIN_SEND_ON_SUBSCRIBE = 0

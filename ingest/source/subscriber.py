@@ -100,6 +100,13 @@ class MqttSource:
         except BrokerError as exc:
             raise BrokerError(str(exc), url=self._settings.url) from exc
 
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 0, not retained."""
+        try:
+            self._connected().publish(topic, payload)
+        except BrokerError as exc:
+            raise BrokerError(str(exc), url=self._settings.url) from exc
+
     def ack(self, deliveries: list[Delivery]) -> None:
         """Acknowledge deliveries, in the order given, once what they carried is committed."""
         self._connected().ack(deliveries)
