@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from ingest.source import packets
 from meterflow.publisher import Publisher
@@ -17,6 +19,7 @@ from tests.helpers import count_rows, make_settings, running_daemon, wait_until
 from tests.mosquitto import Mosquitto, free_port
 from tests.nats import NatsServer
 from tests.process import DaemonProcess
+from tests.rabbitmq import RabbitMQ
 from tests.scrape import readyz
 from tests.test_delivery_guarantees import (
     Background,
@@ -92,22 +95,51 @@ async def test_mosquitto_spoken_to_in_3_1_1_keeps_the_session_across_a_restart(
     assert stored_sequence_numbers(db) == list(range(600))
 
 
+@pytest.fixture(scope="module")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """One node for the module: it takes ten seconds to start."""
+    with RabbitMQ(tmp_path_factory.mktemp("rabbitmq")) as node:
+        yield node
+
+
+@contextlib.contextmanager
+def broker_speaking_3_1_1(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, int]]:
+    """(URL, port) of Mosquitto (spoken to in 3.1.1), NATS's MQTT listener, or RabbitMQ's
+    MQTT plugin (3.10: 3.1.1 only), each started for the test."""
+    if kind == "nats":
+        with NatsServer(tmp_path) as nats:
+            yield nats.url, nats.mqtt_port
+    elif kind == "rabbitmq":
+        node: RabbitMQ = request.getfixturevalue("rabbitmq")
+        yield node.url, node.mqtt_port
+    else:
+        broker: Mosquitto = request.getfixturevalue("broker")
+        yield broker.url, broker.port
+
+
 @pytest.mark.mqtt
-async def test_nats_refuses_mqtt_5_and_auto_falls_back_to_3_1_1(
-    prefix: str, tmp_path: Path
+@pytest.mark.parametrize("kind", ["nats", "rabbitmq"])
+async def test_a_broker_refusing_mqtt_5_is_spoken_to_in_3_1_1_under_auto(
+    kind: str, request: pytest.FixtureRequest, prefix: str, tmp_path: Path
 ) -> None:
+    """NATS refuses MQTT 5 with a CONNACK; RabbitMQ 3.10 hangs up. Either way "auto"
+    connects again in 3.1.1 and every reading is stored."""
     db = tmp_path / "meterflow.db"
-    with NatsServer(tmp_path) as nats:
-        settings = make_settings(nats.url, db, prefix)
+    with broker_speaking_3_1_1(kind, request, tmp_path) as (url, port):
+        settings = make_settings(url, db, prefix)
         messages = numbered(prefix, 300)
-        async with running_daemon(settings) as daemon:
-            assert daemon.connected
-            with Publisher("127.0.0.1", nats.mqtt_port, protocol="3.1.1") as publisher:
-                for topic, body in messages:
-                    publisher.publish(topic, body)
-                await asyncio.to_thread(publisher.wait_acknowledged)
-            await wait_until(lambda: count_rows(db) == 300, what="300 rows")
+        with capture_logs() as logs:
+            async with running_daemon(settings):
+                with Publisher("127.0.0.1", port, protocol="3.1.1") as publisher:
+                    for topic, body in messages:
+                        publisher.publish(topic, body)
+                    await asyncio.to_thread(publisher.wait_acknowledged)
+                await wait_until(lambda: count_rows(db) == 300, what="300 rows")
     assert stored_sequence_numbers(db) == list(range(300))
+    [subscribed] = [line for line in logs if line["event"] == "subscribed"]
+    assert subscribed["protocol"] == "3.1.1"
 
 
 @pytest.mark.mqtt
@@ -137,19 +169,14 @@ async def test_a_lasting_refusal_is_logged_once_with_its_fix_and_shown_in_readyz
 
 
 @pytest.mark.mqtt
-@pytest.mark.parametrize("broker_kind", ["mosquitto-3.1.1", "nats"])
+@pytest.mark.parametrize("kind", ["mosquitto", "nats", "rabbitmq"])
 async def test_sigkills_mid_stream_lose_and_double_nothing_on_each_3_1_1_broker(
-    broker: Mosquitto, prefix: str, tmp_path: Path, broker_kind: str
+    kind: str, request: pytest.FixtureRequest, prefix: str, tmp_path: Path
 ) -> None:
     """The delivery suite's promise on MQTT 3.1.1: killed with SIGKILL three times while
     readings flow, the daemon stores every one exactly once."""
     db = tmp_path / "meterflow.db"
-    with contextlib.ExitStack() as stack:
-        if broker_kind == "nats":
-            nats = stack.enter_context(NatsServer(tmp_path))
-            url, port = nats.url, nats.mqtt_port
-        else:
-            url, port = broker.url, broker.port
+    with broker_speaking_3_1_1(kind, request, tmp_path) as (url, port):
         daemon = DaemonProcess(
             url, db, prefix, tmp_path / "daemon.log", METERFLOW_MQTT__PROTOCOL="3.1.1"
         )

@@ -30,10 +30,15 @@ from ingest.delivery import Delivery
 from ingest.errors import BrokerError, ConnectRefusedError, SessionTakenOverError
 from ingest.settings import MqttSettings
 from ingest.source import packets
+from ingest.source.base import accepted, versions_to_try
 from ingest.source.connection import HANDSHAKE_TIMEOUT_S
-from ingest.source.packets import MQTT5, PROTOCOL_NAMES, VERSIONS
+from ingest.source.packets import MQTT5, PROTOCOL_NAMES
 
 log = structlog.get_logger("meterflow.source")
+
+# An MQTT 5 broker answers CONNECT in milliseconds; one that hangs up on it (RabbitMQ
+# before 3.13) is found out this soon and asked again in 3.1.1.
+QUICK_HANDSHAKE_S = 3.0
 
 # Retained messages only when the subscription is new, as on the default path.
 _OPTIONS = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
@@ -50,11 +55,12 @@ class AiomqttSource:
 
     async def __aenter__(self) -> Self:
         settings = self._settings
-        versions = VERSIONS[settings.protocol]
+        versions = versions_to_try(settings)
         for version in versions:
-            client = self._client_for(version)
+            client = self._client_for(version, quick=len(versions) > 1 and version == MQTT5)
             try:
                 await client.__aenter__()
+                accepted(settings, version)
                 break
             except aiomqtt.MqttError as exc:
                 # aiomqtt leaves the socket of a failed connection (a refused TLS handshake)
@@ -68,7 +74,12 @@ class AiomqttSource:
                     if code is not None:
                         raise ConnectRefusedError(refusal, code, url=settings.url) from exc
                     raise BrokerError(refusal, url=settings.url) from exc
-                log.info("broker refused MQTT 5, trying 3.1.1", error=refusal, url=settings.url)
+                log.info(
+                    "broker refused this MQTT version, trying the next",
+                    refused=PROTOCOL_NAMES[version],
+                    error=refusal,
+                    url=settings.url,
+                )
         self._version = version
         try:
             for subscription in self._subscriptions:
@@ -84,7 +95,9 @@ class AiomqttSource:
         self._messages = aiter(client.messages)
         return self
 
-    def _client_for(self, version: int) -> aiomqtt.Client:
+    def _client_for(self, version: int, *, quick: bool) -> aiomqtt.Client:
+        """A client for `version`; `quick` when another version is to be tried next, since
+        paho notices a broker hanging up before CONNACK only when the handshake times out."""
         settings = self._settings
         properties = None
         if version == MQTT5:
@@ -104,7 +117,7 @@ class AiomqttSource:
             username=settings.username,
             password=settings.password.get_secret_value() if settings.password else None,
             tls_context=settings.ssl_context(),
-            timeout=HANDSHAKE_TIMEOUT_S,
+            timeout=QUICK_HANDSHAKE_S if quick else HANDSHAKE_TIMEOUT_S,
         )
         # Before connecting: a resumed session redelivers as soon as the broker accepts us.
         _paho(client).manual_ack_set(on=True)

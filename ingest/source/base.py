@@ -14,6 +14,7 @@ from typing import Protocol
 
 from ingest.delivery import Delivery
 from ingest.settings import MqttSettings
+from ingest.source.packets import VERSIONS
 
 
 class Source(Protocol):
@@ -44,6 +45,24 @@ class Source(Protocol):
     def ack(self, deliveries: list[Delivery]) -> None:
         """Acknowledge deliveries, in the order given, once what they carried is committed."""
         ...
+
+
+# The protocol level each broker accepted, so that "auto" finds it once per process: a
+# broker that hangs up on MQTT 5 without a word costs the aiomqtt path a handshake timeout.
+_ACCEPTED: dict[tuple[str, int], int] = {}
+
+
+def versions_to_try(settings: MqttSettings) -> tuple[int, ...]:
+    """The protocol levels to try, in order: the one this broker accepted last, first."""
+    versions = VERSIONS[settings.protocol]
+    known = _ACCEPTED.get((settings.host, settings.port))
+    if known is None or known not in versions:
+        return versions
+    return (known, *(v for v in versions if v != known))
+
+
+def accepted(settings: MqttSettings, version: int) -> None:
+    _ACCEPTED[(settings.host, settings.port)] = version
 
 
 def open_source(

@@ -14,8 +14,9 @@ import structlog
 from ingest.delivery import Delivery
 from ingest.errors import BrokerError, ConnectRefusedError
 from ingest.settings import MqttSettings
+from ingest.source.base import accepted, versions_to_try
 from ingest.source.connection import Connection
-from ingest.source.packets import PROTOCOL_NAMES, UNSUPPORTED_PROTOCOL_VERSION, VERSIONS
+from ingest.source.packets import PROTOCOL_NAMES, UNSUPPORTED_PROTOCOL_VERSION
 
 log = structlog.get_logger("meterflow.source")
 
@@ -38,10 +39,11 @@ class MqttSource:
 
     async def __aenter__(self) -> Self:
         settings = self._settings
-        versions = VERSIONS[settings.protocol]
+        versions = versions_to_try(settings)
         for version in versions:
             try:
                 connection = await self._open(version)
+                accepted(settings, version)
                 break
             except BrokerError as exc:
                 if version == versions[-1] or not refuses_version(exc):
@@ -50,7 +52,12 @@ class MqttSource:
                             str(exc), exc.reason_code, url=settings.url
                         ) from exc
                     raise BrokerError(str(exc), url=settings.url) from exc
-                log.info("broker refused MQTT 5, trying 3.1.1", error=str(exc), url=settings.url)
+                log.info(
+                    "broker refused this MQTT version, trying the next",
+                    refused=PROTOCOL_NAMES[version],
+                    error=str(exc),
+                    url=settings.url,
+                )
         try:
             for subscription in self._subscriptions:
                 await connection.subscribe(subscription)
