@@ -141,12 +141,23 @@ class GenericField(_Section):
     cumulative: bool = False
     # consumption or production; by default what the decoder's device type implies.
     kind: DataType | None = None
+    # Decimals to keep of the value as sent: float32 artefacts (64.699996948242188) go.
+    round: Annotated[int, Field(ge=0, le=12)] | None = None
+    # Power (or interval energy) whose sign says the direction, as a grid meter's does:
+    # a negative value is production (export), a positive one consumption.
+    negative_is_production: bool = False
 
     @model_validator(mode="after")
     def _known_unit(self) -> Self:
         factor(self.measure, self.unit)
         if self.cumulative and self.measure != "energy":
             raise ValueError("only an energy field can be cumulative")
+        if self.negative_is_production and (
+            self.measure not in {"power", "energy"} or self.cumulative or self.kind
+        ):
+            raise ValueError(
+                "negative_is_production is for a power or interval energy field without a kind"
+            )
         return self
 
 
@@ -168,6 +179,15 @@ class GenericDecoderSettings(_Section):
     timestamp_format: Literal["iso", "epoch_s", "epoch_ms"] = "iso"
     # Patterns of availability topics (online/offline, true/false).
     availability_topics: list[str] = []
+    # What an availability topic's values mean when they are codes: {"1" = true, "0" = false}.
+    availability_values: dict[str, bool] = {}
+    # With a {field} level: the dotted path to the number when each message is a JSON
+    # object ({"value": 210} for "value"); a null there, or an empty message, is "no value"
+    # and is skipped (counted as ignored), not a dead letter.
+    value_path: str | None = None
+    # A topic under this family's subscriptions that no pattern maps: a dead letter, or
+    # (broad subscriptions such as N/#) ignored and counted.
+    unmatched: Literal["dead_letter", "ignore"] = "dead_letter"
 
     @model_validator(mode="after")
     def _device_id_in_every_topic(self) -> Self:

@@ -27,7 +27,7 @@ from ingest.decode.patterns import TopicPattern
 from ingest.decode.units import factor
 from ingest.errors import ConfigError, FieldError
 from ingest.settings import GenericDecoderSettings, GenericField, IngestSettings
-from storage import DATA_TYPE_OF, DataType, Reading
+from storage import DATA_TYPE_OF, Availability, DataType, Reading
 
 
 class GenericDecoder:
@@ -46,17 +46,42 @@ class GenericDecoder:
         self.routes = (
             *(Route(TopicPattern(t), self._measurements) for t in config.topics),
             *(
-                Route(
-                    TopicPattern(t),
-                    availability_handler(config.device_type, "online/offline or true/false"),
-                    shareable=False,
-                )
+                Route(TopicPattern(t), self._availability, shareable=False)
                 for t in config.availability_topics
             ),
+        )
+        self._default_availability = availability_handler(
+            config.device_type, "online/offline or true/false"
         )
 
     def _kind(self, spec: GenericField) -> DataType:
         return spec.kind or DATA_TYPE_OF[self._config.device_type]
+
+    def _availability(
+        self, topic: str, captures: Mapping[str, str], payload: bytes, received_at: datetime
+    ) -> Sequence[Decoded]:
+        codes = self._config.availability_values
+        if not codes:
+            return self._default_availability(topic, captures, payload, received_at)
+        value = self._plain_value(payload)
+        code = None if value is None else str(value).strip()
+        if code not in codes:
+            raise FieldError("payload", f"expected one of {sorted(codes)}")
+        online = codes[code]
+        return (Availability(topic, captures["device_id"], self._config.device_type, online,
+                             received_at),)  # fmt: skip
+
+    def _plain_value(self, payload: bytes) -> object:
+        """The value of a one-value message: the text itself, or, with `value_path`, what a
+        JSON object holds there; None for an empty message or a null."""
+        text = payload.decode("utf-8", "replace").strip()
+        if not text:
+            return None
+        path = self._config.value_path
+        if path is None:
+            return None if text == "null" else text
+        value = lookup(json_object(payload), path)
+        return None if value is None else value
 
     def _measurements(
         self, topic: str, captures: Mapping[str, str], payload: bytes, received_at: datetime
@@ -67,7 +92,10 @@ class GenericDecoder:
             name = captures["field"]
             if name not in config.fields:
                 return ()  # a value this family publishes that nobody mapped
-            values = {name: number(payload.decode("utf-8", "replace"), name)}
+            value = self._plain_value(payload)
+            if value is None:
+                return ()  # "no value" (an absent phase, a device at night)
+            values = {name: number(value, name)}
         else:
             document = json_object(payload)
             present = {path: lookup(document, path) for path in config.fields}
@@ -80,9 +108,14 @@ class GenericDecoder:
                     raise FieldError(config.timestamp, f"expected a {config.timestamp_format} time")
         at, quality = stamp(device_time, received_at, self._limits)
         readings: dict[DataType, _Values] = {}
-        for name, value in values.items():
+        for name, raw in values.items():
             spec = config.fields[name]
-            readings.setdefault(self._kind(spec), _Values()).set(name, spec, value)
+            value = raw if spec.round is None else round(raw, spec.round)
+            kind = self._kind(spec)
+            if spec.negative_is_production:
+                kind = "production" if value < 0 else "consumption"
+                value = abs(value)
+            readings.setdefault(kind, _Values()).set(name, spec, value)
         return [
             Reading(
                 topic, captures["device_id"], config.device_type, at, v.energy, v.power,

@@ -78,3 +78,15 @@ def _regex(level: _Level) -> str:
     # Levels are never empty; a multi-level name takes one or more of them.
     body = "[^/]+(?:/[^/]+)*" if level.multi else "[^/]+"
     return f"(?P<{level.name}>{body})"
+
+
+def filter_matches(topic_filter: str, topic: str) -> bool:
+    """Whether an MQTT subscription filter (with + and #) takes `topic`."""
+    levels = topic.split("/")
+    parts = topic_filter.split("/")
+    for index, part in enumerate(parts):
+        if part == "#":
+            return True
+        if index >= len(levels) or (part != "+" and part != levels[index]):
+            return False
+    return len(parts) == len(levels)

@@ -9,6 +9,7 @@ import structlog
 
 from ingest.decode.base import Decoded, Decoder
 from ingest.decode.enabled import build_decoders
+from ingest.decode.patterns import TopicPattern, filter_matches
 from ingest.decode.topics import device_id_problem
 from ingest.errors import FieldError
 from ingest.settings import DecodersSettings, IngestSettings
@@ -20,16 +21,26 @@ log = structlog.get_logger("meterflow.decoders")
 class Router:
     """Hands each message to the first decoder route whose pattern matches its topic."""
 
-    def __init__(self, decoders: Sequence[Decoder], limits: IngestSettings) -> None:
+    def __init__(
+        self, decoders: Sequence[Decoder], limits: IngestSettings, quiet: Sequence[str] = ()
+    ) -> None:
         self._routes = [(decoder.name, route) for decoder in decoders for route in decoder.routes]
         self._limits = limits
+        # Subscription filters under which a topic no pattern maps is ignored, not rejected.
+        self._quiet = tuple(quiet)
 
     @classmethod
     def configured(
         cls, decoders: DecodersSettings, limits: IngestSettings, topic_prefix: str
     ) -> Router:
         """The router of the decoders `decoders` switches on, as the daemon builds it."""
-        return cls(build_decoders(decoders, limits, topic_prefix), limits)
+        quiet = [
+            TopicPattern(topic).subscription
+            for generic in decoders.generic
+            if generic.name in decoders.enabled and generic.unmatched == "ignore"
+            for topic in generic.topics
+        ]
+        return cls(build_decoders(decoders, limits, topic_prefix), limits, quiet)
 
     def subscriptions(self, shared_group: str | None) -> list[str]:
         """The MQTT filters to subscribe to; shareable ones under $share/<group>/ if given."""
@@ -66,6 +77,13 @@ class Router:
                 log.warning("decoder failed", decoder=name, topic=topic, error=repr(exc))
                 reason = f"the {name} decoder failed on this message: {exc!r}"
                 return (self._reject(topic, payload, received_at, reason, "payload"),)
+        return self._unmatched(topic, payload, received_at)
+
+    def _unmatched(self, topic: str, payload: bytes, received_at: datetime) -> Sequence[Decoded]:
+        """Nothing under a family's broad subscription that ignores what it does not map;
+        else a dead letter."""
+        if any(filter_matches(quiet, topic) for quiet in self._quiet):
+            return ()
         reason = "the topic matches no configured decoder's pattern"
         return (self._reject(topic, payload, received_at, reason, "topic"),)
 
