@@ -89,6 +89,7 @@ class Stats:
         self.duplicates += result.duplicates
         self.statuses += result.statuses
         self.implausible += result.implausible
+        self.ignored += result.empty
         self.rejected.update(result.rejected)
         self.batches += 1
         self.batch_rows.observe(rows)

@@ -69,9 +69,11 @@ async def store_batch(
         if unknown_devices == "reject":
             readings, unknown = split_registered(readings, registered)
             rejected.extend(unregistered_reading(r, now) for r in unknown)
-        readings = await _with_counters(conn, readings, now, max_power_kw)
+        counted = await _with_counters(conn, readings, now, max_power_kw)
+        readings = [r for r in counted if not carries_nothing(r)]
         created = await backend.partitions.ensure(conn, by_month(readings).keys())
-        await backend.upsert_devices(conn, sightings(readings), now)
+        # Every reading is a sign of life, one that carries nothing included.
+        await backend.upsert_devices(conn, sightings(counted), now)
         unknown_statuses = await registry.apply_availability(
             conn, batch.availability, now, register_unknown=unknown_devices == "register"
         )
@@ -94,6 +96,23 @@ async def store_batch(
         rejected=Counter(d.kind for d in rejected),
         statuses=len(batch.availability) - len(unknown_statuses),
         implausible=sum(r.quality == IMPLAUSIBLE for r in readings),
+        empty=len(counted) - len(readings),
+    )
+
+
+def carries_nothing(reading: Reading) -> bool:
+    """A counter's value that gave no energy (a device's first, a stale or a held one) and
+    came with no other measurement: its state is kept in `meter_counters`, no row."""
+    return (
+        reading.counter is not None
+        and reading.energy_kwh is None
+        and reading.quality != IMPLAUSIBLE
+        and reading.power_kw is None
+        and reading.voltage is None
+        and reading.current is None
+        and reading.battery_pct is None
+        and reading.irradiance_wm2 is None
+        and reading.panel_temp_c is None
     )
 
 

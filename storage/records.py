@@ -188,6 +188,8 @@ class WriteResult:
     statuses: int = 0
     # Readings stored with quality "implausible": energy no device could have measured.
     implausible: int = 0
+    # Counter values that gave no energy and carried nothing else: no row stored.
+    empty: int = 0
 
 
 def by_month(readings: Sequence[Reading]) -> dict[Month, list[Reading]]:
