@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.delivery import Delivery
+from ingest.merge import MergeWindows, merged
 from storage import Availability, DeadLetter, Reading, WriteBatch
 
 
@@ -21,6 +22,10 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     availability: list[Availability] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    # Readings still open to merging: (device, type, data type) -> (index, window end).
+    open_merges: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
+    # Not due before this, while a merge window is open (ingest/merge.py).
+    hold_until: float = 0.0
 
     @property
     def messages(self) -> int:
@@ -39,11 +44,16 @@ class Batcher:
     """
 
     def __init__(
-        self, max_messages: int, max_delay_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        max_messages: int,
+        max_delay_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        merges: MergeWindows | None = None,
     ) -> None:
         self._max_messages = max_messages
         self._max_delay_s = max_delay_s
         self._clock = clock
+        self._merges = merges or None
         self._full: deque[Batch] = deque()
         self._current: Batch | None = None
         self._closed = False
@@ -66,7 +76,8 @@ class Batcher:
             self._wakeup.set()
         for item in items:
             if isinstance(item, Reading):
-                batch.readings.append(item)
+                if self._merges is None or not self._merge(batch, item):
+                    batch.readings.append(item)
             elif isinstance(item, DeadLetter):
                 batch.dead_letters.append(item)
             else:
@@ -76,6 +87,25 @@ class Batcher:
             self._full.append(batch)
             self._current = None
             self._wakeup.set()
+
+    def _merge(self, batch: Batch, reading: Reading) -> bool:
+        """Merge `reading` into an open one of its device; False when it stays its own (and,
+        if its topic merges, is open to the next)."""
+        assert self._merges is not None
+        window = self._merges.of(reading.topic)
+        if window is None:
+            return False
+        now = self._clock()
+        key = (reading.device_id, reading.device_type, reading.data_type)
+        found = batch.open_merges.get(key)
+        if found is not None and now <= found[1]:
+            combined = merged(batch.readings[found[0]], reading)
+            if combined is not None:
+                batch.readings[found[0]] = combined
+                return True
+        batch.open_merges[key] = (len(batch.readings), now + window)
+        batch.hold_until = max(batch.hold_until, now + window)
+        return False
 
     def close(self) -> None:
         """No more items: `next_batch` hands out what is left, then returns None."""
@@ -89,7 +119,8 @@ class Batcher:
                 return self._full.popleft()
             current = self._current
             if current is not None:
-                wait = current.opened_at + self._max_delay_s - self._clock()
+                due = max(current.opened_at + self._max_delay_s, current.hold_until)
+                wait = due - self._clock()
                 if wait <= 0 or self._closed:
                     self._current = None
                     return current

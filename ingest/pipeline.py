@@ -147,7 +147,9 @@ class Pipeline:
 
     async def _pump(self, source: Source, writer: Writer) -> None:
         batch = self._batch
-        batcher = self._batcher = Batcher(batch.max_messages, batch.max_delay_ms / 1000)
+        batcher = self._batcher = Batcher(
+            batch.max_messages, batch.max_delay_ms / 1000, merges=self._router.merges
+        )
         async with asyncio.TaskGroup() as tasks:
             receiver = tasks.create_task(self._receive(source, batcher), name="meterflow.receive")
             tasks.create_task(self._write(source, writer, batcher, tasks), name="meterflow.write")

@@ -188,6 +188,9 @@ class GenericDecoderSettings(_Section):
     # A topic under this family's subscriptions that no pattern maps: a dead letter, or
     # (broad subscriptions such as N/#) ignored and counted.
     unmatched: Literal["dead_letter", "ignore"] = "dead_letter"
+    # One number per topic: a device's values arriving within this many milliseconds of
+    # the first become one reading (0: one reading per message). See ingest/merge.py.
+    merge_window_ms: Annotated[int, Field(ge=0, le=10_000)] = 0
 
     @model_validator(mode="after")
     def _device_id_in_every_topic(self) -> Self:

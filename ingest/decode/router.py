@@ -12,6 +12,7 @@ from ingest.decode.enabled import build_decoders
 from ingest.decode.patterns import TopicPattern, filter_matches
 from ingest.decode.topics import device_id_problem
 from ingest.errors import FieldError
+from ingest.merge import MergeWindows
 from ingest.settings import DecodersSettings, IngestSettings
 from storage import DeadLetter, RejectKind
 
@@ -28,6 +29,8 @@ class Router:
         self._limits = limits
         # Subscription filters under which a topic no pattern maps is ignored, not rejected.
         self._quiet = tuple(quiet)
+        # The readings the batcher merges (ingest/merge.py); none unless configured.
+        self.merges = MergeWindows([])
 
     @classmethod
     def configured(
@@ -40,7 +43,16 @@ class Router:
             if generic.name in decoders.enabled and generic.unmatched == "ignore"
             for topic in generic.topics
         ]
-        return cls(build_decoders(decoders, limits, topic_prefix), limits, quiet)
+        router = cls(build_decoders(decoders, limits, topic_prefix), limits, quiet)
+        router.merges = MergeWindows(
+            [
+                (TopicPattern(topic), generic.merge_window_ms / 1000)
+                for generic in decoders.generic
+                if generic.name in decoders.enabled and generic.merge_window_ms
+                for topic in generic.topics
+            ]
+        )
+        return router
 
     def subscriptions(self, shared_group: str | None) -> list[str]:
         """The MQTT filters to subscribe to; shareable ones under $share/<group>/ if given."""
