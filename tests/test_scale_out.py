@@ -22,12 +22,18 @@ from tests.test_delivery_guarantees import Background, numbered
 pytestmark = [pytest.mark.mqtt, pytest.mark.postgres]
 
 
-def instance(broker: Mosquitto, database: Database, prefix: str, number: int) -> Settings:
+def instance(
+    broker: Mosquitto, database: Database, prefix: str, number: int, protocol: str = "auto"
+) -> Settings:
     return make_settings(
         broker.url,
         database.url,
         prefix,
-        **{"mqtt.shared_group": prefix, "mqtt.client_id": f"meterflow-{prefix}-{number}"},
+        **{
+            "mqtt.shared_group": prefix,
+            "mqtt.client_id": f"meterflow-{prefix}-{number}",
+            "mqtt.protocol": protocol,
+        },
     )
 
 
@@ -42,14 +48,16 @@ def shared_stored(daemons: list[Daemon]) -> int:
     return sum(d.stats.stored for d in daemons)
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_two_daemons_sharing_a_subscription_store_every_reading_once(
-    broker: Mosquitto, postgres: Database, prefix: str
+    broker: Mosquitto, postgres: Database, prefix: str, protocol: str
 ) -> None:
-    """3,000 readings through two daemons: exactly 3,000 rows, and both did part of the work."""
+    """3,000 readings through two daemons: exactly 3,000 rows, and both did part of the work;
+    in MQTT 3.1.1 too, where the broker offers shared subscriptions (Mosquitto does)."""
     messages = numbered(prefix, 3000)
     async with (
-        running_daemon(instance(broker, postgres, prefix, 1)) as first,
-        running_daemon(instance(broker, postgres, prefix, 2)) as second,
+        running_daemon(instance(broker, postgres, prefix, 1, protocol)) as first,
+        running_daemon(instance(broker, postgres, prefix, 2, protocol)) as second,
     ):
         await publish(broker, messages)
         await wait_until(lambda: shared_stored([first, second]) == 3000, what="3000 rows")
