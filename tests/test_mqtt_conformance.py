@@ -231,3 +231,17 @@ async def test_mqtt_3_1_2_10_a_broker_that_stops_answering_pings_is_given_up_on(
         finally:
             os.kill(broker.pid, signal.SIGCONT)
             await connection.close()
+
+
+async def test_a_take_cancelled_at_a_stop_leaves_no_task_behind() -> None:
+    """The receiver is cancelled while it waits for deliveries (a graceful stop): the
+    waiter it started goes with it, rather than being destroyed pending at loop close."""
+    protocol = SubscriberProtocol(window=10)
+    taking = asyncio.create_task(protocol.take())
+    await asyncio.sleep(0)
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+    await asyncio.sleep(0)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert [t for t in others if not t.done()] == []

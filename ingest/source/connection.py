@@ -173,8 +173,11 @@ class SubscriberProtocol(asyncio.Protocol):
                 self._closed.result()
             self._wakeup.clear()
             waiter = asyncio.ensure_future(self._wakeup.wait())
-            await asyncio.wait((waiter, self._closed), return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            try:
+                await asyncio.wait((waiter, self._closed), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # Also when the receiver is cancelled at a stop: no task left pending.
+                waiter.cancel()
         taken = list(self._ready)
         self._ready.clear()
         return taken
