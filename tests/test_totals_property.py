@@ -51,7 +51,10 @@ def streams(draw: st.DrawFn) -> Stream:
         at += gap + timedelta(seconds=draw(st.integers(0, 59)))
         used = round(draw(st.floats(0, 3)) * gap.total_seconds() / 3600, 6)
         event = draw(st.sampled_from(["advance"] * 6 + ["glitch", "reset", "jump"]))
-        if event == "glitch":  # 0 once, then the counter as it was
+        # 0 once, then the counter as it was. A counter at 0 that says 0 again has not
+        # glitched: it has stood still, and a device may not then claim minutes' energy
+        # in 20 s (the power bound), so the model draws no glitch there.
+        if event == "glitch" and counter + offset > 0:
             plug.append(_counted(at - timedelta(seconds=20), 0.0))
         if event == "reset" and counter >= 100:  # restarts from zero, and goes on
             counter, offset, used = 0.0, 0.0, min(used, 1.0)
