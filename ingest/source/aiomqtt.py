@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Self
 
 import aiomqtt
-import structlog
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
@@ -30,15 +29,8 @@ from ingest.delivery import Delivery
 from ingest.errors import BrokerError, ConnectRefusedError, SessionTakenOverError
 from ingest.settings import MqttSettings
 from ingest.source import packets
-from ingest.source.base import accepted, versions_to_try
-from ingest.source.connection import HANDSHAKE_TIMEOUT_S
+from ingest.source.base import connect_in_a_version
 from ingest.source.packets import MQTT5, PROTOCOL_NAMES
-
-log = structlog.get_logger("meterflow.source")
-
-# An MQTT 5 broker answers CONNECT in milliseconds; one that hangs up on it (RabbitMQ
-# before 3.13) is found out this soon and asked again in 3.1.1.
-QUICK_HANDSHAKE_S = 3.0
 
 # Retained messages only when the subscription is new, as on the default path.
 _OPTIONS = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
@@ -55,31 +47,7 @@ class AiomqttSource:
 
     async def __aenter__(self) -> Self:
         settings = self._settings
-        versions = versions_to_try(settings)
-        for version in versions:
-            client = self._client_for(version, quick=len(versions) > 1 and version == MQTT5)
-            try:
-                await client.__aenter__()
-                accepted(settings, version)
-                break
-            except aiomqtt.MqttError as exc:
-                # aiomqtt leaves the socket of a failed connection (a refused TLS handshake)
-                # open; paho still holds it.
-                socket = _paho(client).socket()
-                if socket is not None:
-                    socket.close()
-                refusal = _refusal(exc)
-                if version == versions[-1] or not _refuses_version(exc):
-                    code = _reason_code(exc)
-                    if code is not None:
-                        raise ConnectRefusedError(refusal, code, url=settings.url) from exc
-                    raise BrokerError(refusal, url=settings.url) from exc
-                log.info(
-                    "broker refused this MQTT version, trying the next",
-                    refused=PROTOCOL_NAMES[version],
-                    error=refusal,
-                    url=settings.url,
-                )
+        client, version = await connect_in_a_version(settings, self._connect)
         self._version = version
         try:
             for subscription in self._subscriptions:
@@ -95,9 +63,25 @@ class AiomqttSource:
         self._messages = aiter(client.messages)
         return self
 
-    def _client_for(self, version: int, *, quick: bool) -> aiomqtt.Client:
-        """A client for `version`; `quick` when another version is to be tried next, since
-        paho notices a broker hanging up before CONNACK only when the handshake times out."""
+    async def _connect(self, version: int, timeout_s: float) -> aiomqtt.Client:
+        """A client connected in `version`, or BrokerError (ConnectRefusedError if the
+        broker refused)."""
+        client = self._client_for(version, timeout_s)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            # aiomqtt leaves the socket of a failed connection (a refused TLS handshake)
+            # open; paho still holds it.
+            socket = _paho(client).socket()
+            if socket is not None:
+                socket.close()
+            code = _reason_code(exc)
+            if code is not None:
+                raise ConnectRefusedError(_refusal(exc), code, url=self._settings.url) from exc
+            raise BrokerError(_refusal(exc), url=self._settings.url) from exc
+        return client
+
+    def _client_for(self, version: int, timeout_s: float) -> aiomqtt.Client:
         settings = self._settings
         properties = None
         if version == MQTT5:
@@ -117,7 +101,7 @@ class AiomqttSource:
             username=settings.username,
             password=settings.password.get_secret_value() if settings.password else None,
             tls_context=settings.ssl_context(),
-            timeout=QUICK_HANDSHAKE_S if quick else HANDSHAKE_TIMEOUT_S,
+            timeout=timeout_s,
         )
         # Before connecting: a resumed session redelivers as soon as the broker accepts us.
         _paho(client).manual_ack_set(on=True)
@@ -215,12 +199,6 @@ def _reason_code(exc: aiomqtt.MqttError) -> int | None:
         return None
     # paho gives MQTT 3.1.1's CONNACK return codes as they are.
     return code if code >= 0x80 else packets.V311_CONNACK.get(code)
-
-
-def _refuses_version(exc: aiomqtt.MqttError) -> bool:
-    """Whether a failed MQTT 5 handshake may succeed in 3.1.1 (as for our own path)."""
-    code = _reason_code(exc)
-    return code is None or code == packets.UNSUPPORTED_PROTOCOL_VERSION
 
 
 def _refusal(exc: aiomqtt.MqttError) -> str:

@@ -8,13 +8,23 @@ Two receive paths implement `Source`, chosen by `mqtt.client`: our own subscribe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+import structlog
 
 from ingest.delivery import Delivery
+from ingest.errors import BrokerError, ConnectRefusedError
 from ingest.settings import MqttSettings
-from ingest.source.packets import VERSIONS
+from ingest.source.connection import HANDSHAKE_TIMEOUT_S
+from ingest.source.packets import PROTOCOL_NAMES, UNSUPPORTED_PROTOCOL_VERSION, VERSIONS
+
+log = structlog.get_logger("meterflow.source")
+T = TypeVar("T")
+# An MQTT 5 broker answers CONNECT in milliseconds; one that hangs up on it (RabbitMQ
+# before 3.13) is found out this soon and asked again in 3.1.1.
+QUICK_HANDSHAKE_S = 3.0
 
 
 class Source(Protocol):
@@ -52,7 +62,7 @@ class Source(Protocol):
 _ACCEPTED: dict[tuple[str, int], int] = {}
 
 
-def versions_to_try(settings: MqttSettings) -> tuple[int, ...]:
+def _versions_to_try(settings: MqttSettings) -> tuple[int, ...]:
     """The protocol levels to try, in order: the one this broker accepted last, first."""
     versions = VERSIONS[settings.protocol]
     known = _ACCEPTED.get((settings.host, settings.port))
@@ -61,8 +71,40 @@ def versions_to_try(settings: MqttSettings) -> tuple[int, ...]:
     return (known, *(v for v in versions if v != known))
 
 
-def accepted(settings: MqttSettings, version: int) -> None:
+def refuses_version(exc: BrokerError) -> bool:
+    """Whether a failed handshake may succeed in another MQTT version: the broker said the
+    version is not supported, or hung up without a CONNACK (NATS and RabbitMQ 3.10 do)."""
+    if isinstance(exc, ConnectRefusedError):
+        return exc.reason_code == UNSUPPORTED_PROTOCOL_VERSION
+    return True
+
+
+async def connect_in_a_version(
+    settings: MqttSettings, connect: Callable[[int, float], Awaitable[T]]
+) -> tuple[T, int]:
+    """`connect(version, handshake_timeout_s)` in each version `mqtt.protocol` allows until
+    the broker takes one; (what it returned, the version). Both receive paths connect so.
+    A version with another to try after it gets a short handshake: paho notices a broker
+    hanging up before CONNACK only when the handshake times out."""
+    versions = _versions_to_try(settings)
+    for version in versions[:-1]:
+        try:
+            connected = await connect(version, QUICK_HANDSHAKE_S)
+        except BrokerError as exc:
+            if not refuses_version(exc):
+                raise
+            log.info(
+                "broker refused this MQTT version, trying the next",
+                refused=PROTOCOL_NAMES[version],
+                error=str(exc),
+            )  # the error names the broker
+        else:
+            _ACCEPTED[(settings.host, settings.port)] = version
+            return connected, version
+    version = versions[-1]
+    connected = await connect(version, HANDSHAKE_TIMEOUT_S)
     _ACCEPTED[(settings.host, settings.port)] = version
+    return connected, version
 
 
 def open_source(

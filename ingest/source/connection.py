@@ -243,9 +243,10 @@ class Connection:
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
         version: int = packets.MQTT5,
+        timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> Connection:
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             _, protocol = await loop.create_connection(
                 lambda: SubscriberProtocol(receive_maximum, version), host, port, ssl=tls
             )

@@ -1,7 +1,7 @@
 """The default receive path: our own MQTT subscriber, one connection per `async with`.
 
-`mqtt.protocol = "auto"` connects with MQTT 5 and, when the broker refuses that version
-(or hangs up without a CONNACK, as NATS does), at once again with MQTT 3.1.1.
+`mqtt.protocol = "auto"` connects with MQTT 5 and, when the broker refuses that version,
+at once again with MQTT 3.1.1 (ingest/source/base.py, `connect_in_a_version`).
 """
 
 from __future__ import annotations
@@ -9,24 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Self
 
-import structlog
-
 from ingest.delivery import Delivery
 from ingest.errors import BrokerError, ConnectRefusedError
 from ingest.settings import MqttSettings
-from ingest.source.base import accepted, versions_to_try
+from ingest.source.base import connect_in_a_version
 from ingest.source.connection import Connection
-from ingest.source.packets import PROTOCOL_NAMES, UNSUPPORTED_PROTOCOL_VERSION
-
-log = structlog.get_logger("meterflow.source")
-
-
-def refuses_version(exc: BrokerError) -> bool:
-    """Whether a failed MQTT 5 handshake may succeed in 3.1.1: the broker said the version
-    is not supported, or closed the connection without a CONNACK (NATS does)."""
-    if isinstance(exc, ConnectRefusedError):
-        return exc.reason_code == UNSUPPORTED_PROTOCOL_VERSION
-    return True
+from ingest.source.packets import PROTOCOL_NAMES
 
 
 class MqttSource:
@@ -39,25 +27,7 @@ class MqttSource:
 
     async def __aenter__(self) -> Self:
         settings = self._settings
-        versions = versions_to_try(settings)
-        for version in versions:
-            try:
-                connection = await self._open(version)
-                accepted(settings, version)
-                break
-            except BrokerError as exc:
-                if version == versions[-1] or not refuses_version(exc):
-                    if isinstance(exc, ConnectRefusedError):
-                        raise ConnectRefusedError(
-                            str(exc), exc.reason_code, url=settings.url
-                        ) from exc
-                    raise BrokerError(str(exc), url=settings.url) from exc
-                log.info(
-                    "broker refused this MQTT version, trying the next",
-                    refused=PROTOCOL_NAMES[version],
-                    error=str(exc),
-                    url=settings.url,
-                )
+        connection, _ = await connect_in_a_version(settings, self._open)
         try:
             for subscription in self._subscriptions:
                 await connection.subscribe(subscription)
@@ -67,7 +37,7 @@ class MqttSource:
         self._connection = connection
         return self
 
-    async def _open(self, version: int) -> Connection:
+    async def _open(self, version: int, timeout_s: float) -> Connection:
         settings = self._settings
         try:
             return await Connection.open(
@@ -81,7 +51,12 @@ class MqttSource:
                 password=settings.password.get_secret_value() if settings.password else None,
                 tls=settings.ssl_context(),
                 version=version,
+                timeout_s=timeout_s,
             )
+        except ConnectRefusedError as exc:
+            raise ConnectRefusedError(str(exc), exc.reason_code, url=settings.url) from exc
+        except BrokerError as exc:
+            raise BrokerError(str(exc), url=settings.url) from exc
         except (OSError, TimeoutError) as exc:
             raise BrokerError(f"cannot connect: {exc or 'timed out'}", url=settings.url) from exc
 
