@@ -26,6 +26,25 @@ def free_port() -> int:
         return port
 
 
+def wait_for_listener(
+    process: subprocess.Popen[bytes], port: int, within_s: float, log: Path
+) -> None:
+    """Wait until a server the test started listens on 127.0.0.1:`port`; RuntimeError with
+    its log if it exits first or does not listen within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            said = log.read_text(errors="replace") if log.exists() else ""
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{said}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        return
+    raise RuntimeError(f"{process.args!r} did not listen on port {port} within {within_s} s")
+
+
 def mosquitto_binary() -> str | None:
     found = shutil.which("mosquitto")
     if found:
@@ -98,18 +117,7 @@ class Mosquitto:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                log = (self.directory / "mosquitto.log").read_text(errors="replace")
-                raise RuntimeError(f"mosquitto exited with {self._process.returncode}:\n{log}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.05)
-                continue
-            return
-        raise RuntimeError(f"mosquitto did not listen on port {self.port} within 10 s")
+        wait_for_listener(self._process, self.port, 10, self.directory / "mosquitto.log")
 
     def stop(self, signum: int = signal.SIGTERM) -> None:
         """Stop the broker; SIGTERM lets it save its persistence file first."""

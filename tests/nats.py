@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Self
 
 import pytest
 
-from tests.mosquitto import free_port
+from tests.mosquitto import free_port, wait_for_listener
 
 
 def require_nats() -> str:
@@ -47,19 +45,9 @@ class NatsServer:
             self._process = subprocess.Popen(
                 [self.binary, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"nats-server exited: {(self.directory / 'nats.log').read_text()}"
-                )
-            try:
-                socket.create_connection(("127.0.0.1", self.mqtt_port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.05)
-                continue
-            return self
-        raise RuntimeError("nats-server's MQTT listener did not come up within 15 s")
+        # The MQTT listener needs JetStream up first: it can take a few seconds.
+        wait_for_listener(self._process, self.mqtt_port, 15, self.directory / "nats.log")
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self._process is not None:

@@ -5,16 +5,14 @@ so the machine's own node is left as it is."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Self
 
 import pytest
 
-from tests.mosquitto import free_port
+from tests.mosquitto import free_port, wait_for_listener
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 PLUGIN_DIRECTORIES = Path("/usr/lib/rabbitmq/lib")
@@ -63,18 +61,8 @@ class RabbitMQ:
                 [str(SERVER)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                said = (self.directory / "server.log").read_text(errors="replace")
-                raise RuntimeError(f"rabbitmq-server exited:\n{said}")
-            try:
-                socket.create_connection(("127.0.0.1", self.mqtt_port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.2)
-                continue
-            return self
-        raise RuntimeError("RabbitMQ's MQTT listener did not come up within 60 s")
+        wait_for_listener(self._process, self.mqtt_port, 60, self.directory / "server.log")
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self._process is not None:
