@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from ingest.errors import ConnectRefusedError
+from ingest.settings import MqttSettings
 from ingest.source import packets
+from ingest.source.base import connect_in_a_version
 from meterflow.publisher import Publisher
 from tests.helpers import count_rows, make_settings, running_daemon, wait_until
 from tests.mosquitto import Mosquitto, free_port
@@ -71,6 +74,32 @@ def test_3_1_1_refusals_read_as_their_mqtt_5_reasons_on_either_version(
         connack = packets.parse(0x20, memoryview(bytes([0, code])), version)
         assert isinstance(connack, packets.Connack)
         assert connack.reason_code == reason
+
+
+async def test_auto_remembers_the_version_it_found_but_not_one_that_was_set() -> None:
+    """Under "auto", a broker that refused MQTT 5 is asked in 3.1.1 first next time; a
+    connection with the version set ("3.1.1") leaves what "auto" tries there unchanged."""
+    tried: list[int] = []
+
+    async def only_3_1_1(version: int, _timeout_s: float) -> str:
+        tried.append(version)
+        if version == packets.MQTT5:
+            raise ConnectRefusedError("unsupported version", packets.UNSUPPORTED_PROTOCOL_VERSION)
+        return "connected"
+
+    async def any_version(version: int, _timeout_s: float) -> str:
+        tried.append(version)
+        return "connected"
+
+    port = free_port()
+    auto = MqttSettings(url=f"mqtt://127.0.0.1:{port}", protocol="auto")
+    set_to_3_1_1 = MqttSettings(url=f"mqtt://127.0.0.2:{port}", protocol="3.1.1")
+    assert await connect_in_a_version(auto, only_3_1_1) == ("connected", packets.MQTT311)
+    assert await connect_in_a_version(auto, only_3_1_1) == ("connected", packets.MQTT311)
+    await connect_in_a_version(set_to_3_1_1, any_version)
+    tried.clear()
+    await connect_in_a_version(set_to_3_1_1.model_copy(update={"protocol": "auto"}), any_version)
+    assert tried == [packets.MQTT5]
 
 
 @pytest.mark.mqtt

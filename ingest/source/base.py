@@ -57,8 +57,9 @@ class Source(Protocol):
         ...
 
 
-# The protocol level each broker accepted, so that "auto" finds it once per process: a
-# broker that hangs up on MQTT 5 without a word costs the aiomqtt path a handshake timeout.
+# The protocol level each broker accepted under "auto", so that "auto" finds it once per
+# process: a broker that hangs up on MQTT 5 without a word costs the aiomqtt path a
+# handshake timeout. A version that was set, not found, teaches nothing.
 _ACCEPTED: dict[tuple[str, int], int] = {}
 
 
@@ -103,7 +104,8 @@ async def connect_in_a_version(
             return connected, version
     version = versions[-1]
     connected = await connect(version, HANDSHAKE_TIMEOUT_S)
-    _ACCEPTED[(settings.host, settings.port)] = version
+    if len(versions) > 1:
+        _ACCEPTED[(settings.host, settings.port)] = version
     return connected, version
 
 
