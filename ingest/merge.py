@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # What a reading may carry, each at most once in a merged one.
 _MEASURES = (
     "energy_kwh", "power_kw", "voltage", "current", "battery_pct", "irradiance_wm2",
-    "panel_temp_c", "counter_kwh",
+    "panel_temp_c", "counter_kwh", "state_of_charge",
 )  # fmt: skip
 
 

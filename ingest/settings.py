@@ -144,20 +144,23 @@ class GenericField(_Section):
     # Decimals to keep of the value as sent: float32 artefacts (64.699996948242188) go.
     round: Annotated[int, Field(ge=0, le=12)] | None = None
     # Power (or interval energy) whose sign says the direction, as a grid meter's does:
-    # a negative value is production (export), a positive one consumption.
+    # a negative value is production (export), a positive one consumption. Batteries sign
+    # either way: Victron's negative is discharge, evcc's positive (positive_is_production).
     negative_is_production: bool = False
+    positive_is_production: bool = False
 
     @model_validator(mode="after")
     def _known_unit(self) -> Self:
         factor(self.measure, self.unit)
         if self.cumulative and self.measure != "energy":
             raise ValueError("only an energy field can be cumulative")
-        if self.negative_is_production and (
-            self.measure not in {"power", "energy"} or self.cumulative or self.kind
-        ):
-            raise ValueError(
-                "negative_is_production is for a power or interval energy field without a kind"
-            )
+        for signed in ("negative_is_production", "positive_is_production"):
+            if getattr(self, signed) and (
+                self.measure not in {"power", "energy"} or self.cumulative or self.kind
+            ):
+                raise ValueError(f"{signed} is for a power or interval energy field without a kind")
+        if self.negative_is_production and self.positive_is_production:
+            raise ValueError("set one of negative_is_production and positive_is_production")
         return self
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -27,7 +27,7 @@ from storage import DeviceType
 from storage.counters import DEFAULT_MAX_POWER_KW
 from storage.settings import AnalyticsSettings, StorageSettings
 
-DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = {"smart_meter": 60.0, "solar_panel": 60.0}
+DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = dict.fromkeys(get_args(DeviceType), 60.0)
 
 
 class _Section(BaseModel):

@@ -74,7 +74,11 @@ class Schema(Protocol):
 
     async def add_reading_columns(self, conn: AsyncConnection) -> None:
         """Give every readings table the columns of the current shape it lacks (schema v6:
-        `interval_start`)."""
+        `interval_start`, v10: `state_of_charge`)."""
+        ...
+
+    async def widen_device_types(self, conn: AsyncConnection) -> None:
+        """Schema v10: let the registry hold every device type of `storage.DeviceType`."""
         ...
 
     async def prepare(self, conn: AsyncConnection) -> None:

@@ -113,6 +113,7 @@ def carries_nothing(reading: Reading) -> bool:
         and reading.battery_pct is None
         and reading.irradiance_wm2 is None
         and reading.panel_temp_c is None
+        and reading.state_of_charge is None
     )
 
 

@@ -42,8 +42,16 @@ from storage.records import IMPLAUSIBLE, DeviceType, Reading
 from storage.tables import meter_counters
 
 # Unless a device's own is registered: a household connection's main fuse allows tens
-# of kW; a home's solar panels, inverters and batteries stay well below.
-DEFAULT_MAX_POWER_KW: dict[DeviceType, float] = {"smart_meter": 50.0, "solar_panel": 50.0}
+# of kW; a home's solar panels, batteries and heat pumps stay well below. Inverters reach
+# 100 kW on commercial roofs, DC fast chargers 350 kW.
+DEFAULT_MAX_POWER_KW: dict[DeviceType, float] = {
+    "smart_meter": 50.0,
+    "solar_panel": 50.0,
+    "battery_storage": 50.0,
+    "inverter": 100.0,
+    "ev_charger": 350.0,
+    "heat_pump": 50.0,
+}
 # The most power a device of each type can measure, in kW.
 MaxPower = Mapping[DeviceType, float]
 RESET_DROP = 0.10

@@ -140,6 +140,13 @@ async def _local_summary(conn: AsyncConnection, schema: Schema) -> None:
     await conn.exec_driver_sql(summary_view_ddl(schema.local_date))
 
 
+async def _more_device_types(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 10: batteries, inverters, EV chargers and heat pumps in the registry, and
+    the readings' `state_of_charge`."""
+    await schema.widen_device_types(conn)
+    await schema.add_reading_columns(conn)
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -154,6 +161,7 @@ MIGRATIONS: dict[int, Migration] = {
     7: _owners_at_the_time,
     8: _covered_rollups,
     9: _local_summary,
+    10: _more_device_types,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -45,7 +45,7 @@ from storage.rollups import (
     postgres_delta_ctes,
     postgres_rollup_ctes,
 )
-from storage.tables import ROLLUP_FILLFACTOR, energy_parent, metadata
+from storage.tables import DEVICE_TYPE_CHECK, ROLLUP_FILLFACTOR, energy_parent, metadata
 from storage.verify import Difference
 
 # Held by a transaction that reads or changes the schema version, so that daemons starting
@@ -154,6 +154,12 @@ class PostgresBackend:
                 await conn.exec_driver_sql(
                     f'ALTER TABLE {BASE_NAME} ADD COLUMN "{column.name}" {kind}'
                 )
+
+    async def widen_device_types(self, conn: AsyncConnection) -> None:
+        await conn.exec_driver_sql(
+            "ALTER TABLE iot_devices DROP CONSTRAINT IF EXISTS ck_iot_devices_type, "
+            f"ADD CONSTRAINT ck_iot_devices_type CHECK ({DEVICE_TYPE_CHECK})"
+        )
 
     async def prepare(self, conn: AsyncConnection) -> None:
         await self._partitions.load(conn)

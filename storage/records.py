@@ -13,7 +13,9 @@ import msgspec
 
 from partitions import Month
 
-DeviceType = Literal["smart_meter", "solar_panel"]
+DeviceType = Literal[
+    "smart_meter", "solar_panel", "battery_storage", "inverter", "ev_charger", "heat_pump"
+]
 # Why a message was rejected, in a word: a label for metrics, next to the readable reason.
 RejectKind = Literal[
     "too_large",
@@ -30,9 +32,15 @@ IMPLAUSIBLE = "implausible"
 # What the writer does with a reading or status of a device the registry lacks.
 UnknownDevices = Literal["register", "reject"]
 
+# What a reading's energy is unless it says otherwise (`Reading.kind`): a battery's is what
+# it charged, its discharge a reading of its own with the kind "production".
 DATA_TYPE_OF: dict[DeviceType, DataType] = {
     "smart_meter": "consumption",
     "solar_panel": "production",
+    "battery_storage": "consumption",
+    "inverter": "production",
+    "ev_charger": "consumption",
+    "heat_pump": "consumption",
 }
 
 
@@ -46,6 +54,10 @@ class Reading(msgspec.Struct, frozen=True):
     time of the value it counted from. A reading may lack energy or power
     (a device that publishes one number per topic); `kind` overrides the data type its
     device type implies (a meter's export counter is production).
+
+    `battery_pct` is a wireless device's own battery, which the registry's
+    `battery_level` follows; `state_of_charge` is how full a storage battery (or the car on
+    a charger) is, a measurement like power, stored with the reading alone.
 
     A msgspec Struct rather than a frozen dataclass: one is built per message, and it
     builds many times faster (docs/performance.md).
@@ -68,6 +80,7 @@ class Reading(msgspec.Struct, frozen=True):
     counter: str | None = None
     counter_kwh: float | None = None
     interval_start: datetime | None = None
+    state_of_charge: float | None = None
 
     @property
     def data_type(self) -> DataType:
@@ -82,7 +95,8 @@ class Reading(msgspec.Struct, frozen=True):
 
 # What a reading fills of its stored row, in the order both backends' bulk statements take
 # it. The row's owner (user_id) is looked up in the registry by the insert; id, `validated`
-# and `created_at` are the database's.
+# and `created_at` are the database's. Columns most readings leave NULL come last
+# (OPTIONAL_COLUMNS): a SQLite batch's rows end before those none of its readings fills.
 ROW_COLUMNS: tuple[str, ...] = (
     "device_id",
     "data_type",
@@ -97,7 +111,9 @@ ROW_COLUMNS: tuple[str, ...] = (
     "quality",
     "metadata",
     "interval_start",
+    "state_of_charge",
 )
+OPTIONAL_COLUMNS = ("interval_start", "state_of_charge")
 READING_COLUMNS = ("user_id", *ROW_COLUMNS)
 
 
@@ -105,12 +121,22 @@ Row = tuple[object, ...]
 _JSON = msgspec.json.Encoder()
 
 
+def optional_width(readings: Sequence[Reading]) -> int:
+    """How many of OPTIONAL_COLUMNS the readings' rows need, in order, to lose nothing."""
+    if any(r.state_of_charge is not None for r in readings):
+        return 2
+    return 1 if any(r.interval_start is not None for r in readings) else 0
+
+
 def reading_rows(
-    readings: Sequence[Reading], times: Mapping[datetime, object], *, intervals: bool = True
+    readings: Sequence[Reading],
+    times: Mapping[datetime, object],
+    *,
+    optional: int = len(OPTIONAL_COLUMNS),
 ) -> list[Row]:
     """The readings' rows in ROW_COLUMNS order, as both backends send them: each time as
     `times` gives it (SQLite's text, or the datetime itself), metadata as JSON text.
-    Without `intervals`, rows end before `interval_start`, which then stays NULL.
+    Rows hold the first `optional` of OPTIONAL_COLUMNS, the others stay NULL.
 
     The hot half of the writer's work on the event loop: `times` is looked up once per
     reading, and a fleet reporting on the minute shares its times (see storage/sqlite.py).
@@ -132,10 +158,15 @@ def reading_rows(
         )
         for r in readings
     ]
-    if not intervals:
+    if optional == 0:
         return rows
+    if optional == 1:
+        return [
+            (*row, None if r.interval_start is None else times[r.interval_start])
+            for row, r in zip(rows, readings, strict=True)
+        ]
     return [
-        (*row, None if r.interval_start is None else times[r.interval_start])
+        (*row, None if r.interval_start is None else times[r.interval_start], r.state_of_charge)
         for row, r in zip(rows, readings, strict=True)
     ]
 

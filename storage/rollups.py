@@ -208,9 +208,9 @@ def sqlite_insert_sql(partition: str, rows: int, width: int = len(ROW_COLUMNS)) 
     """Insert `rows` readings into `partition`, skipping those already stored.
 
     The statement takes the batch's creation time, then each row's first `width`
-    ROW_COLUMNS as parameters of one multi-row VALUES (a column fewer is a tenth less work
-    for a batch without intervals); the owner is looked up in `iot_devices`. Rows go in in
-    the order given: the writer sorts them by unique key, so the index's pages are visited
+    ROW_COLUMNS as parameters of one multi-row VALUES (a column fewer is a tenth less work:
+    storage.records.OPTIONAL_COLUMNS); the owner is looked up in `iot_devices`. Rows go in
+    in the order given: the writer sorts them by unique key, so the index's pages are visited
     in order, and the first of two equal keys is the one kept.
     """
     row = f"({', '.join('?' * width)})"

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import operator
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from typing import NamedTuple, cast
 
 import aiosqlite
 import msgspec
-from sqlalchemy import Table, inspect
+from sqlalchemy import Table, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,7 +42,7 @@ from storage.devices import DeviceSighting, registry_update
 from storage.engine import SQLiteOptions, sqlite_file
 from storage.faults import crash_point
 from storage.readonly import query_sqlite
-from storage.records import ROW_COLUMNS, Reading, Row, by_month, reading_rows
+from storage.records import ROW_COLUMNS, Reading, Row, by_month, optional_width, reading_rows
 from storage.rollups import (
     PIECE_COLUMNS,
     ROLLUPS,
@@ -53,7 +54,7 @@ from storage.rollups import (
     sqlite_insert_sql,
     sqlite_rollup_sql,
 )
-from storage.tables import ROLLUP_MEASURES, energy_partition, metadata
+from storage.tables import DEVICE_TYPE_CHECK, ROLLUP_MEASURES, energy_partition, metadata
 from storage.verify import Difference, compare_sql, difference, month_source
 
 
@@ -87,6 +88,9 @@ class Stamps(dict[datetime, str]):
 
 
 _UNIQUE_KEY = ("device_id", "data_type", "recorded_at")
+# The registry's row in the schema, and its check of device types in any version's words.
+_REGISTRY = "type = 'table' AND name = 'iot_devices'"
+_DEVICE_TYPE_CHECK = re.compile(r"device_type IN \([^)]*\)")
 _ROW_KEY = operator.itemgetter(*(ROW_COLUMNS.index(column) for column in _UNIQUE_KEY))
 
 
@@ -94,8 +98,9 @@ def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> lis
     """The readings' rows (`storage.records.reading_rows`) with SQLite's text times,
     sorted by unique key, so that the unique index is walked in order (stably: the first
     of two equal keys stays first, and is the one stored)."""
-    intervals = any(r.interval_start is not None for r in readings)
-    rows = reading_rows(readings, Stamps() if stamps is None else stamps, intervals=intervals)
+    rows = reading_rows(
+        readings, Stamps() if stamps is None else stamps, optional=optional_width(readings)
+    )
     rows.sort(key=_ROW_KEY)
     return rows
 
@@ -268,6 +273,23 @@ class SQLiteBackend:
             await conn.exec_driver_sql(f"DROP TABLE {name}_v1")
         # Renaming rewrote the view to name the old tables: build it afresh.
         await self._partitions.rebuild_view(conn)
+
+    async def widen_device_types(self, conn: AsyncConnection) -> None:
+        """SQLite cannot alter a constraint: the check's text in the schema is rewritten, the
+        way SQLite's documentation gives for one made less strict (ALTER TABLE, section 7),
+        without rebuilding the table the partitions' foreign keys point at."""
+        sql = await conn.scalar(text(f"SELECT sql FROM sqlite_master WHERE {_REGISTRY}"))
+        widened = _DEVICE_TYPE_CHECK.sub(DEVICE_TYPE_CHECK, sql)
+        if widened == sql:
+            return
+        version = await conn.scalar(text("PRAGMA schema_version"))
+        await conn.exec_driver_sql("PRAGMA writable_schema = ON")
+        await conn.execute(
+            text(f"UPDATE sqlite_master SET sql = :sql WHERE {_REGISTRY}"),
+            {"sql": widened},
+        )
+        await conn.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
+        await conn.exec_driver_sql("PRAGMA writable_schema = RESET")
 
     async def prepare(self, conn: AsyncConnection) -> None:
         await self._partitions.load(conn)

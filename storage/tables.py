@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from sqlalchemy import (
     DDL,
     JSON,
@@ -28,12 +30,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import SchemaItem
 
 from partitions import BASE_NAME
+from storage.records import DeviceType
 from storage.types import UTCDateTime
 
 metadata = MetaData()
 
 DEVICE_STATUSES = ("active", "inactive", "maintenance", "error")
-DEVICE_TYPES = ("smart_meter", "solar_panel")
+DEVICE_TYPES: tuple[str, ...] = get_args(DeviceType)
+# The registry's check of device types: schema v10 widened it (storage/migrations.py).
+DEVICE_TYPE_CHECK = f"device_type IN {DEVICE_TYPES!r}"
 DATA_TYPES = ("consumption", "production")
 ROLLUP_MEASURES = ("energy_kwh", "power_max", "power_sum", "power_count", "readings")
 # PostgreSQL: free space left in each page of a rollup, for its in-place updates.
@@ -61,7 +66,7 @@ iot_devices = Table(
     Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     Column("updated_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     CheckConstraint(f"status IN {DEVICE_STATUSES!r}", name="ck_iot_devices_status"),
-    CheckConstraint(f"device_type IN {DEVICE_TYPES!r}", name="ck_iot_devices_type"),
+    CheckConstraint(DEVICE_TYPE_CHECK, name="ck_iot_devices_type"),
     CheckConstraint(
         "battery_level IS NULL OR (battery_level >= 0 AND battery_level <= 100)",
         name="ck_iot_devices_battery",
@@ -198,6 +203,9 @@ def _reading_columns(name: str) -> list[SchemaItem]:
         # Where the interval the energy covers starts, when known: the energy is spread
         # over it (storage/rollups.py). Last, as schema v6 added it to existing tables.
         Column("interval_start", UTCDateTime),
+        # How full a storage battery (or an EV on its charger) is, in % (schema v10);
+        # a device's own battery is `battery_pct`.
+        Column("state_of_charge", Float),
         UniqueConstraint("device_id", "data_type", "recorded_at", name=f"uq_{name}_reading"),
         CheckConstraint(f"data_type IN {DATA_TYPES!r}", name=f"ck_{name}_data_type"),
         CheckConstraint("energy_amount >= 0", name=f"ck_{name}_energy"),

@@ -114,7 +114,7 @@ def test_timestamps_in_every_accepted_form_become_utc_milliseconds(
         (METER, good(ts="2026-11-22T13:00:00+00:00"), "more than 300s in the future"),
         (METER, good(ts="2010-01-01T00:00:00Z"), "is older than 3650 days"),
         (METER, good(device_id="m-2"), "device_id 'm-2' does not match the topic's 'm-1'"),
-        ("meterflow/heat_pump/h-1/telemetry", good(), "unknown device type 'heat_pump'"),
+        ("meterflow/wind_turbine/h-1/telemetry", good(), "unknown device type 'wind_turbine'"),
         ("meterflow/smart_meter/m-1/config", good(), "matches no configured decoder's pattern"),
         ("elsewhere/smart_meter/m-1/telemetry", good(), "matches no configured decoder's pattern"),
         ("meterflow/smart_meter//telemetry", good(), "matches no configured decoder's pattern"),

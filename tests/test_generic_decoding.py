@@ -67,7 +67,7 @@ ALL = _router(**{"decoders.enabled": ["canonical", "tasmota", "shelly", "zigbee2
          "switch:0.aenergy.total: expected a number, got 'x'"),
         ("shellies/plug/relay/0/power", b"n/a", "power: expected a number, got 'n/a'"),
         ("zigbee2mqtt/plug-1", b'{"battery": 150}',
-         "battery: expected a battery level within 0..100 %, got 150"),
+         "battery: expected a percentage within 0..100, got 150"),
         ("zigbee2mqtt/plug-1", b'{"power": true}', "power: expected a number, got true"),
     ],
 )  # fmt: skip

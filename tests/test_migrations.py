@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import sqlite3
 import subprocess
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -315,3 +318,69 @@ def test_upgrading_to_version_9_keeps_the_summary_in_utc_days_until_zones_are_re
     assert database.query("SELECT user_id, zone FROM user_zones") == [("", "UTC")]
     assert database.query("SELECT zone, offset_s FROM zone_offsets") == [("UTC", 0)]
     assert database.query("SELECT count(*) FROM user_energy_summary") == [(0,)]
+
+
+def _as_version_9(database: Database) -> None:
+    """Turn a current database back into schema version 9: two device types, and readings
+    without a state of charge."""
+    old_check = "device_type IN ('smart_meter', 'solar_panel')"
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 10")
+    if database.kind == "postgres":
+        database.execute("ALTER TABLE energy_data DROP COLUMN state_of_charge")
+        database.execute(
+            "ALTER TABLE iot_devices DROP CONSTRAINT ck_iot_devices_type, "
+            f"ADD CONSTRAINT ck_iot_devices_type CHECK ({old_check})"
+        )
+        return
+    assert isinstance(database, SQLiteDatabase)
+    # SQLite's own way to change a table's constraints: a copy in the old shape replaces it.
+    with closing(sqlite3.connect(database.path, isolation_level=None)) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("BEGIN")
+        conn.execute("DROP VIEW energy_data")
+        tables = sorted(partition_tables(database))
+        for table in tables:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN state_of_charge")
+        selects = " UNION ALL ".join(f"SELECT * FROM {table}" for table in tables)
+        conn.execute(f"CREATE VIEW energy_data AS {selects}")
+        [(ddl,)] = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'iot_devices'")
+        old = re.sub(r"device_type IN \([^)]*\)", old_check, ddl)
+        assert old != ddl
+        conn.execute(old.replace("CREATE TABLE iot_devices", "CREATE TABLE iot_devices_v9", 1))
+        conn.execute("INSERT INTO iot_devices_v9 SELECT * FROM iot_devices")
+        conn.execute("DROP TABLE iot_devices")
+        conn.execute("ALTER TABLE iot_devices_v9 RENAME TO iot_devices")
+        conn.execute("COMMIT")
+
+
+def test_upgrading_to_version_10_admits_four_device_types_and_a_state_of_charge(
+    database: Database,
+) -> None:
+    """v9 -> v10: the registry takes batteries, inverters, EV chargers and heat pumps, and
+    readings keep a state of charge apart from a device's own battery level."""
+    when = datetime(2026, 6, 1, tzinfo=UTC)
+
+    async def store(*readings: Reading) -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            await writer.write(WriteBatch(list(readings)))
+        await engine.dispose()
+
+    asyncio.run(store(Reading("t", "m-1", "smart_meter", when, 0.1, 0.3)))
+    _as_version_9(database)
+    assert "database schema is version 9" in refuses_to_run(database)
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert "applied schema versions 10" in upgraded.stdout, upgraded.stderr
+
+    battery = Reading("t", "b-1", "battery_storage", when, 0.4, 1.6, state_of_charge=64.5)
+    pump = Reading("t", "h-1", "heat_pump", when, 0.2, 0.8, battery_pct=90.0)
+    asyncio.run(store(battery, pump))
+    assert database.query(
+        "SELECT device_type, battery_level FROM iot_devices ORDER BY device_id"
+    ) == [("battery_storage", None), ("heat_pump", 90.0), ("smart_meter", None)]
+    assert database.query(
+        "SELECT device_id, state_of_charge, battery_pct FROM energy_data ORDER BY device_id"
+    ) == [("b-1", 64.5, None), ("h-1", None, 90.0), ("m-1", None, None)]
+    if database.kind == "sqlite":
+        assert database.query("PRAGMA integrity_check") == [("ok",)]
+        assert database.query("PRAGMA foreign_key_check") == []

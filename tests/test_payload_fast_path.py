@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from ingest.decode.payload import (
     PAYLOAD_MODELS,
-    SolarPanelPayload,
     Telemetry,
     _fast_path,
     parse_telemetry,
@@ -70,6 +69,9 @@ OPTIONAL = {
     "quality": text,
     "irradiance_wm2": number(0, 2000),
     "panel_temp_c": number(-60, 150),
+    "state_of_charge": number(0, 100),
+    "discharge_energy_kwh": number(0, 100_000),
+    "discharge_power_kw": number(0, 100_000),
     "interval_s": number(0, 31 * 86400 + 1),
     "seq": junk,
     "firmware": junk,
@@ -85,7 +87,14 @@ def by_the_model(device_type: str, payload: bytes) -> Telemetry | str:
         document = PAYLOAD_MODELS[device_type].model_validate_json(payload)
     except ValidationError as exc:
         return str(exc)
-    solar = document if isinstance(document, SolarPanelPayload) else None
+
+    def own(name: str) -> float | None:
+        """A field of the device type's model, not an extra one of the same name."""
+        value: float | None = (
+            getattr(document, name) if name in type(document).model_fields else None
+        )
+        return value
+
     return Telemetry(
         ts=document.ts,
         energy_kwh=document.energy_kwh,
@@ -93,12 +102,15 @@ def by_the_model(device_type: str, payload: bytes) -> Telemetry | str:
         voltage=document.voltage,
         current=document.current,
         battery_pct=document.battery_pct,
-        irradiance_wm2=solar.irradiance_wm2 if solar else None,
-        panel_temp_c=solar.panel_temp_c if solar else None,
+        irradiance_wm2=own("irradiance_wm2"),
+        panel_temp_c=own("panel_temp_c"),
         quality=document.quality,
         device_id=document.device_id,
         extra=document.model_extra or None,
         interval_s=document.interval_s,
+        state_of_charge=own("state_of_charge"),
+        discharge_energy_kwh=own("discharge_energy_kwh"),
+        discharge_power_kw=own("discharge_power_kw"),
     )
 
 
@@ -114,6 +126,9 @@ def by_parse_telemetry(device_type: str, payload: bytes) -> Telemetry | str:
 @example("smart_meter", {"ts": True, "energy_kwh": 1, "power_kw": 1})
 @example("smart_meter", {"ts": 1.0, "energy_kwh": 1, "power_kw": 1, "irradiance_wm2": 9999})
 @example("solar_panel", {"ts": "2026-11-22T09:20:00Z", "energy_kwh": 1, "power_kw": True})
+@example("heat_pump", {"ts": 1.0, "energy_kwh": 1, "power_kw": 1, "state_of_charge": 50})
+@example("ev_charger", {"ts": 1.0, "energy_kwh": 1, "power_kw": 1, "state_of_charge": 101})
+@example("battery_storage", {"ts": 1.0, "energy_kwh": 0, "power_kw": 0, "discharge_power_kw": 2})
 def test_fast_path_accepts_and_refuses_exactly_what_the_model_does(
     device_type: str, document: dict[str, object]
 ) -> None:

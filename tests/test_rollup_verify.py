@@ -174,16 +174,19 @@ def test_an_archived_month_keeps_its_rollups_and_is_checked_against_its_archive(
 
 
 def _as_written_before_version_6(archive: Path) -> None:
-    """Take `interval_start` out of an archive file, as meterflow wrote them before v6."""
+    """Take `interval_start` (and v10's `state_of_charge`) out of an archive file, as
+    meterflow wrote them before v6."""
+    later = ("interval_start", "state_of_charge")
     if archive.name.endswith(".csv.gz"):
         with gzip.open(archive, "rt", newline="") as source:
-            rows = [row[:-1] for row in csv.reader(source)]
-        assert rows[0][-1] == "created_at"
+            rows = list(csv.reader(source))
+        assert rows[0][-2:] == list(later)
         with gzip.open(archive, "wt", newline="") as target:
-            csv.writer(target).writerows(rows)
+            csv.writer(target).writerows(row[:-2] for row in rows)
         return
     with contextlib.closing(sqlite3.connect(archive)) as conn:
-        conn.execute("ALTER TABLE energy_data_2026_03 DROP COLUMN interval_start")
+        for column in later:
+            conn.execute(f"ALTER TABLE energy_data_2026_03 DROP COLUMN {column}")
         conn.commit()
 
 

@@ -1,7 +1,7 @@
 """meterflow's own format: canonical JSON on `<prefix>/<device_type>/<device_id>/telemetry`.
 
-Turns one message into a reading, an availability change (`.../status`), or a dead letter
-that says why not.
+Turns one message into a reading (two for a battery: what it charged and what it gave
+back), an availability change (`.../status`), or a dead letter that says why not.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class CanonicalDecoder:
         parsed = _device(captures, "telemetry")
         if isinstance(parsed, str):
             return (self._reject(topic, payload, received_at, parsed, "topic"),)
-        return (self._reading(topic, parsed, payload, received_at),)
+        return self._readings(topic, parsed, payload, received_at)
 
     def _status(
         self, topic: str, captures: Mapping[str, str], payload: bytes, received_at: datetime
@@ -74,28 +74,30 @@ class CanonicalDecoder:
             return self._reject(topic, payload, received_at, reason, "payload")
         return Availability(topic, parsed.device_id, parsed.device_type, online, received_at)
 
-    def _reading(
+    def _readings(
         self, topic: str, parsed: DeviceTopic, payload: bytes, received_at: datetime
-    ) -> Reading | DeadLetter:
+    ) -> Sequence[Reading | DeadLetter]:
         try:
             document = parse_telemetry(parsed.device_type, payload)
         except PayloadError as exc:
             # A ts that is not a time is a timestamp problem, as one out of range is.
             only_ts = all(error["loc"][:1] == ("ts",) for error in exc.error.errors())
             kind: RejectKind = "timestamp" if only_ts else "payload"
-            return self._reject(topic, payload, received_at, describe(exc.error), kind)
+            return (self._reject(topic, payload, received_at, describe(exc.error), kind),)
         if document.device_id is not None and document.device_id != parsed.device_id:
-            return self._reject(
-                topic,
-                payload,
-                received_at,
-                f"device_id {document.device_id!r} does not match the topic's {parsed.device_id!r}",
-                "device_mismatch",
+            mismatch = (
+                f"device_id {document.device_id!r} does not match the topic's {parsed.device_id!r}"
             )
+            return (self._reject(topic, payload, received_at, mismatch, "device_mismatch"),)
         problem = self._time_problem(document.ts, received_at)
         if problem is not None:
-            return self._reject(topic, payload, received_at, problem, "timestamp")
-        return Reading(
+            return (self._reject(topic, payload, received_at, problem, "timestamp"),)
+        interval_start = (
+            None
+            if document.interval_s is None
+            else document.ts - timedelta(seconds=document.interval_s)
+        )
+        reading = Reading(
             topic=topic,
             device_id=parsed.device_id,
             device_type=parsed.device_type,
@@ -109,10 +111,24 @@ class CanonicalDecoder:
             panel_temp_c=document.panel_temp_c,
             quality=document.quality,
             metadata=document.extra,
-            interval_start=None
-            if document.interval_s is None
-            else document.ts - timedelta(seconds=document.interval_s),
+            interval_start=interval_start,
+            state_of_charge=document.state_of_charge,
         )
+        if document.discharge_energy_kwh is None and document.discharge_power_kw is None:
+            return (reading,)
+        # A battery's discharge is energy it produced: a reading of its own kind.
+        discharge = Reading(
+            topic=topic,
+            device_id=parsed.device_id,
+            device_type=parsed.device_type,
+            recorded_at=document.ts,
+            energy_kwh=document.discharge_energy_kwh,
+            power_kw=document.discharge_power_kw,
+            quality=document.quality,
+            kind="production",
+            interval_start=interval_start,
+        )
+        return (reading, discharge)
 
     def _time_problem(self, ts: datetime, received_at: datetime) -> str | None:
         if ts - received_at > self._max_skew:

@@ -116,9 +116,9 @@ def availability(payload: bytes) -> bool | None:
 
 
 def percent(value: float | None, field: str) -> float | None:
-    """A battery level, which the registry keeps within 0..100 %."""
+    """A battery level or state of charge, within 0..100 %."""
     if value is not None and not 0 <= value <= 100:
-        raise FieldError(field, f"expected a battery level within 0..100 %, got {value:g}")
+        raise FieldError(field, f"expected a percentage within 0..100, got {value:g}")
     return value
 
 

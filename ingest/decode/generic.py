@@ -112,8 +112,9 @@ class GenericDecoder:
             spec = config.fields[name]
             value = raw if spec.round is None else round(raw, spec.round)
             kind = self._kind(spec)
-            if spec.negative_is_production:
-                kind = "production" if value < 0 else "consumption"
+            if spec.negative_is_production or spec.positive_is_production:
+                produced = value < 0 if spec.negative_is_production else value > 0
+                kind = "production" if produced else "consumption"
                 value = abs(value)
             readings.setdefault(kind, _Values()).set(name, spec, value)
         return [
@@ -121,6 +122,7 @@ class GenericDecoder:
                 topic, captures["device_id"], config.device_type, at, v.energy, v.power,
                 voltage=v.voltage, current=v.current, battery_pct=v.battery,
                 quality=quality or "good", kind=kind, counter=v.counter, counter_kwh=v.counted,
+                state_of_charge=v.state_of_charge,
             )
             for kind, v in readings.items()
         ]  # fmt: skip
@@ -135,6 +137,7 @@ class _Values:
     voltage: float | None = None
     current: float | None = None
     battery: float | None = None
+    state_of_charge: float | None = None
     counter: str | None = None
     counted: float | None = None
 
@@ -150,6 +153,8 @@ class _Values:
             self.voltage = scaled
         elif spec.measure == "current":
             self.current = scaled
+        elif spec.measure == "state_of_charge":
+            self.state_of_charge = percent(scaled, name)
         else:
             self.battery = percent(scaled, name)
 

@@ -84,9 +84,40 @@ class SolarPanelPayload(_Telemetry):
     panel_temp_c: Annotated[Number, Field(ge=-60, le=150)] | None = None
 
 
+class InverterPayload(_Telemetry):
+    """An inverter's reading: energy it fed out since its previous reading."""
+
+
+class HeatPumpPayload(_Telemetry):
+    """A heat pump's reading: electrical energy consumed since its previous reading."""
+
+
+StateOfCharge = Annotated[Number, Field(ge=0, le=100)]
+
+
+class EvChargerPayload(_Telemetry):
+    """An EV charger's reading: energy delivered since its previous reading, and the
+    vehicle's state of charge (%) when the charger knows it."""
+
+    state_of_charge: StateOfCharge | None = None
+
+
+class BatteryStoragePayload(EvChargerPayload):
+    """A storage battery's reading: energy_kwh and power_kw are what it charged, the
+    discharge_ fields what it gave back, since its previous reading; state_of_charge (%)
+    how full it is."""
+
+    discharge_energy_kwh: Annotated[Number, Field(ge=0, le=100_000)] | None = None
+    discharge_power_kw: Annotated[Number, Field(ge=0, le=100_000)] | None = None
+
+
 PAYLOAD_MODELS: dict[str, type[_Telemetry]] = {
     "smart_meter": SmartMeterPayload,
     "solar_panel": SolarPanelPayload,
+    "battery_storage": BatteryStoragePayload,
+    "inverter": InverterPayload,
+    "ev_charger": EvChargerPayload,
+    "heat_pump": HeatPumpPayload,
 }
 
 
@@ -105,6 +136,9 @@ class Telemetry(msgspec.Struct, frozen=True):
     device_id: str | None
     extra: dict[str, Any] | None
     interval_s: float | None = None
+    state_of_charge: float | None = None
+    discharge_energy_kwh: float | None = None
+    discharge_power_kw: float | None = None
 
 
 def parse_telemetry(device_type: str, payload: bytes) -> Telemetry:
@@ -122,8 +156,10 @@ def parse_telemetry(device_type: str, payload: bytes) -> Telemetry:
 def _telemetry(
     document: _Telemetry | _FastTelemetry, ts: datetime, extra: dict[str, Any] | None
 ) -> Telemetry:
-    """Either path's validated document as Telemetry; solar fields come from a panel's."""
-    solar = document if isinstance(document, SolarPanelPayload | _FastSolar) else None
+    """Either path's validated document as Telemetry; a type's own fields from its own."""
+    solar = document if isinstance(document, _SOLAR) else None
+    charged = document if isinstance(document, _CHARGED) else None
+    battery = document if isinstance(document, _BATTERY) else None
     return Telemetry(
         ts=ts,
         energy_kwh=document.energy_kwh,
@@ -137,6 +173,9 @@ def _telemetry(
         device_id=document.device_id,
         extra=extra,
         interval_s=document.interval_s,
+        state_of_charge=charged.state_of_charge if charged else None,
+        discharge_energy_kwh=battery.discharge_energy_kwh if battery else None,
+        discharge_power_kw=battery.discharge_power_kw if battery else None,
     )
 
 
@@ -162,9 +201,26 @@ class _FastSolar(_FastTelemetry, forbid_unknown_fields=True):
     panel_temp_c: Annotated[float, msgspec.Meta(ge=-60, le=150)] | None = None
 
 
+class _FastCharged(_FastTelemetry, forbid_unknown_fields=True):
+    state_of_charge: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
+
+
+class _FastBattery(_FastCharged, forbid_unknown_fields=True):
+    discharge_energy_kwh: _Power | None = None
+    discharge_power_kw: _Power | None = None
+
+
+# isinstance() with a tuple: the cheapest test of a document's type, once per message.
+_SOLAR = (SolarPanelPayload, _FastSolar)
+_CHARGED = (EvChargerPayload, _FastCharged)
+_BATTERY = (BatteryStoragePayload, _FastBattery)
 _FAST_MODELS: dict[str, type[_FastTelemetry]] = {
     "smart_meter": _FastTelemetry,
     "solar_panel": _FastSolar,
+    "battery_storage": _FastBattery,
+    "inverter": _FastTelemetry,
+    "ev_charger": _FastCharged,
+    "heat_pump": _FastTelemetry,
 }
 _FAST_FIELDS = {name: frozenset(model.__struct_fields__) for name, model in _FAST_MODELS.items()}
 _DOCUMENT = msgspec.json.Decoder(dict[str, Any])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-Measure = Literal["energy", "power", "voltage", "current", "battery"]
+# "battery" is a wireless device's own battery level, "state_of_charge" how full a storage
+# battery (or an EV on its charger) is: both in %, kept apart (storage.Reading).
+Measure = Literal["energy", "power", "voltage", "current", "battery", "state_of_charge"]
 
 # Factors to meterflow's units: kWh, kW, V, A, %.
 UNITS: dict[Measure, dict[str, float]] = {
@@ -14,6 +16,7 @@ UNITS: dict[Measure, dict[str, float]] = {
     "voltage": {"mV": 1e-3, "V": 1.0, "kV": 1e3},
     "current": {"mA": 1e-3, "A": 1.0},
     "battery": {"%": 1.0},
+    "state_of_charge": {"%": 1.0},
 }  # fmt: skip
 
 
