@@ -11,6 +11,7 @@ message (the broker's wire ceiling here; its clock starts at launch, connect inc
 (b) meterflow has committed the last row (acknowledging each message after its commit),
 receiving through its own subscriber, (b2) the same through the aiomqtt receive path,
 (bn) (b) with SQLite's synchronous = NORMAL instead of the default FULL (no fsync per batch),
+(bp) (b) with a time-of-use tariff and grid carbon configured: every batch priced,
 (c) the naive consumer has committed the last row. A backlog measures each consumer's own
 ceiling; a live publisher here tops out near 10,000 messages/s and would measure itself.
 Then (l) meterflow's publish-to-commit latency at a steady rate (bench.latency), by
@@ -164,9 +165,14 @@ def meterflow(
     *,
     client: str = "meterflow",
     synchronous: str = "FULL",
+    priced: bool = False,
 ) -> Result:
     command = [str(BIN / "meterflow"), "run", "--broker", f"mqtt://127.0.0.1:{port}",
                "--db", f"sqlite:///{db}"]  # fmt: skip
+    if priced:
+        config = db.with_name("priced.toml")
+        config.write_text(PRICED_CONFIG)
+        command += ["--config", str(config)]
     env = {"METERFLOW_MQTT__TOPIC_PREFIX": PREFIX, "METERFLOW_MQTT__CLIENT_ID": "bench-meterflow",
            "METERFLOW_LOG__FORMAT": "json", "PATH": str(BIN), "METERFLOW_MQTT__CLIENT": client,
            "METERFLOW_LOG__SUMMARY_INTERVAL_S": str(SUMMARY_INTERVAL_S),
@@ -190,7 +196,32 @@ def meterflow(
     name = "meterflow" if client == "meterflow" else f"meterflow/{client}"
     if synchronous != "FULL":
         name = f"{name} {synchronous}"
+    if priced:
+        name = f"{name} priced"
     return Result(name, done - ready, count_rows(db), peak, cpu)
+
+
+# A tariff of the kind most users have: peak and off-peak prices by local weekday and time,
+# and one grid zone's carbon.
+PRICED_CONFIG = """
+[[tariffs]]
+name = "time-of-use"
+time_zone = "Europe/Berlin"
+valid_from = 2020-01-01
+import_price = 0.30
+export_price = 0.08
+
+[[tariffs.periods]]
+name = "peak"
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "07:00"
+end = "21:00"
+import_price = 0.40
+
+[carbon]
+zone = "DE"
+intensity_g_per_kwh = { DE = 380.0 }
+"""
 
 
 SUMMARY_INTERVAL_S = 0.1
@@ -266,6 +297,8 @@ def main() -> None:
         ("bn", "bench-meterflow",
          lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log",
                                    synchronous="NORMAL")),
+        ("bp", "bench-meterflow",
+         lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log", priced=True)),
     ]  # fmt: skip
     if not args.skip_naive:
         contenders.append(
@@ -306,7 +339,12 @@ def main() -> None:
         f"b/bn synchronous FULL / NORMAL:      {b.rate(n) / bn.rate(n):5.2f} readings/s, "
         f"CPU {b.cpu_seconds / bn.cpu_seconds:.2f}"
     )
-    for r in (b, b2, bn):
+    bp = results["bp"]
+    print(
+        f"bp/b priced / unpriced:              {bp.rate(n) / b.rate(n):5.2f} readings/s, "
+        f"CPU {bp.cpu_seconds / b.cpu_seconds:.2f}"
+    )
+    for r in (b, b2, bn, bp):
         print(f"{r.name} rows lost: {n - r.stored}   peak RSS {r.peak_rss_mb:.1f} MiB")
     print_cpu_ceiling(b, w, n)
     fast_enough = "yes" if b.rate(n) >= TARGET_RATE else "no"

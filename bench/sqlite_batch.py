@@ -110,7 +110,7 @@ def time_batches(
         stamps = Stamps()
         now = datetime.now(UTC)
         steps: list[Step] = [_upsert_statement(sightings(batch), now, stamps)]
-        steps.extend(_inserts(by_month(batch), now, stamps))
+        steps.extend(_inserts(by_month(batch), now, stamps, priced=False))
         assert _commit(db, steps) == size
         started = time.thread_time()
         super(TimedConnection, db).execute("PRAGMA wal_checkpoint(PASSIVE)")

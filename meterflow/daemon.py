@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from datetime import datetime
 from http import HTTPStatus
 
 import structlog
@@ -31,6 +32,7 @@ from storage.backend import backend_for_url
 from storage.checkpoints import checkpointer_for
 from storage.engine import DAEMON_APPLICATION, durability
 from storage.inuse import Holder, used_by_daemon
+from storage.prices import record_rates
 from storage.zones import record_zones
 
 log = structlog.get_logger("meterflow.daemon")
@@ -114,6 +116,7 @@ class Daemon:
                     unknown_devices=settings.ingest.unknown_devices,
                     max_power_kw=settings.devices.max_power_kw,
                     backoff=Backoff(storage.retry_initial_s, storage.retry_max_s),
+                    priced=settings.prices.configured,
                 )
                 try:
                     async with asyncio.timeout(None) as self._starting:
@@ -127,6 +130,7 @@ class Daemon:
                 self._writer = writer
                 async with engine.connect() as conn:
                     await record_zones(conn, settings.analytics)
+                    _report_rates(await record_rates(conn, settings.prices))
                     await _report_durability(conn)
                 checkpointer = checkpointer_for(
                     storage.url,
@@ -194,6 +198,17 @@ def _first(group: BaseExceptionGroup[StorageError]) -> StorageError:
     """The first storage error of a group, however deeply task groups nested it."""
     first = group.exceptions[0]
     return first if isinstance(first, StorageError) else _first(first)
+
+
+def _report_rates(changed: datetime | None) -> None:
+    """A tariff or carbon zone changed: what is stored keeps its cost until repriced."""
+    if changed is not None:
+        since = "the beginning" if changed.year == 1 else changed.isoformat()
+        log.warning(
+            "rates changed",
+            since=since,
+            fix="`meterflow costs recompute` prices the stored quarter hours again",
+        )
 
 
 async def _report_durability(conn: AsyncConnection) -> None:

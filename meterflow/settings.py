@@ -25,7 +25,9 @@ from ingest.settings import BatchSettings, DecodersSettings, IngestSettings, Mqt
 from partitions.settings import RetentionSettings
 from storage import DeviceType
 from storage.counters import DEFAULT_MAX_POWER_KW
+from storage.prices import Prices
 from storage.settings import AnalyticsSettings, StorageSettings
+from storage.tariffs import CarbonSettings, Tariff, check_tariffs
 
 DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = dict.fromkeys(get_args(DeviceType), 60.0)
 
@@ -91,6 +93,18 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     decoders: DecodersSettings = DecodersSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    # What energy costs and the grid's carbon (storage/tariffs.py): `[[tariffs]]`, `[carbon]`.
+    tariffs: list[Tariff] = Field(default_factory=list)
+    carbon: CarbonSettings = CarbonSettings()
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(self.tariffs, self.carbon)
+
+    @model_validator(mode="after")
+    def _tariffs_apart(self) -> Self:
+        check_tariffs(self.tariffs)
+        return self
 
     @model_validator(mode="after")
     def _window_exceeds_batch(self) -> Self:

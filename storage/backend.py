@@ -198,16 +198,17 @@ class Dialect(Schema, Backend, Operations, Protocol):
     """Everything one database's backend implements."""
 
 
-def backend_for(dialect: str) -> Dialect:
-    """The backend of a SQLAlchemy dialect name; a new one, with partitions not yet read."""
+def backend_for(dialect: str, *, priced: bool = False) -> Dialect:
+    """The backend of a SQLAlchemy dialect name; a new one, with partitions not yet read.
+    A `priced` one gives the rollups each batch's cost and carbon (storage/prices.py)."""
     # Imported here so that each backend's driver-specific module loads only when used.
     if dialect == "postgresql":
         from storage.postgres import PostgresBackend  # noqa: PLC0415
 
-        return PostgresBackend()
+        return PostgresBackend(priced=priced)
     from storage.sqlite import SQLiteBackend  # noqa: PLC0415
 
-    return SQLiteBackend()
+    return SQLiteBackend(priced=priced)
 
 
 def backend_for_url(url: str) -> Dialect:

@@ -43,6 +43,9 @@ class EnergyBucket:
     readings: int
     power_sum: float = 0.0
     power_count: int = 0
+    # What the energy cost (feed-in credited) and its kg CO2; None where nothing priced it.
+    cost: float | None = None
+    carbon_kg: float | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -149,6 +152,8 @@ async def energy(
                 func.sum(table.c.readings),
                 func.sum(table.c.power_sum),
                 func.sum(table.c.power_count),
+                func.sum(table.c.cost),
+                func.sum(table.c.carbon),
             )
             .where(bucket >= first, bucket < last)
             .group_by(key)
@@ -163,11 +168,13 @@ async def energy(
             readings,
             power_sum,
             power_count,
+            cost,
+            carbon,
         ) in await conn.execute(statement):
             at = _start_of(text, offset, every, zone)
             row = EnergyBucket(
                 at, consumption or 0.0, production or 0.0, peak, int(readings or 0),
-                power_sum or 0.0, int(power_count or 0),
+                power_sum or 0.0, int(power_count or 0), cost, carbon,
             )  # fmt: skip
             totals[at] = _add(totals[at], row) if at in totals else row
     return [
@@ -206,7 +213,16 @@ def _add(a: EnergyBucket, b: EnergyBucket) -> EnergyBucket:
         a.readings + b.readings,
         a.power_sum + b.power_sum,
         a.power_count + b.power_count,
+        _sum(a.cost, b.cost),
+        _sum(a.carbon_kg, b.carbon_kg),
     )
+
+
+def _sum(a: float | None, b: float | None) -> float | None:
+    """Two sums of SQL's kind: None where neither had anything to add."""
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 def _buckets(

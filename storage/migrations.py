@@ -34,12 +34,14 @@ from storage.owners import BEGINNING
 from storage.rollups import ALL_TIME, ROLLUPS, backfill_sql, in_window
 from storage.tables import (
     device_owners,
+    dynamic_prices,
     energy_15min,
     energy_daily,
     energy_hourly,
     energy_monthly,
     iot_devices,
     meter_counters,
+    rates,
     user_zones,
     zone_offsets,
 )
@@ -147,6 +149,19 @@ async def _more_device_types(conn: AsyncConnection, schema: Schema) -> None:
     await schema.add_reading_columns(conn)
 
 
+async def _costs(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 11: `rates` and `dynamic_prices`, and the rollups' cost and carbon (NULL until
+    `meterflow costs recompute` prices what is stored: storage/prices.py)."""
+    for table in (rates, dynamic_prices):
+        await conn.run_sync(table.create, checkfirst=True)
+    for rollup in ROLLUPS:
+        present = await conn.run_sync(_column_names, rollup.table)
+        for name in ("cost", "carbon"):
+            if name not in present:
+                await conn.exec_driver_sql(f"ALTER TABLE {rollup.table} ADD COLUMN {name} FLOAT")
+    await schema.cover_rollups(conn)
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -162,6 +177,7 @@ MIGRATIONS: dict[int, Migration] = {
     8: _covered_rollups,
     9: _local_summary,
     10: _more_device_types,
+    11: _costs,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -10,6 +10,7 @@ docs/performance.md.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ from storage.rollups import (
     owner_at,
     postgres_delta_ctes,
     postgres_rollup_ctes,
+    priced_delta,
 )
 from storage.tables import DEVICE_TYPE_CHECK, ROLLUP_FILLFACTOR, energy_parent, metadata
 from storage.verify import Difference
@@ -64,7 +66,11 @@ _CREATE_STAGING = (
 # which saves the batch a round trip. The rows actually inserted (RETURNING skips
 # conflicts) are added to the rollups in the same statement, which returns how many were
 # new.
-_MOVE_STAGED = f"""
+
+
+@functools.cache
+def _move_staged(priced: bool) -> str:  # noqa: FBT001
+    return f"""
 WITH staged AS (DELETE FROM {_STAGING} RETURNING *),
 inserted AS (
     INSERT INTO {BASE_NAME} ({", ".join(READING_COLUMNS)}, created_at)
@@ -73,6 +79,7 @@ inserted AS (
     RETURNING {PIECE_COLUMNS}
 ),
 {postgres_delta_ctes("inserted")},
+{priced_delta(priced)},
 {postgres_rollup_ctes()}
 SELECT count(*) FROM inserted
 """
@@ -99,8 +106,9 @@ _AS_THEY_ARE = _AsTheyAre()
 
 
 class PostgresBackend:
-    def __init__(self) -> None:
+    def __init__(self, *, priced: bool = False) -> None:
         self._partitions = NativePartitions()
+        self._priced = priced
 
     @property
     def partitions(self) -> NativePartitions:
@@ -232,7 +240,7 @@ class PostgresBackend:
     async def insert_readings(
         self, conn: AsyncConnection, readings: Sequence[Reading], now: datetime
     ) -> int:
-        """Owners are looked up by the insert itself (`_MOVE_STAGED`)."""
+        """Owners are looked up by the insert itself (`_move_staged`)."""
         if not readings:
             return 0
         records = reading_rows(readings, _AS_THEY_ARE)
@@ -242,7 +250,7 @@ class PostgresBackend:
         raw = await conn.get_raw_connection()
         driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
         await driver.copy_records_to_table(_STAGING, records=records, columns=ROW_COLUMNS)
-        result = await conn.exec_driver_sql(_MOVE_STAGED, (now,))
+        result = await conn.exec_driver_sql(_move_staged(self._priced), (now,))
         return int(result.scalar_one())
 
     async def upsert_devices(

@@ -78,12 +78,15 @@ MONTHLY = Rollup(
 ROLLUPS = (QUARTER_HOURLY, HOURLY, DAILY, MONTHLY)
 
 MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
+# What the rollups hold: the measures, and the energy's cost and carbon (storage/prices.py).
+ROLLED = f"{MEASURES}, cost, carbon"
 # What the pieces of a reading need of it.
 PIECE_COLUMNS = (
     "device_id, data_type, recorded_at, interval_start, energy_amount, instantaneous_power"
 )
 # The delta's measures, added up over coarser buckets.
 _SUMS = "sum(energy_kwh), max(power_max), sum(power_sum), sum(power_count), sum(readings)"
+_PRICED_SUMS = f"{_SUMS}, sum(cost), sum(carbon)"
 # The pieces' measures per quarter hour.
 _PIECE_SUMS = (
     "coalesce(sum(energy), 0), max(power), coalesce(sum(power), 0), count(power), sum(reading)"
@@ -198,6 +201,8 @@ def _merge(rollup: Rollup, greatest: str) -> str:
     return f"""ON CONFLICT (device_id, data_type, {rollup.bucket}) DO UPDATE SET
     energy_kwh = {table}.energy_kwh + excluded.energy_kwh,
     power_max = {greatest},
+    cost = coalesce({table}.cost + excluded.cost, {table}.cost, excluded.cost),
+    carbon = coalesce({table}.carbon + excluded.carbon, {table}.carbon, excluded.carbon),
     power_sum = {table}.power_sum + excluded.power_sum,
     power_count = {table}.power_count + excluded.power_count,
     readings = {table}.readings + excluded.readings"""
@@ -239,21 +244,22 @@ def owner_at(device: str, recorded_at: str) -> str:
 # database file.
 SQLITE_DELTA_TABLE = "temp.rollup_delta"
 SQLITE_CREATE_DELTA = (
-    f"CREATE TEMP TABLE IF NOT EXISTS rollup_delta (device_id, data_type, quarter_hour, {MEASURES})"
+    f"CREATE TEMP TABLE IF NOT EXISTS rollup_delta (device_id, data_type, quarter_hour, {ROLLED})"
 )
 SQLITE_CLEAR_DELTA = f"DELETE FROM {SQLITE_DELTA_TABLE}"
 
 
 @functools.lru_cache(maxsize=256)
-def sqlite_delta_sql(partition: str) -> str:
-    """Fill the delta table with the readings `partition` gained past id :mark.
+def sqlite_delta_sql(partition: str, priced: bool) -> str:  # noqa: FBT001
+    """Fill the delta table with the readings `partition` gained past id :mark, their cost
+    and carbon if `priced`.
 
     The insert's new rows are exactly those: SQLite gives a new row an id above every
     existing one. NOT INDEXED keeps the planner on that id range rather than the unique
     index, which would walk the whole month.
     """
     new = sqlite_delta(f'"{partition}" NOT INDEXED', "WHERE id > :mark")
-    return f"{new}\nINSERT INTO {SQLITE_DELTA_TABLE} SELECT * FROM delta"
+    return f"{new},\n{priced_delta(priced)}\nINSERT INTO {SQLITE_DELTA_TABLE} SELECT * FROM priced"
 
 
 @functools.cache
@@ -266,23 +272,23 @@ def sqlite_rollup_sql(rollup: Rollup) -> str:
     )
     bucket = rollup.sqlite_bucket("quarter_hour")
     return f"""
-INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {MEASURES})
-SELECT device_id, data_type, {bucket}, {_SUMS} FROM {SQLITE_DELTA_TABLE} GROUP BY 1, 2, 3
+INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {ROLLED})
+SELECT device_id, data_type, {bucket}, {_PRICED_SUMS} FROM {SQLITE_DELTA_TABLE} GROUP BY 1, 2, 3
 {_merge(rollup, greatest)}
 """
 
 
 def postgres_rollup_ctes() -> str:
-    """Data-modifying CTEs adding `delta` (`postgres_delta_ctes`) to every rollup, each in
-    key order so that two daemons lock rollup rows in one order."""
+    """Data-modifying CTEs adding `priced` (`postgres_delta_ctes`, then `priced_delta`) to
+    every rollup, each in key order so that two daemons lock rollup rows in one order."""
     ctes = []
     for rollup in ROLLUPS:
         table = rollup.table
         greatest = f"greatest({table}.power_max, excluded.power_max)"
         ctes.append(f"""rolled_{rollup.bucket} AS (
-    INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {MEASURES})
-    SELECT device_id, data_type, {rollup.postgres_bucket("quarter_hour")}, {_SUMS}
-    FROM delta GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {ROLLED})
+    SELECT device_id, data_type, {rollup.postgres_bucket("quarter_hour")}, {_PRICED_SUMS}
+    FROM priced GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     {_merge(rollup, greatest)}
     RETURNING 1
 )""")
@@ -295,3 +301,55 @@ def backfill_sql(rollup: Rollup, delta: str, bucket: str) -> str:
     bucket of `quarter_hour` (`Schema.rollup_bucket`)."""
     columns = f"device_id, data_type, {rollup.bucket}, {MEASURES}"
     return f"{delta}\nINSERT INTO {rollup.table} ({columns}) {totals_sql(rollup, bucket)}"
+
+
+_NONE = "CAST(NULL AS DOUBLE PRECISION)"
+_DELTA_MEASURES = ", ".join(f"d.{measure}" for measure in MEASURES.split(", "))
+
+
+def priced_delta(priced: bool) -> str:  # noqa: FBT001
+    """A CTE `priced`: the `delta` with each quarter hour's cost and carbon, at the rate of
+    its owner then (storage/prices.py); NULL for both unless `priced`, so a database without
+    tariffs or carbon pays no lookups."""
+    if not priced:
+        return f"priced AS (SELECT delta.*, {_NONE} AS cost, {_NONE} AS carbon FROM delta)"
+    return f"""priced AS (
+    SELECT d.device_id, d.data_type, d.quarter_hour, {_DELTA_MEASURES},
+           {cost_sql("d", "r")} AS cost, {carbon_sql("d", "r")} AS carbon
+    FROM (SELECT delta.*, {subject_sql("delta.device_id", "delta.quarter_hour")} AS subject
+          FROM delta) AS d
+    LEFT JOIN rates AS r ON {rate_join("d", "r")}
+)"""
+
+
+def subject_sql(device: str, quarter_hour: str) -> str:
+    """Whose rates price a device's quarter hour: its owner's then, if they have rates of
+    their own, else everyone's ('')."""
+    owner = owner_at(device, quarter_hour)
+    own = f"SELECT s.subject FROM rates AS s WHERE s.subject = 'user:' || {owner} LIMIT 1"
+    return f"coalesce(({own}), '')"
+
+
+def rate_join(rows: str, rates: str) -> str:
+    """The join condition of `rows` (with `subject` and `quarter_hour`) and the rate in
+    force for each: its subject's latest not after the quarter hour."""
+    return (
+        f"{rates}.subject = {rows}.subject AND {rates}.since = (SELECT max(x.since) FROM rates "
+        f"AS x WHERE x.subject = {rows}.subject AND x.since <= {rows}.quarter_hour)"
+    )
+
+
+def cost_sql(rows: str, rates: str) -> str:
+    """Energy drawn at the import price; energy fed in at the feed-in price, as a credit."""
+    return (
+        f"{rows}.energy_kwh * CASE {rows}.data_type WHEN 'consumption' THEN {rates}.import_price "
+        f"ELSE -{rates}.export_price END"
+    )
+
+
+def carbon_sql(rows: str, rates: str) -> str:
+    """kg CO2 of the energy consumed; energy produced has none of the grid's."""
+    return (
+        f"CASE {rows}.data_type WHEN 'consumption' THEN "
+        f"{rows}.energy_kwh * {rates}.carbon_g_per_kwh / 1000.0 END"
+    )

@@ -150,6 +150,7 @@ class PartitionInsert(NamedTuple):
     table: str
     rows: Sequence[Row]
     created_at: str
+    priced: bool
 
     def __call__(self, db: sqlite3.Connection) -> int:
         [(mark,)] = _execute(db, f'SELECT coalesce(max(id), 0) FROM "{self.table}"')
@@ -161,7 +162,7 @@ class PartitionInsert(NamedTuple):
         if inserted:
             _execute(db, SQLITE_CREATE_DELTA)
             _execute(db, SQLITE_CLEAR_DELTA)
-            _execute(db, sqlite_delta_sql(self.table), {"mark": mark})
+            _execute(db, sqlite_delta_sql(self.table, self.priced), {"mark": mark})
             for rollup in ROLLUPS:
                 _execute(db, sqlite_rollup_sql(rollup))
         return inserted
@@ -246,8 +247,9 @@ class SQLiteBackend:
     """Monthly tables under a UNION ALL view; readings go in as bound VALUES, registry
     rows as one JSON text that json_each unpacks (one row per device, not per reading)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, priced: bool = False) -> None:
         self._partitions = UnionViewPartitions(energy_partition)
+        self._priced = priced
 
     @property
     def partitions(self) -> UnionViewPartitions:
@@ -302,10 +304,14 @@ class SQLiteBackend:
         its rollups keep the covering index (storage/tables.py)."""
 
     async def cover_rollups(self, conn: AsyncConnection) -> None:
-        """Each rollup's bucket index rebuilt with every measure in it."""
+        """Each rollup's bucket index rebuilt with every measure in it (the measures it has:
+        v8 had no cost and carbon yet)."""
         for rollup in ROLLUPS:
             index = f"ix_{rollup.table}_{rollup.bucket}"
-            columns = ", ".join((rollup.bucket, "device_id", "data_type", *ROLLUP_MEASURES))
+            info = await conn.exec_driver_sql(f"PRAGMA table_info({rollup.table})")
+            present = {row[1] for row in info}
+            measures = [measure for measure in ROLLUP_MEASURES if measure in present]
+            columns = ", ".join((rollup.bucket, "device_id", "data_type", *measures))
             await conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
             await conn.exec_driver_sql(f"CREATE INDEX {index} ON {rollup.table} ({columns})")
 
@@ -406,7 +412,9 @@ class SQLiteBackend:
         self, conn: AsyncConnection, readings: Sequence[Reading], now: datetime
     ) -> int:
         """Owners are looked up by the insert itself (`sqlite_insert_sql`)."""
-        return await _in_thread(conn, _run, _inserts(by_month(readings), now, Stamps()))
+        return await _in_thread(
+            conn, _run, _inserts(by_month(readings), now, Stamps(), priced=self._priced)
+        )
 
     async def upsert_devices(
         self, conn: AsyncConnection, seen: Sequence[DeviceSighting], now: datetime
@@ -418,7 +426,7 @@ class SQLiteBackend:
         """BEGIN to COMMIT in one trip to aiosqlite's thread: see `_in_thread`."""
         stamps = Stamps()
         steps: list[Step] = [_upsert_statement(batch.seen, batch.now, stamps)] if batch.seen else []
-        steps.extend(_inserts(batch.months, batch.now, stamps))
+        steps.extend(_inserts(batch.months, batch.now, stamps, priced=self._priced))
         driver = await _driver(conn)
         # A task takes its first step, which puts the work on aiosqlite's queue, in the
         # order tasks were created: transactions queued one after another run in order.
@@ -426,11 +434,11 @@ class SQLiteBackend:
 
 
 def _inserts(
-    months: Mapping[Month, Sequence[Reading]], now: datetime, stamps: Stamps
+    months: Mapping[Month, Sequence[Reading]], now: datetime, stamps: Stamps, *, priced: bool
 ) -> list[Step]:
     created_at = sqlite_timestamp(now)
     return [
-        PartitionInsert(month.table_name, batch_rows(group, stamps), created_at)
+        PartitionInsert(month.table_name, batch_rows(group, stamps), created_at, priced)
         for month, group in months.items()
     ]
 

@@ -40,7 +40,15 @@ DEVICE_TYPES: tuple[str, ...] = get_args(DeviceType)
 # The registry's check of device types: schema v10 widened it (storage/migrations.py).
 DEVICE_TYPE_CHECK = f"device_type IN {DEVICE_TYPES!r}"
 DATA_TYPES = ("consumption", "production")
-ROLLUP_MEASURES = ("energy_kwh", "power_max", "power_sum", "power_count", "readings")
+ROLLUP_MEASURES = (
+    "energy_kwh",
+    "power_max",
+    "power_sum",
+    "power_count",
+    "readings",
+    "cost",
+    "carbon",
+)
 # PostgreSQL: free space left in each page of a rollup, for its in-place updates.
 ROLLUP_FILLFACTOR = 70
 
@@ -136,6 +144,34 @@ zone_offsets = Table(
 )
 
 
+# The configured tariffs and grid carbon as a timeline per subject ('user:<id>', or ''
+# for everyone), each row in force from `since` until the subject's next (storage/tariffs.py,
+# written by storage/prices.py, schema v11).
+rates = Table(
+    "rates",
+    metadata,
+    Column("subject", String(140), primary_key=True),
+    Column("since", UTCDateTime, primary_key=True),
+    Column("tariff", String(64)),
+    Column("period", String(32)),
+    Column("import_price", Float),
+    Column("export_price", Float),
+    Column("carbon_g_per_kwh", Float),
+)
+
+
+# A dynamic tariff's imported prices (storage/dynamic_prices.py, schema v11): per kWh drawn
+# in [start, until).
+dynamic_prices = Table(
+    "dynamic_prices",
+    metadata,
+    Column("tariff", String(64), primary_key=True),
+    Column("start", UTCDateTime, primary_key=True),
+    Column("until", UTCDateTime, nullable=False),
+    Column("price", Float, nullable=False),
+)
+
+
 def _rollup(name: str, bucket: str) -> Table:
     """Totals per device and time bucket, kept in the same transaction as the readings they
     sum and counting only rows actually inserted: questions over days and months read
@@ -161,8 +197,14 @@ def _rollup(name: str, bucket: str) -> Table:
         Column("power_sum", Float, nullable=False),
         Column("power_count", Integer, nullable=False),
         Column("readings", Integer, nullable=False),
+        # What the energy cost (a credit, negative, for energy fed in) and the kg CO2 of
+        # energy consumed, at the rates of the owner then (storage/prices.py); NULL where
+        # nothing prices it (schema v11).
+        Column("cost", Float),
+        Column("carbon", Float),
         # Covers "every device's totals over a span": an index-only scan of its buckets,
-        # not a lookup of each row (schema v8 added the measures beside energy_kwh).
+        # not a lookup of each row (schema v8 added the measures beside energy_kwh, v11
+        # cost and carbon).
         Index(f"ix_{name}_{bucket}", *columns, *ROLLUP_MEASURES).ddl_if(dialect="sqlite"),
         Index(f"ix_{name}_{bucket}", *columns).ddl_if(dialect="postgresql"),
     )

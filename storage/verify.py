@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import BASE_NAME, Month
 from storage.backend import Dialect
+from storage.prices import price
 from storage.rollups import (
     MEASURES,
     PIECE_COLUMNS,
@@ -186,6 +187,8 @@ async def rebuild_month(conn: AsyncConnection, backend: Dialect, month: Month) -
         )
         bucket = backend.rollup_bucket(rollup, "quarter_hour")
         await conn.execute(_in(month, backfill_sql(rollup, delta, bucket)))
+    # The totals came back without their cost and carbon.
+    await price(conn, backend, month.start, month.end)
 
 
 def _totals(values: Sequence[Any]) -> Totals | None:

@@ -90,13 +90,14 @@ class BatchWriter:
         unknown_devices: UnknownDevices = "register",
         max_power_kw: MaxPower = DEFAULT_MAX_POWER_KW,
         backoff: Backoff | None = None,
+        priced: bool = False,
     ) -> None:
         self._engine = engine
         self._url = url
         self._unknown_devices = unknown_devices
         self._max_power_kw = max_power_kw
         self._backoff = backoff or Backoff()
-        self._backend: Dialect = backend_for(engine.dialect.name)
+        self._backend: Dialect = backend_for(engine.dialect.name, priced=priced)
         self._conn: AsyncConnection | None = None
         self._tasks: asyncio.Queue[Task] = asyncio.Queue()
         self._queued: deque[_Queued] = deque()

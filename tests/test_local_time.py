@@ -71,6 +71,8 @@ def test_a_local_day_holds_exactly_its_own_hours(
         "production_kwh": 0.0,
         "peak_power_kw": whole["peak_power_kw"],
         "readings": hours * 4,
+        "cost": None,  # no tariff configured
+        "carbon_kg": None,
     }
     by_hour = energy(database, "--every", "hour", *span)
     assert [row["consumption_kwh"] for row in by_hour] == [4 * KWH] * hours

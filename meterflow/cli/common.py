@@ -42,7 +42,9 @@ db_option = click.option("--db", help="Database URL, e.g. sqlite:///data/meterfl
 def open_database(settings: Settings) -> AbstractAsyncContextManager[Database]:
     """The configured database, with the settings' time zones recorded for SQL's local days
     (storage/zones.py)."""
-    return connect(settings.storage.url, settings.storage.sqlite, settings.analytics)
+    return connect(
+        settings.storage.url, settings.storage.sqlite, settings.analytics, settings.prices
+    )
 
 
 def settings_for(config_file: Path | None, **overrides: Any) -> Settings:  # noqa: ANN401

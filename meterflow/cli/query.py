@@ -90,7 +90,8 @@ def query_energy(
     last: datetime | None,
     output_format: OutputFormat,
 ) -> None:
-    """Energy per local bucket: consumption and production kWh, peak power, readings.
+    """Energy per local bucket: consumption and production kWh, peak power, readings, and
+    what it cost (feed-in credited) and its kg CO2 where tariffs and carbon are configured.
 
     Each bucket is named by its first instant with its UTC offset; local days are exact
     on DST days (23 and 25 hours) and in half- and quarter-hour zones.
@@ -102,10 +103,11 @@ def query_energy(
     span = local_days(first, last, zone, whole_months=every == "month")
     devices = [device_id] if device_id else str(user_id)
     buckets = complete(energy_of(settings, devices, every, zone, span))
-    headers = ("start", "consumption_kwh", "production_kwh", "peak_power_kw", "readings")
+    headers = ("start", "consumption_kwh", "production_kwh", "peak_power_kw", "readings",
+               "cost", "carbon_kg")  # fmt: skip
     rows: list[list[Cell]] = [
         [b.start.isoformat(), _round(b.consumption_kwh), _round(b.production_kwh),
-         _round(b.peak_power_kw), b.readings]
+         _round(b.peak_power_kw), b.readings, _round(b.cost), _round(b.carbon_kg)]
         for b in buckets
     ]  # fmt: skip
     click.echo(render(headers, rows, output_format))

@@ -1,0 +1,149 @@
+"""Cost and carbon in the database: the configured rates written as a timeline, and the
+rollups priced by it.
+
+`rates` holds what storage/tariffs.py makes of the settings; the daemon writes it at
+start and every command that opens the database does when the settings changed, as for
+time zones (storage/zones.py). Each batch prices the quarter hours it adds to (the
+`priced` CTE of storage/rollups.py: the quarter hour's energy at its owner's rate then),
+and the coarser rollups add those up. A tariff changed for the past reprices nothing by
+itself: `recompute` (`meterflow costs recompute`) prices a span of stored quarter hours
+again and the hours, days and months around them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import MAXYEAR, UTC, date, datetime, timedelta
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.backend import Schema
+from storage.dynamic_prices import stored_prices
+from storage.rollups import (
+    DAILY,
+    HOURLY,
+    MONTHLY,
+    QUARTER_HOURLY,
+    carbon_sql,
+    cost_sql,
+    in_window,
+    rate_join,
+    subject_sql,
+)
+from storage.tables import rates
+from storage.tariffs import CarbonSettings, Rate, Tariff, check_tariffs, timeline
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """The tariffs and carbon zones of the settings."""
+
+    tariffs: list[Tariff] = field(default_factory=list)
+    carbon: CarbonSettings = field(default_factory=CarbonSettings)
+
+    def __post_init__(self) -> None:
+        check_tariffs(self.tariffs)
+
+    @property
+    def configured(self) -> bool:
+        """Whether anything prices energy: batches then look rates up, else they need not."""
+        return bool(self.tariffs) or self.carbon.zone is not None or bool(self.carbon.user_zones)
+
+
+_COLUMNS = ("subject", "since", "tariff", "period", "import_price", "export_price",
+            "carbon_g_per_kwh")  # fmt: skip
+
+
+def _row(rate: Rate) -> tuple[object, ...]:
+    return tuple(getattr(rate, name) for name in _COLUMNS)
+
+
+async def record_rates(
+    conn: AsyncConnection, prices: Prices, today: date | None = None
+) -> datetime | None:
+    """Write the settings' rates where the database holds others, in one transaction;
+    the first instant whose rate changed (None: nothing did)."""
+    async with conn.begin():
+        made = timeline(prices.tariffs, prices.carbon, today or datetime.now(UTC).date(),
+                        await stored_prices(conn))  # fmt: skip
+        wanted = {_row(rate) for rate in made}
+        stored = {
+            (*row[:1], _aware(row[1]), *row[2:])
+            for row in (await conn.execute(select(*(rates.c[c] for c in _COLUMNS)))).tuples()
+        }
+        if stored == wanted:
+            return None
+        await conn.execute(delete(rates))
+        if wanted:
+            await conn.execute(
+                insert(rates),
+                [
+                    dict(zip(_COLUMNS, row, strict=True))
+                    for row in sorted(wanted, key=lambda row: (row[0], row[1]))
+                ],
+            )
+    changes: list[datetime] = [row[1] for row in stored ^ wanted]  # type: ignore[misc]
+    return min(changes)
+
+
+def _aware(moment: object) -> object:
+    if isinstance(moment, datetime) and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@dataclass(frozen=True, slots=True)
+class Repriced:
+    quarter_hours: int
+    start: datetime
+    end: datetime
+
+
+async def recompute(
+    conn: AsyncConnection, schema: Schema, start: datetime, end: datetime
+) -> Repriced:
+    """`price` in a transaction of its own."""
+    async with conn.begin():
+        return await price(conn, schema, start, end)
+
+
+async def price(conn: AsyncConnection, schema: Schema, start: datetime, end: datetime) -> Repriced:
+    """Price the quarter hours in [start, end) at the rates stored now, then make each
+    hour, day and month touching the span the sum of its quarter hours again, in the
+    caller's transaction."""
+    table = QUARTER_HOURLY.table
+    priced = f"""UPDATE {table} SET cost = p.cost, carbon = p.carbon FROM (
+    SELECT q.device_id, q.data_type, q.quarter_hour, {cost_sql("q", "r")} AS cost,
+           {carbon_sql("q", "r")} AS carbon
+    FROM (SELECT e.device_id, e.data_type, e.quarter_hour, e.energy_kwh,
+                 {subject_sql("e.device_id", "e.quarter_hour")} AS subject
+          FROM {table} AS e WHERE e.quarter_hour >= :start AND e.quarter_hour < :end) AS q
+    LEFT JOIN rates AS r ON {rate_join("q", "r")}
+) AS p
+WHERE {table}.device_id = p.device_id AND {table}.data_type = p.data_type
+  AND {table}.quarter_hour = p.quarter_hour"""
+    first, last = _months_around(start, end)
+    done = await conn.execute(in_window(priced, start, end))
+    for rollup in (HOURLY, DAILY, MONTHLY):
+        bucket = schema.rollup_bucket(rollup, "quarter_hour")
+        coarse = f"""UPDATE {rollup.table} SET cost = s.cost, carbon = s.carbon FROM (
+    SELECT device_id, data_type, {bucket} AS bucket, sum(cost) AS cost, sum(carbon) AS carbon
+    FROM {table} WHERE quarter_hour >= :start AND quarter_hour < :end GROUP BY 1, 2, 3
+) AS s
+WHERE {rollup.table}.device_id = s.device_id AND {rollup.table}.data_type = s.data_type
+  AND {rollup.table}.{rollup.bucket} = s.bucket"""
+        await conn.execute(in_window(coarse, first, last))
+    return Repriced(done.rowcount, start, end)
+
+
+def _months_around(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The UTC months holding [start, end): every coarser bucket touching it lies within."""
+    first = start.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    if last.year == MAXYEAR:
+        return first, end
+    following = (last.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first, following

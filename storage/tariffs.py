@@ -1,0 +1,306 @@
+"""Tariffs and grid carbon as configured, and the timeline of prices and intensities that
+prices each 15-minute bucket in SQL.
+
+A tariff has a time zone, a validity in local dates, a default import and feed-in price,
+and periods by weekday and local time (peak 07:00-21:00 Mon-Fri) with prices of their
+own; it applies to the users it names, or to everyone without a tariff of their own.
+Carbon is an intensity per grid zone (g CO2 per kWh), users in a zone of their own.
+
+SQL cannot read zoneinfo rules, so `timeline` turns the settings into rows, each in force
+from its `since` (UTC) until the next row of its subject: 'user:<id>' for a user named by a
+tariff or a carbon zone, '' for everyone else (as `user_zones` does). A bucket's price is
+the row of its owner's subject (storage/owners.py) with the latest `since` not after it.
+Period bounds are whole quarter hours, so one price holds throughout every bucket. Where
+no tariff is valid, the prices are NULL: the bucket has no cost, rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from storage.dynamic_prices import DynamicPrice
+from storage.owners import BEGINNING
+from storage.settings import TimeZoneName
+
+EVERYONE = ""
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# An open-ended tariff is written out this far ahead of the day the timeline is made; the
+# daemon makes it again at every start.
+HORIZON = timedelta(days=3 * 366)
+_QUARTER = timedelta(minutes=15)
+Price = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _on_a_quarter_hour(moment: time) -> time:
+    if moment.minute % 15 or moment.second or moment.microsecond:
+        raise ValueError(f"{moment:%H:%M:%S} is not on a quarter hour (:00, :15, :30, :45)")
+    return moment
+
+
+class TariffPeriod(_Model):
+    """Local times on the listed weekdays with prices of their own; `end` at or before
+    `start` runs past midnight into the next day."""
+
+    name: Annotated[str, Field(min_length=1, max_length=32)]
+    days: Annotated[list[Weekday], Field(min_length=1)] = list(WEEKDAYS)
+    start: time
+    end: time
+    import_price: Price | None = None
+    export_price: Price | None = None
+
+    _quarters = field_validator("start", "end")(_on_a_quarter_hour)
+
+    def covers(self, weekday: Weekday, minute: int) -> bool:
+        """Whether the local minute of the day `minute` of a `weekday` falls in the period."""
+        start = self.start.hour * 60 + self.start.minute
+        end = self.end.hour * 60 + self.end.minute
+        if start < end:
+            return weekday in self.days and start <= minute < end
+        yesterday = WEEKDAYS[WEEKDAYS.index(weekday) - 1]
+        return (weekday in self.days and minute >= start) or (
+            yesterday in self.days and minute < end
+        )
+
+
+class Tariff(_Model):
+    """What energy costs a user in one span of local dates, `valid_to` excluded."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "EUR"
+    time_zone: TimeZoneName = "UTC"
+    valid_from: date
+    valid_to: date | None = None
+    # The users it applies to; none: everyone without a tariff of their own then.
+    users: list[str] = Field(default_factory=list)
+    # Per kWh drawn, and per kWh fed in (a credit), outside every period.
+    import_price: Price | None = None
+    export_price: Price = 0.0
+    periods: list[TariffPeriod] = Field(default_factory=list)
+    # Import prices from `meterflow prices import` (storage/dynamic_prices.py) instead of
+    # import_price and periods; none imported for a time, no price then.
+    dynamic: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.valid_to is not None and self.valid_to <= self.valid_from:
+            raise ValueError(f"valid_to {self.valid_to} is not after valid_from {self.valid_from}")
+        if self.dynamic and (self.import_price is not None or self.periods):
+            raise ValueError(
+                f"tariff {self.name!r} is dynamic: its import prices come from `meterflow "
+                "prices import`, not import_price or periods"
+            )
+        if not self.dynamic and self.import_price is None:
+            raise ValueError(f"tariff {self.name!r} needs an import_price (or dynamic = true)")
+        for a, b in itertools.combinations(self.periods, 2):
+            for weekday, minute in itertools.product(WEEKDAYS, range(0, 1440, 15)):
+                if a.covers(weekday, minute) and b.covers(weekday, minute):
+                    raise ValueError(
+                        f"periods {a.name!r} and {b.name!r} overlap on {weekday} at "
+                        f"{minute // 60:02d}:{minute % 60:02d}"
+                    )
+        return self
+
+    def period_at(self, weekday: Weekday, minute: int) -> TariffPeriod | None:
+        return next((p for p in self.periods if p.covers(weekday, minute)), None)
+
+
+class CarbonSettings(_Model):
+    """Grid carbon intensity in g CO2 per kWh consumed, per grid zone."""
+
+    # The zone of everyone without one of their own, and each zone's intensity.
+    zone: str | None = None
+    intensity_g_per_kwh: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    user_zones: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _zones_known(self) -> Self:
+        for zone in {self.zone, *self.user_zones.values()} - {None}:
+            if zone not in self.intensity_g_per_kwh:
+                raise ValueError(f"carbon zone {zone!r} has no intensity_g_per_kwh")
+        return self
+
+    def intensity(self, subject: str) -> float | None:
+        zone = self.user_zones.get(subject.removeprefix("user:"), self.zone)
+        return None if zone is None else self.intensity_g_per_kwh[zone]
+
+
+def check_tariffs(tariffs: Sequence[Tariff]) -> None:
+    """Refuse two tariffs of one name, or two valid for one user (or everyone) at once."""
+    names = [t.name for t in tariffs]
+    if len(names) != len(set(names)):
+        raise ValueError("two tariffs have the same name")
+    for a, b in itertools.combinations(tariffs, 2):
+        shared = set(a.users) & set(b.users) if a.users or b.users else {EVERYONE}
+        if (a.users and not b.users) or (b.users and not a.users):
+            continue
+        a_end, b_end = a.valid_to or date.max, b.valid_to or date.max
+        if shared and a.valid_from < b_end and b.valid_from < a_end:
+            who = ", ".join(sorted(shared)) if shared != {EVERYONE} else "everyone"
+            raise ValueError(f"tariffs {a.name!r} and {b.name!r} are both valid for {who} at once")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """What holds from `since` on, until the subject's next rate."""
+
+    subject: str
+    since: datetime
+    tariff: str | None
+    period: str | None
+    import_price: float | None
+    export_price: float | None
+    carbon_g_per_kwh: float | None
+
+
+def subjects(tariffs: Sequence[Tariff], carbon: CarbonSettings) -> list[str]:
+    """Everyone, and each user a tariff or a carbon zone names."""
+    users = {user for tariff in tariffs for user in tariff.users} | set(carbon.user_zones)
+    return [EVERYONE, *(f"user:{user}" for user in sorted(users))]
+
+
+def timeline(
+    tariffs: Sequence[Tariff],
+    carbon: CarbonSettings,
+    today: date,
+    dynamic: Mapping[str, Sequence[DynamicPrice]] | None = None,
+) -> list[Rate]:
+    """Every subject's rates, from the beginning on, in order; `dynamic` holds the imported
+    prices of dynamic tariffs, by name."""
+    rates: list[Rate] = []
+    for subject in subjects(tariffs, carbon):
+        user = subject.removeprefix("user:")
+        own = [t for t in tariffs if user in t.users]
+        shared = [t for t in tariffs if not t.users]
+        steps = _steps(own, shared, carbon.intensity(subject), today, dynamic or {})
+        rates.extend(_collapse(subject, steps))
+    return rates
+
+
+Step = tuple[datetime, str | None, str | None, float | None, float | None, float | None]
+
+
+def _steps(
+    own: Sequence[Tariff],
+    shared: Sequence[Tariff],
+    carbon: float | None,
+    today: date,
+    dynamic: Mapping[str, Sequence[DynamicPrice]],
+) -> Iterator[Step]:
+    """(since, tariff, period, import, export, carbon) at each change of tariff or period;
+    a user's own tariff before everyone's where both are valid."""
+    spans = [(_first(t), _last(t, today), t) for t in (*own, *shared)]
+    cuts = sorted({BEGINNING, *(first for first, _, _ in spans), *(last for _, last, _ in spans)})
+    for start, end in itertools.pairwise(cuts):
+        tariff = next((t for first, last, t in spans if first <= start < last), None)
+        if tariff is None:
+            yield start, None, None, None, None, carbon
+        elif tariff.dynamic:
+            yield from _dynamic_steps(tariff, start, end, carbon, dynamic.get(tariff.name, ()))
+        else:
+            yield from _tariff_steps(tariff, start, end, carbon)
+    yield cuts[-1], None, None, None, None, carbon
+
+
+def _first(tariff: Tariff) -> datetime:
+    return _midnight(tariff.valid_from, ZoneInfo(tariff.time_zone))
+
+
+def _last(tariff: Tariff, today: date) -> datetime:
+    end = tariff.valid_to or today + HORIZON
+    return _midnight(end, ZoneInfo(tariff.time_zone))
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), zone).astimezone(UTC)
+
+
+def _tariff_steps(
+    tariff: Tariff, start: datetime, end: datetime, carbon: float | None
+) -> Iterator[Step]:
+    """The tariff's price at `start` and at each bound of a period until `end`, in UTC.
+
+    Bounds are local wall times: each day's are placed in the zone (a bound in the hour
+    clocks skip is the first instant after it, in the hour they repeat the first)."""
+    zone = ZoneInfo(tariff.time_zone)
+    bounds = sorted({p.start for p in tariff.periods} | {p.end for p in tariff.periods})
+    day = start.astimezone(zone).date()
+    moments = [start]
+    while (midnight := _midnight(day, zone)) < end:
+        moments.extend(
+            _wall(day, bound, zone) for bound in bounds if start < _wall(day, bound, zone) < end
+        )
+        if start < midnight:
+            moments.append(midnight)
+        day += timedelta(days=1)
+    for moment in sorted(set(moments)):
+        local = moment.astimezone(zone)
+        period = tariff.period_at(WEEKDAYS[local.weekday()], local.hour * 60 + local.minute)
+        import_price: float | None = tariff.import_price
+        export_price = tariff.export_price
+        if period is not None:
+            import_price = (
+                tariff.import_price if period.import_price is None else period.import_price
+            )
+            export_price = (
+                tariff.export_price if period.export_price is None else period.export_price
+            )
+        yield (moment, tariff.name, None if period is None else period.name, import_price,
+               export_price, carbon)  # fmt: skip
+
+
+def _dynamic_steps(
+    tariff: Tariff,
+    start: datetime,
+    end: datetime,
+    carbon: float | None,
+    prices: Sequence[DynamicPrice],
+) -> Iterator[Step]:
+    """The imported prices within [start, end) (in order); none between them."""
+    yield start, tariff.name, None, None, tariff.export_price, carbon
+    for price in prices:
+        if price.until <= start or price.start >= end:
+            continue
+        yield max(price.start, start), tariff.name, None, price.price, tariff.export_price, carbon
+        if price.until < end:
+            yield price.until, tariff.name, None, None, tariff.export_price, carbon
+
+
+def _wall(day: date, moment: time, zone: ZoneInfo) -> datetime:
+    """A local wall time of a day as an instant: in the hour clocks repeat, the first;
+    where clocks skip it, the instant the skipped hour ends."""
+    wall = datetime.combine(day, moment)
+    instant = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    while instant.astimezone(zone).replace(tzinfo=None) < wall:
+        instant += _QUARTER
+    return min(instant, wall.replace(tzinfo=zone).astimezone(UTC))
+
+
+def _collapse(subject: str, steps: Iterator[Step]) -> list[Rate]:
+    """Rates at the changes only: of two steps at one instant the later holds, and a step
+    that repeats the one before it is left out."""
+    rates: list[Rate] = []
+    for since, *values in steps:
+        rate = Rate(subject, since, *values)  # type: ignore[arg-type]
+        if rates and rates[-1].since == since:
+            rates.pop()
+        if rates and _values(rates[-1]) == _values(rate):
+            continue
+        rates.append(rate)
+    return rates
+
+
+def _values(rate: Rate) -> tuple[object, ...]:
+    return (rate.tariff, rate.period, rate.import_price, rate.export_price,
+            rate.carbon_g_per_kwh)  # fmt: skip
