@@ -8,12 +8,14 @@ from zoneinfo import ZoneInfo
 
 import click
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from meterflow.cli.common import open_database
 from meterflow.settings import Settings
 from storage.analytics import owned
-from storage.energy import EnergyBucket, Every, energy, local_span
-from storage.owners import whole
+from storage.energy import EnergyBucket, Every, energy, first_instant, local_span
+from storage.owners import Ownership, whole
+from storage.peaks import MonthlyPeak, monthly_peaks
 from storage.settings import TimeZoneName
 
 
@@ -66,9 +68,38 @@ async def energy_of(
         database.conn.begin(),
     ):
         conn = database.conn
-        spans = (
-            await owned(conn, devices, start, end)
-            if isinstance(devices, str)
-            else whole(devices, start, end)
-        )
+        spans = await _ownership(conn, devices, start, end)
         return await energy(conn, owned=spans, every=every, zone=zone, start=start, end=end)
+
+
+async def peaks_of(
+    settings: Settings, devices: list[str] | str, zone: tzinfo, span: tuple[datetime, datetime]
+) -> list[MonthlyPeak]:
+    """Each local month's peak demand over `span` (storage/peaks.py) of `devices`, as for
+    `energy_of`."""
+    start, end = span
+    async with (
+        open_database(settings) as database,
+        database.conn.begin(),
+    ):
+        conn = database.conn
+        spans = await _ownership(conn, devices, start, end)
+        return await monthly_peaks(conn, owned=spans, zone=zone, start=start, end=end)
+
+
+async def _ownership(
+    conn: AsyncConnection, devices: list[str] | str, start: datetime, end: datetime
+) -> list[Ownership]:
+    """Device ids whole, or a user's id as the spans they owned each device in."""
+    if isinstance(devices, str):
+        return await owned(conn, devices, start, end)
+    return whole(devices, start, end)
+
+
+def local_months(months: int, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The last `months` local months, the current one last, as UTC instants."""
+    first = datetime.now(zone).date().replace(day=1)
+    for _ in range(months - 1):
+        first = (first - timedelta(days=1)).replace(day=1)
+    following = (datetime.now(zone).date().replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first_instant(first, zone), first_instant(following, zone)

@@ -14,11 +14,19 @@ from meterflow.cli.common import (
     open_database,
     settings_for,
 )
-from meterflow.cli.local_time import energy_of, local_days, zone_for, zone_option
+from meterflow.cli.local_time import (
+    energy_of,
+    local_days,
+    local_months,
+    peaks_of,
+    zone_for,
+    zone_option,
+)
 from meterflow.cli.output import Cell, OutputFormat, format_option, render
 from storage.analytics import Balance, balance
 from storage.backend import backend_for_url
 from storage.energy import EVERY, Every
+from storage.peaks import mean_peak
 from storage.readonly import archives_in
 
 
@@ -182,6 +190,40 @@ def query_balance(
         _round(result.production_kwh), _round(result.net_kwh),
     ]  # fmt: skip
     click.echo(render(headers, [row], output_format))
+
+
+@query.command("peaks")
+@config_option
+@db_option
+@click.option("--device", "device_id", help="One device's peaks.")
+@click.option("--user", "user_id", help="The peaks of the devices a user owned, together.")
+@click.option("--months", default=12, show_default=True, type=click.IntRange(min=1),
+              help="Local months, the current one last.")  # fmt: skip
+@zone_option
+@format_option
+def query_peaks(
+    config_file: Path | None,
+    db: str | None,
+    device_id: str | None,
+    user_id: str | None,
+    months: int,
+    zone_name: str | None,
+    output_format: OutputFormat,
+) -> None:
+    """Peak demand: each local month's highest 15-minute average power drawn (kW) and the
+    quarter hour it began, then the mean of those peaks, as capacity tariffs bill it."""
+    if (device_id is None) == (user_id is None):
+        raise click.UsageError("give --device ID or --user ID")
+    settings = settings_for(config_file, **{"storage.url": db})
+    zone = zone_for(settings, zone_name, user_id)
+    devices = [device_id] if device_id else str(user_id)
+    peaks = complete(peaks_of(settings, devices, zone, local_months(months, zone)))
+    headers = ("month", "peak_kw", "at")
+    rows: list[list[Cell]] = [
+        [p.month.strftime("%Y-%m"), _round(p.peak_kw), p.at.isoformat()] for p in peaks
+    ]
+    rows.append([f"mean of {len(peaks)}", _round(mean_peak(peaks)), None])
+    click.echo(render(headers, rows, output_format))
 
 
 def _round(value: float | None) -> float | None:
