@@ -150,10 +150,13 @@ async def _more_device_types(conn: AsyncConnection, schema: Schema) -> None:
 
 
 async def _costs(conn: AsyncConnection, schema: Schema) -> None:
-    """Version 11: `rates` and `dynamic_prices`, and the rollups' cost and carbon (NULL until
-    `meterflow costs recompute` prices what is stored: storage/prices.py)."""
+    """Version 11: `rates` and `dynamic_prices`, the rollups' cost and carbon (NULL until
+    `meterflow costs recompute` prices what is stored: storage/prices.py), and devices'
+    roles."""
     for table in (rates, dynamic_prices):
         await conn.run_sync(table.create, checkfirst=True)
+    if "role" not in await conn.run_sync(_column_names, iot_devices.name):
+        await conn.exec_driver_sql("ALTER TABLE iot_devices ADD COLUMN role VARCHAR(16)")
     for rollup in ROLLUPS:
         present = await conn.run_sync(_column_names, rollup.table)
         for name in ("cost", "carbon"):

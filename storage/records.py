@@ -27,6 +27,10 @@ RejectKind = Literal[
     "refused",
 ]
 DataType = Literal["consumption", "production"]
+# Where a device sits in a home's energy balance (storage/self_consumption.py): the grid
+# connection's meter (import as consumption, export as production), a producer, a consumer,
+# a battery. Unregistered, a device's role is its type's (ROLE_OF).
+Role = Literal["grid", "production", "consumption", "battery"]
 # The quality of a reading whose energy no device could have measured (storage/counters.py).
 IMPLAUSIBLE = "implausible"
 # What the writer does with a reading or status of a device the registry lacks.
@@ -38,6 +42,16 @@ DATA_TYPE_OF: dict[DeviceType, DataType] = {
     "smart_meter": "consumption",
     "solar_panel": "production",
     "battery_storage": "consumption",
+    "inverter": "production",
+    "ev_charger": "consumption",
+    "heat_pump": "consumption",
+}
+
+
+ROLE_OF: dict[DeviceType, Role] = {
+    "smart_meter": "grid",
+    "solar_panel": "production",
+    "battery_storage": "battery",
     "inverter": "production",
     "ev_charger": "consumption",
     "heat_pump": "consumption",

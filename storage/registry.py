@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backend import insert_for
 from storage.owners import change_owners
-from storage.records import IMPLAUSIBLE, Availability, DeviceType
+from storage.records import IMPLAUSIBLE, Availability, DeviceType, Role
 from storage.tables import energy_parent, iot_devices
 
 # Readings of every month: the view over the monthly tables on SQLite, the parent table on
@@ -25,7 +25,7 @@ _READINGS = energy_parent()
 
 DeviceStatus = Literal["active", "inactive", "maintenance", "error"]
 REGISTRATION_FIELDS = (
-    "device_type", "user_id", "name", "location", "firmware_version", "max_power_kw"
+    "device_type", "user_id", "name", "location", "firmware_version", "max_power_kw", "role"
 )  # fmt: skip
 
 
@@ -40,6 +40,7 @@ class Registration:
     location: str | None = None
     firmware_version: str | None = None
     max_power_kw: float | None = None
+    role: Role | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Device:
     battery_level: float | None
     firmware_version: str | None
     max_power_kw: float | None
+    role: str | None
     created_at: datetime
 
     @classmethod

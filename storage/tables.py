@@ -71,6 +71,9 @@ iot_devices = Table(
     # The most power the device can measure, bounding the energy of any interval; unset
     # takes its type's from the settings (schema v5).
     Column("max_power_kw", Float),
+    # Its place in the home's energy balance (storage.records.Role); unset, its type's
+    # (schema v11).
+    Column("role", String(16)),
     Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     Column("updated_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
     CheckConstraint(f"status IN {DEVICE_STATUSES!r}", name="ck_iot_devices_status"),

@@ -23,9 +23,11 @@ from meterflow.cli.output import Cell, OutputFormat, ago, format_option, render
 from meterflow.settings import Settings
 from storage import DeviceType, registry
 from storage.counters import replace_meter
+from storage.records import Role
 from storage.registry import Device, DeviceStatus, Implausible, Registration
 
 DEVICE_TYPES: tuple[DeviceType, ...] = get_args(DeviceType)
+ROLES: tuple[Role, ...] = get_args(Role)
 # The newest implausible readings `devices show` lists.
 SHOWN_IMPLAUSIBLE = 20
 STATUSES: tuple[DeviceStatus, ...] = get_args(DeviceStatus)
@@ -127,6 +129,11 @@ def devices_show(
     type=click.FloatRange(min=0, min_open=True),
     help="The most power the device can measure; bounds its counter's energy.",
 )
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    help="Its place in the home's balance (query self-consumption); default: its type's.",
+)
 def devices_register(
     config_file: Path | None,
     db: str | None,
@@ -137,6 +144,7 @@ def devices_register(
     location: str | None,
     firmware_version: str | None,
     max_power_kw: float | None,
+    role: Role | None,
 ) -> None:
     """Register a device (or update what is given of a registered one)."""
     problem = device_id_problem(device_id)
@@ -144,7 +152,7 @@ def devices_register(
         raise click.BadParameter(problem, param_hint="DEVICE_ID")
     settings = settings_for(config_file, **{"storage.url": db})
     device = Registration(
-        device_id, device_type, user_id, name, location, firmware_version, max_power_kw
+        device_id, device_type, user_id, name, location, firmware_version, max_power_kw, role
     )
     complete(_register(settings, [device]))
     click.echo(f"registered {device_id}")
@@ -264,6 +272,9 @@ def read_registrations(path: Path) -> tuple[list[Registration], list[str]]:
             max_power_kw = _positive(power) if power else None
             if problem is None and power and max_power_kw is None:
                 problem = f"max_power_kw {power!r} is not a number of kW above 0"
+            role = (row.get("role") or "").strip() or None
+            if problem is None and role is not None and role not in ROLES:
+                problem = f"role {role!r} is not one of {', '.join(ROLES)}"
             if problem is not None:
                 problems.append(f"line {line}: {problem}")
                 continue
@@ -278,6 +289,7 @@ def read_registrations(path: Path) -> tuple[list[Registration], list[str]]:
                     text["location"],
                     text["firmware_version"],
                     max_power_kw,
+                    role,  # type: ignore[arg-type]
                 )
             )
     return registrations, problems

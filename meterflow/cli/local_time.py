@@ -16,6 +16,7 @@ from storage.analytics import owned
 from storage.energy import EnergyBucket, Every, energy, first_instant, local_span
 from storage.owners import Ownership, whole
 from storage.peaks import MonthlyPeak, monthly_peaks
+from storage.self_consumption import SelfConsumption, self_consumption
 from storage.settings import TimeZoneName
 
 
@@ -85,6 +86,20 @@ async def peaks_of(
         conn = database.conn
         spans = await _ownership(conn, devices, start, end)
         return await monthly_peaks(conn, owned=spans, zone=zone, start=start, end=end)
+
+
+async def self_consumption_of(
+    settings: Settings, user_id: str, zone: tzinfo, span: tuple[datetime, datetime]
+) -> SelfConsumption:
+    """A user's self-consumption over `span` (storage/self_consumption.py)."""
+    start, end = span
+    async with (
+        open_database(settings) as database,
+        database.conn.begin(),
+    ):
+        conn = database.conn
+        spans = await _ownership(conn, user_id, start, end)
+        return await self_consumption(conn, spans, zone, start, end)
 
 
 async def _ownership(

@@ -19,6 +19,7 @@ from meterflow.cli.local_time import (
     local_days,
     local_months,
     peaks_of,
+    self_consumption_of,
     zone_for,
     zone_option,
 )
@@ -224,6 +225,43 @@ def query_peaks(
     ]
     rows.append([f"mean of {len(peaks)}", _round(mean_peak(peaks)), None])
     click.echo(render(headers, rows, output_format))
+
+
+@query.command("self-consumption")
+@config_option
+@db_option
+@click.option("--user", "user_id", required=True, help="The owner of the home's devices.")
+@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]),
+              help="First local day (default: 6 days before --to).")  # fmt: skip
+@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]),
+              help="Last local day, included (default: today).")  # fmt: skip
+@zone_option
+@format_option
+def query_self_consumption(
+    config_file: Path | None,
+    db: str | None,
+    user_id: str,
+    first: datetime | None,
+    last: datetime | None,
+    zone_name: str | None,
+    output_format: OutputFormat,
+) -> None:
+    """A home's imported, exported, produced, self-consumed and used energy over local days,
+    with its self-consumption and self-sufficiency ratios (formulas in the README)."""
+    settings = settings_for(config_file, **{"storage.url": db})
+    zone = zone_for(settings, zone_name, user_id)
+    found = complete(self_consumption_of(settings, user_id, zone, local_days(first, last, zone)))
+    headers = (
+        "user_id", "imported_kwh", "exported_kwh", "produced_kwh", "self_consumed_kwh",
+        "used_kwh", "self_consumption_ratio", "self_sufficiency_ratio", "grid_metered",
+    )  # fmt: skip
+    row: list[Cell] = [
+        user_id, _round(found.imported_kwh), _round(found.exported_kwh),
+        _round(found.produced_kwh), _round(found.self_consumed_kwh), _round(found.used_kwh),
+        _round(found.self_consumption_ratio), _round(found.self_sufficiency_ratio),
+        "yes" if found.metered else "no (netted per quarter hour)",
+    ]  # fmt: skip
+    click.echo(render(headers, [row], output_format))
 
 
 def _round(value: float | None) -> float | None:
