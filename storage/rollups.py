@@ -270,10 +270,20 @@ def sqlite_rollup_sql(rollup: Rollup) -> str:
         f"coalesce(max({table}.power_max, excluded.power_max), "
         f"{table}.power_max, excluded.power_max)"
     )
-    bucket = rollup.sqlite_bucket("quarter_hour")
+    delta = SQLITE_DELTA_TABLE
+    if rollup is QUARTER_HOURLY:
+        # The delta holds a row per device, data type and quarter hour already: grouping it
+        # again would sort it for nothing. (WHERE true: SQLite's parser needs it before ON
+        # CONFLICT.)
+        source = f"SELECT device_id, data_type, quarter_hour, {ROLLED} FROM {delta} WHERE true"
+    else:
+        bucket = rollup.sqlite_bucket("quarter_hour")
+        source = (
+            f"SELECT device_id, data_type, {bucket}, {_PRICED_SUMS} FROM {delta} GROUP BY 1, 2, 3"
+        )
     return f"""
 INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {ROLLED})
-SELECT device_id, data_type, {bucket}, {_PRICED_SUMS} FROM {SQLITE_DELTA_TABLE} GROUP BY 1, 2, 3
+{source}
 {_merge(rollup, greatest)}
 """
 

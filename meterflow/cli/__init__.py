@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db", "db"),
     "devices": ("devices", "devices"),
     "export": ("export", "export"),
+    "import": ("history", "import_history"),
     "migrate": ("migrate", "migrate"),
     "partitions": ("partitions", "partitions"),
     "plot": ("plot", "plot"),

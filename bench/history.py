@@ -1,0 +1,71 @@
+"""History import rate: `meterflow import` of a CSV into a new SQLite database.
+
+    python -m bench.history [--rows 500000] [--devices 1000]
+
+Writes a CSV of canonical rows (every device one reading per quarter hour, the rows in
+time order as a utility or an old system would export them), imports it with the
+command's own function, and prints rows per second against the issue's target of
+100,000. Then imports it again: nothing is stored twice, and how fast that is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from meterflow.cli.history import SWITCH_INTERVAL_S, ImportReport, import_file
+from meterflow.settings import load_settings
+
+TARGET_ROWS_PER_S = 100_000
+
+
+def write_history(path: Path, rows: int, devices: int) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with path.open("w", newline="") as target:
+        out = csv.writer(target)
+        out.writerow(["device_type", "device_id", "ts", "energy_kwh", "power_kw"])
+        for number in range(rows):
+            quarter, device = divmod(number, devices)
+            energy = 0.05 + (number % 97) / 1000
+            ts = (start + timedelta(minutes=15 * quarter + 7)).isoformat()
+            out.writerow(["smart_meter", f"m-{device}", ts, f"{energy:.3f}", f"{energy * 4:.3f}"])
+
+
+def timed_import(url: str, path: Path) -> tuple[ImportReport, float]:
+    settings = load_settings(None, **{"storage.url": url})
+    started = time.perf_counter()
+    report = asyncio.run(import_file(settings, path, None, lambda _: None))
+    return report, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--devices", type=int, default=1_000)
+    args = parser.parse_args()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    with tempfile.TemporaryDirectory(prefix="meterflow-bench-") as scratch:
+        path = Path(scratch) / "history.csv"
+        write_history(path, args.rows, args.devices)
+        url = f"sqlite:///{Path(scratch) / 'data' / 'meterflow.db'}"
+        for run in ("first import", "again"):
+            report, seconds = timed_import(url, path)
+            rate = report.rows / seconds
+            print(
+                f"{run:12}  {report.rows:,} rows in {seconds:5.2f} s: {rate:9,.0f} rows/s "
+                f"(stored {report.stored:,}, already there {report.duplicates:,})  "
+                f"{rate / TARGET_ROWS_PER_S:.2f} x the {TARGET_ROWS_PER_S:,} target",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
