@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from storage.backend import Dialect, backend_for
 from storage.engine import SQLiteOptions, connection, open_engine
 from storage.migrations import require_current
-from storage.prices import Prices, record_rates
 from storage.settings import AnalyticsSettings
 from storage.zones import record_zones
 
@@ -28,11 +27,9 @@ async def connect(
     url: str,
     options: SQLiteOptions | None = None,
     zones: AnalyticsSettings | None = None,
-    prices: Prices | None = None,
 ) -> AsyncIterator[Database]:
     """Connect to a database at the current schema version (created if the database is empty),
-    recording `zones` for SQL's local days (storage/zones.py) and `prices`' rates
-    (storage/prices.py).
+    recording `zones` for SQL's local days (storage/zones.py).
 
     An outdated schema raises SchemaVersionError naming `meterflow db upgrade`.
     """
@@ -44,8 +41,6 @@ async def connect(
             await require_current(conn, backend, url)
             if zones is not None:
                 await record_zones(conn, zones)
-            if prices is not None:
-                await record_rates(conn, prices)
             yield Database(conn, backend, url)
         finally:
             await conn.close()

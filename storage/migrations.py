@@ -33,6 +33,7 @@ from storage.errors import SchemaVersionError
 from storage.owners import BEGINNING
 from storage.rollups import ALL_TIME, ROLLUPS, backfill_sql, in_window
 from storage.tables import (
+    carbon_intensity,
     device_owners,
     dynamic_prices,
     energy_15min,
@@ -150,10 +151,10 @@ async def _more_device_types(conn: AsyncConnection, schema: Schema) -> None:
 
 
 async def _costs(conn: AsyncConnection, schema: Schema) -> None:
-    """Version 11: `rates` and `dynamic_prices`, the rollups' cost and carbon (NULL until
-    `meterflow costs recompute` prices what is stored: storage/prices.py), and devices'
-    roles."""
-    for table in (rates, dynamic_prices):
+    """Version 11: `rates`, `dynamic_prices` and `carbon_intensity`; the rollups' cost and
+    carbon (NULL until `meterflow costs recompute` prices what is stored:
+    storage/prices.py); devices' roles."""
+    for table in (rates, dynamic_prices, carbon_intensity):
         await conn.run_sync(table.create, checkfirst=True)
     if "role" not in await conn.run_sync(_column_names, iot_devices.name):
         await conn.exec_driver_sql("ALTER TABLE iot_devices ADD COLUMN role VARCHAR(16)")

@@ -2,8 +2,9 @@
 rollups priced by it.
 
 `rates` holds what storage/tariffs.py makes of the settings; the daemon writes it at
-start and every command that opens the database does when the settings changed, as for
-time zones (storage/zones.py). Each batch prices the quarter hours it adds to (the
+start, and so do `meterflow costs recompute` and `meterflow prices import` (other
+commands leave it alone: one run without the config file must not unprice the daemon's
+next batches). Each batch prices the quarter hours it adds to (the
 `priced` CTE of storage/rollups.py: the quarter hour's energy at its owner's rate then),
 and the coarser rollups add those up. A tariff changed for the past reprices nothing by
 itself: `recompute` (`meterflow costs recompute`) prices a span of stored quarter hours
@@ -19,7 +20,6 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.backend import Schema
-from storage.dynamic_prices import stored_prices
 from storage.rollups import (
     DAILY,
     HOURLY,
@@ -31,6 +31,7 @@ from storage.rollups import (
     rate_join,
     subject_sql,
 )
+from storage.series import stored_series
 from storage.tables import rates
 from storage.tariffs import CarbonSettings, Rate, Tariff, check_tariffs, timeline
 
@@ -66,7 +67,8 @@ async def record_rates(
     the first instant whose rate changed (None: nothing did)."""
     async with conn.begin():
         made = timeline(prices.tariffs, prices.carbon, today or datetime.now(UTC).date(),
-                        await stored_prices(conn))  # fmt: skip
+                        await stored_series(conn, "price"),
+                        await stored_series(conn, "carbon"))  # fmt: skip
         wanted = {_row(rate) for rate in made}
         stored = {
             (*row[:1], _aware(row[1]), *row[2:])
@@ -147,3 +149,78 @@ def _months_around(start: datetime, end: datetime) -> tuple[datetime, datetime]:
         return first, end
     following = (last.replace(day=28) + timedelta(days=4)).replace(day=1)
     return first, following
+
+
+@dataclass(frozen=True, slots=True)
+class PriceDifference:
+    """A rollup row whose cost or carbon is not what the rates (a quarter hour) or its
+    quarter hours (an hour, a day, a month) give."""
+
+    rollup: str
+    device_id: str
+    data_type: str
+    bucket: datetime
+    stored: tuple[float | None, float | None]
+    expected: tuple[float | None, float | None]
+
+    def __str__(self) -> str:
+        where = f"{self.rollup} {self.device_id} {self.data_type} {self.bucket.isoformat()}"
+        source = "the rates" if self.rollup == QUARTER_HOURLY.table else "its quarter hours"
+        return f"{where}: {_costs(self.stored)} stored, {source} give {_costs(self.expected)}"
+
+
+def _costs(values: tuple[float | None, float | None]) -> str:
+    cost, carbon = values
+    return f"cost {cost}, carbon {carbon} kg"
+
+
+def _differ(stored: str, expected: str) -> str:
+    return (
+        f"(({stored}) IS NULL) <> (({expected}) IS NULL) "
+        f"OR abs(({stored}) - ({expected})) > 1e-9 * (abs({expected}) + 1)"
+    )
+
+
+async def price_differences(
+    conn: AsyncConnection, schema: Schema, start: datetime, end: datetime
+) -> list[PriceDifference]:
+    """The rollup rows in [start, end) (whole UTC months) whose cost or carbon differs
+    from what `recompute` would make them: the quarter hours' from the rates stored now,
+    the others' from their quarter hours."""
+    table = QUARTER_HOURLY.table
+    cost, carbon = cost_sql("q", "r"), carbon_sql("q", "r")
+    quarters = f"""SELECT q.device_id, q.data_type, q.quarter_hour, q.cost, q.carbon,
+       {cost}, {carbon}
+FROM (SELECT e.device_id, e.data_type, e.quarter_hour, e.energy_kwh, e.cost, e.carbon,
+             {subject_sql("e.device_id", "e.quarter_hour")} AS subject
+      FROM {table} AS e WHERE e.quarter_hour >= :start AND e.quarter_hour < :end) AS q
+LEFT JOIN rates AS r ON {rate_join("q", "r")}
+WHERE {_differ("q.cost", cost)} OR {_differ("q.carbon", carbon)}
+ORDER BY 1, 2, 3"""
+    found = [
+        PriceDifference(table, device, kind, _aware_time(at), (c, k), (ec, ek))
+        for device, kind, at, c, k, ec, ek in await conn.execute(in_window(quarters, start, end))
+    ]
+    for rollup in (HOURLY, DAILY, MONTHLY):
+        bucket = schema.rollup_bucket(rollup, "quarter_hour")
+        key = rollup.bucket
+        coarse = f"""SELECT c.device_id, c.data_type, c.{key}, c.cost, c.carbon, s.cost, s.carbon
+FROM {rollup.table} AS c JOIN (
+    SELECT device_id, data_type, {bucket} AS bucket, sum(cost) AS cost, sum(carbon) AS carbon
+    FROM {table} WHERE quarter_hour >= :start AND quarter_hour < :end GROUP BY 1, 2, 3
+) AS s ON c.device_id = s.device_id AND c.data_type = s.data_type AND c.{key} = s.bucket
+WHERE c.{key} >= :start AND c.{key} < :end
+  AND ({_differ("c.cost", "s.cost")} OR {_differ("c.carbon", "s.carbon")})
+ORDER BY 1, 2, 3"""
+        found.extend(
+            PriceDifference(rollup.table, device, kind, _aware_time(at), (c, k), (ec, ek))
+            for device, kind, at, c, k, ec, ek in await conn.execute(in_window(coarse, start, end))
+        )
+    return found
+
+
+def _aware_time(moment: object) -> datetime:
+    """A bucket as the driver returns it (SQLite: text), as a UTC datetime."""
+    if isinstance(moment, datetime):
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(moment)).replace(tzinfo=UTC)

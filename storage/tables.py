@@ -163,16 +163,22 @@ rates = Table(
 )
 
 
-# A dynamic tariff's imported prices (storage/dynamic_prices.py, schema v11): per kWh drawn
-# in [start, until).
-dynamic_prices = Table(
-    "dynamic_prices",
-    metadata,
-    Column("tariff", String(64), primary_key=True),
-    Column("start", UTCDateTime, primary_key=True),
-    Column("until", UTCDateTime, nullable=False),
-    Column("price", Float, nullable=False),
-)
+def _series(name: str, key: str, value: str) -> Table:
+    """An imported time series (storage/series.py, schema v11): per key, `value` holding
+    in [start, until)."""
+    return Table(
+        name,
+        metadata,
+        Column(key, String(64), primary_key=True),
+        Column("start", UTCDateTime, primary_key=True),
+        Column("until", UTCDateTime, nullable=False),
+        Column(value, Float, nullable=False),
+    )
+
+
+# A dynamic tariff's import prices per kWh, and a grid zone's g CO2 per kWh.
+dynamic_prices = _series("dynamic_prices", "tariff", "price")
+carbon_intensity = _series("carbon_intensity", "zone", "g_per_kwh")
 
 
 def _rollup(name: str, bucket: str) -> Table:

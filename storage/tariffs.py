@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from storage.dynamic_prices import DynamicPrice
 from storage.owners import BEGINNING
+from storage.series import Span
 from storage.settings import TimeZoneName
 
 EVERYONE = ""
@@ -117,23 +117,27 @@ class Tariff(_Model):
 
 
 class CarbonSettings(_Model):
-    """Grid carbon intensity in g CO2 per kWh consumed, per grid zone."""
+    """Grid carbon intensity in g CO2 per kWh consumed, per grid zone: a constant, or a
+    time series imported with `meterflow carbon import` for a zone in `dynamic_zones`."""
 
     # The zone of everyone without one of their own, and each zone's intensity.
     zone: str | None = None
     intensity_g_per_kwh: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    dynamic_zones: list[str] = Field(default_factory=list)
     user_zones: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _zones_known(self) -> Self:
         for zone in {self.zone, *self.user_zones.values()} - {None}:
-            if zone not in self.intensity_g_per_kwh:
-                raise ValueError(f"carbon zone {zone!r} has no intensity_g_per_kwh")
+            if zone not in self.intensity_g_per_kwh and zone not in self.dynamic_zones:
+                raise ValueError(
+                    f"carbon zone {zone!r} has no intensity_g_per_kwh (nor is it one of "
+                    "dynamic_zones)"
+                )
         return self
 
-    def intensity(self, subject: str) -> float | None:
-        zone = self.user_zones.get(subject.removeprefix("user:"), self.zone)
-        return None if zone is None else self.intensity_g_per_kwh[zone]
+    def zone_of(self, subject: str) -> str | None:
+        return self.user_zones.get(subject.removeprefix("user:"), self.zone)
 
 
 def check_tariffs(tariffs: Sequence[Tariff]) -> None:
@@ -174,43 +178,78 @@ def timeline(
     tariffs: Sequence[Tariff],
     carbon: CarbonSettings,
     today: date,
-    dynamic: Mapping[str, Sequence[DynamicPrice]] | None = None,
+    dynamic: Mapping[str, Sequence[Span]] | None = None,
+    intensities: Mapping[str, Sequence[Span]] | None = None,
 ) -> list[Rate]:
     """Every subject's rates, from the beginning on, in order; `dynamic` holds the imported
-    prices of dynamic tariffs, by name."""
+    prices of dynamic tariffs by name, `intensities` the imported carbon of dynamic zones."""
     rates: list[Rate] = []
     for subject in subjects(tariffs, carbon):
         user = subject.removeprefix("user:")
         own = [t for t in tariffs if user in t.users]
         shared = [t for t in tariffs if not t.users]
-        steps = _steps(own, shared, carbon.intensity(subject), today, dynamic or {})
-        rates.extend(_collapse(subject, steps))
+        steps = _steps(own, shared, today, dynamic or {})
+        grid = _carbon_steps(carbon, carbon.zone_of(subject), intensities or {})
+        rates.extend(_collapse(subject, _with_carbon(steps, grid)))
     return rates
 
 
+# (since, tariff, period, import price, export price, carbon g/kWh).
 Step = tuple[datetime, str | None, str | None, float | None, float | None, float | None]
+
+
+def _carbon_steps(
+    carbon: CarbonSettings, zone: str | None, intensities: Mapping[str, Sequence[Span]]
+) -> list[tuple[datetime, float | None]]:
+    """A zone's intensity from each change on: a constant, or what was imported for it
+    (none between the spans)."""
+    if zone is None:
+        return [(BEGINNING, None)]
+    if zone not in carbon.dynamic_zones:
+        return [(BEGINNING, carbon.intensity_g_per_kwh[zone])]
+    steps: list[tuple[datetime, float | None]] = [(BEGINNING, None)]
+    for span in intensities.get(zone, ()):
+        steps += [(span.start, span.value), (span.until, None)]
+    return steps
+
+
+def _with_carbon(
+    steps: Iterator[Step], grid: Sequence[tuple[datetime, float | None]]
+) -> Iterator[Step]:
+    """The tariff's steps and the grid's, merged in time: at each change of either, both
+    as they stand then (of two steps at one instant, the later holds)."""
+    tariff = list(steps)
+    t = g = -1
+    for at in sorted({step[0] for step in tariff} | {moment for moment, _ in grid}):
+        while t + 1 < len(tariff) and tariff[t + 1][0] <= at:
+            t += 1
+        while g + 1 < len(grid) and grid[g + 1][0] <= at:
+            g += 1
+        name, period, import_price, export_price = (
+            tariff[t][1:5] if t >= 0 else (None, None, None, None)
+        )
+        yield at, name, period, import_price, export_price, grid[g][1] if g >= 0 else None
 
 
 def _steps(
     own: Sequence[Tariff],
     shared: Sequence[Tariff],
-    carbon: float | None,
     today: date,
-    dynamic: Mapping[str, Sequence[DynamicPrice]],
+    dynamic: Mapping[str, Sequence[Span]],
 ) -> Iterator[Step]:
-    """(since, tariff, period, import, export, carbon) at each change of tariff or period;
-    a user's own tariff before everyone's where both are valid."""
+    """The steps at each change of tariff or period (no carbon yet: `_with_carbon`); a
+    user's own tariff before everyone's where both are valid."""
     spans = [(_first(t), _last(t, today), t) for t in (*own, *shared)]
     cuts = sorted({BEGINNING, *(first for first, _, _ in spans), *(last for _, last, _ in spans)})
     for start, end in itertools.pairwise(cuts):
         tariff = next((t for first, last, t in spans if first <= start < last), None)
         if tariff is None:
-            yield start, None, None, None, None, carbon
+            yield start, None, None, None, None, None
         elif tariff.dynamic:
-            yield from _dynamic_steps(tariff, start, end, carbon, dynamic.get(tariff.name, ()))
+            yield from _dynamic_steps(tariff, start, end, dynamic.get(tariff.name, ()))
         else:
-            yield from _tariff_steps(tariff, start, end, carbon)
-    yield cuts[-1], None, None, None, None, carbon
+            yield from _tariff_steps(tariff, start, end)
+    yield cuts[-1], None, None, None, None, None
 
 
 def _first(tariff: Tariff) -> datetime:
@@ -226,9 +265,7 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), zone).astimezone(UTC)
 
 
-def _tariff_steps(
-    tariff: Tariff, start: datetime, end: datetime, carbon: float | None
-) -> Iterator[Step]:
+def _tariff_steps(tariff: Tariff, start: datetime, end: datetime) -> Iterator[Step]:
     """The tariff's price at `start` and at each bound of a period until `end`, in UTC.
 
     Bounds are local wall times: each day's are placed in the zone (a bound in the hour
@@ -257,24 +294,21 @@ def _tariff_steps(
                 tariff.export_price if period.export_price is None else period.export_price
             )
         yield (moment, tariff.name, None if period is None else period.name, import_price,
-               export_price, carbon)  # fmt: skip
+               export_price, None)  # fmt: skip
 
 
 def _dynamic_steps(
-    tariff: Tariff,
-    start: datetime,
-    end: datetime,
-    carbon: float | None,
-    prices: Sequence[DynamicPrice],
+    tariff: Tariff, start: datetime, end: datetime, prices: Sequence[Span]
 ) -> Iterator[Step]:
     """The imported prices within [start, end) (in order); none between them."""
-    yield start, tariff.name, None, None, tariff.export_price, carbon
+    export = tariff.export_price
+    yield start, tariff.name, None, None, export, None
     for price in prices:
         if price.until <= start or price.start >= end:
             continue
-        yield max(price.start, start), tariff.name, None, price.price, tariff.export_price, carbon
+        yield max(price.start, start), tariff.name, None, price.value, export, None
         if price.until < end:
-            yield price.until, tariff.name, None, None, tariff.export_price, carbon
+            yield price.until, tariff.name, None, None, export, None
 
 
 def _wall(day: date, moment: time, zone: ZoneInfo) -> datetime:

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions import BASE_NAME, Month
 from storage.backend import Dialect
-from storage.prices import price
+from storage.prices import PriceDifference, price
 from storage.rollups import (
     MEASURES,
     PIECE_COLUMNS,
@@ -65,10 +65,16 @@ class Verification:
     months: list[tuple[Month, list[Difference]]] = field(default_factory=list)
     archives: dict[Month, Path] = field(default_factory=dict)
     without_readings: list[Month] = field(default_factory=list)
+    # Each month with rollup rows, and the rows whose cost or carbon is off.
+    prices: list[tuple[Month, list[PriceDifference]]] = field(default_factory=list)
 
     @property
     def differences(self) -> int:
         return sum(len(found) for _, found in self.months)
+
+    @property
+    def price_differences(self) -> int:
+        return sum(len(found) for _, found in self.prices)
 
 
 @dataclass(frozen=True, slots=True)

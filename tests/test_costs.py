@@ -28,6 +28,7 @@ from storage import BatchWriter, DeviceType, Reading, WriteBatch, open_engine
 from storage.backend import backend_for
 from storage.prices import Prices, recompute, record_rates
 from storage.registry import Registration, register
+from storage.rollups import ALL_TIME
 from storage.tariffs import CarbonSettings, Tariff, TariffPeriod, check_tariffs, timeline
 from storage.verify import rebuild_month
 from tests.cli import meterflow
@@ -353,3 +354,83 @@ def test_a_price_file_that_cannot_be_read_is_refused_naming_the_line(
     assert refused.exit_code == 1
     assert message in refused.output
     assert "Traceback" not in refused.output
+
+
+async def reprice(database: Database) -> None:
+    """`costs recompute` over the whole database, at the rates it holds."""
+    engine = open_engine(database.url)
+    async with engine.connect() as conn:
+        await recompute(conn, backend_for(conn.dialect.name), *ALL_TIME)
+    await engine.dispose()
+
+
+def test_db_verify_checks_cost_and_carbon_against_the_rates(database: Database) -> None:
+    """A tariff changed without `costs recompute`, or a cost edited by hand, is found by
+    `db verify` with the fix; once repriced, verify passes."""
+    store(database, Prices([SPRING, SUMMER], GRID), march("m-1", "smart_meter", 0.1))
+    verified = meterflow("db", "verify", "--db", database.url)
+    assert "cost and carbon match the rates" in verified.output, verified.output
+
+    async def change() -> None:
+        engine = open_engine(database.url)
+        async with engine.connect() as conn:
+            dearer = SUMMER.model_copy(update={"import_price": 0.35})
+            await record_rates(conn, Prices([SPRING, dearer], GRID), date(2026, 3, 1))
+        await engine.dispose()
+
+    asyncio.run(change())
+    refused = CliRunner().invoke(main, ["db", "verify", "--db", database.url])
+    assert refused.exit_code == 1
+    assert "2026-03: " in refused.output
+    assert "rollup rows' cost or carbon differ from the rates" in refused.output
+    assert "`meterflow costs recompute` prices them again" in refused.output
+    asyncio.run(reprice(database))
+    assert "cost and carbon match the rates" in meterflow("db", "verify", "--db",
+                                                          database.url).output  # fmt: skip
+    database.execute(
+        "UPDATE energy_daily SET cost = cost + 1 WHERE day = (SELECT min(day) FROM energy_daily)"
+    )
+    edited = CliRunner().invoke(main, ["db", "verify", "--db", database.url])
+    assert "2026-02: 1 rollup rows' cost or carbon differ from the rates" in edited.output
+    assert "energy_daily m-1 consumption" in edited.output
+
+
+CARBON = """
+[storage]
+url = "{url}"
+
+[carbon]
+zone = "DK1"
+dynamic_zones = ["DK1"]
+"""
+
+
+def test_an_imported_carbon_series_gives_each_quarter_hour_its_intensity(
+    database: Database, tmp_path: Path
+) -> None:
+    """A zone whose intensity is imported by the hour: each quarter hour's carbon is its
+    energy at that hour's intensity; a day without an import has none."""
+    config = tmp_path / "meterflow.toml"
+    config.write_text(CARBON.format(url=database.url))
+    day = datetime(2026, 3, 10, tzinfo=UTC)
+    readings = [
+        Reading("t", "m-1", "smart_meter", day + i * QUARTER + timedelta(minutes=7), 0.1, 0.4)
+        for i in range(96 + 4)
+    ]
+    settings = load_settings(config)
+    store(database, settings.prices, readings)
+    hours = tmp_path / "carbon.csv"
+    hours.write_text("start,g_per_kwh\n" + "".join(
+        f"{(day + timedelta(hours=h)).isoformat()},{100 + 10 * h}\n" for h in range(24)
+    ))  # fmt: skip
+    imported = meterflow("carbon", "import", str(hours), "--zone", "DK1", "--resolution", "60",
+                         "--config", str(config))  # fmt: skip
+    assert imported.output.strip().endswith("; priced 96 quarter hours"), imported.output
+    daily = database.query("SELECT carbon FROM energy_daily WHERE device_id = 'm-1' ORDER BY day")
+    # 0.4 kWh an hour at 100 + 10 h g/kWh, in kg.
+    assert daily == [(pytest.approx(sum(0.4 * (100 + 10 * h) / 1000 for h in range(24))),),
+                     (None,)]  # fmt: skip
+    refused = CliRunner().invoke(main, ["carbon", "import", str(hours), "--zone", "FR",
+                                        "--config", str(config)])  # fmt: skip
+    assert refused.exit_code == 2
+    assert "zone 'FR' is not one of [carbon] dynamic_zones (those: DK1)" in refused.output

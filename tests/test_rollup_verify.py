@@ -101,6 +101,7 @@ def test_the_rollups_the_writer_keeps_equal_their_readings_and_verify_says_so(
     assert done.stdout.splitlines() == [
         "2026-03: rollups match the readings",
         "2026-04: rollups match the readings",
+        "cost and carbon match the rates",
     ]
 
 
@@ -156,11 +157,13 @@ def test_an_archived_month_keeps_its_rollups_and_is_checked_against_its_archive(
             "2026-04: rollups match the readings",
             "2026-03: no readings to read (dropped, or archived where this database cannot "
             "query it); rollup rows kept, not checked",
+            "cost and carbon match the rates",
         ]
         return
     assert done.stdout.splitlines() == [
         "2026-04: rollups match the readings",
         "2026-03 (archived in energy_data_2026_03.db): rollups match the readings",
+        "cost and carbon match the rates",
     ]
     database.execute("UPDATE energy_daily SET readings = readings + 1 WHERE device_id = 'm-2'")
     wrong = meterflow(*verify)

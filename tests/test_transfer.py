@@ -103,6 +103,7 @@ def test_the_rollups_arrive_whole_and_add_up_to_the_copied_readings(
         "2026-02: rollups match the readings",
         "2026-01: no readings to read (dropped, or archived where this database cannot "
         "query it); rollup rows kept, not checked",
+        "cost and carbon match the rates",
     ]
 
 

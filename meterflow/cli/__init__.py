@@ -18,6 +18,7 @@ __all__ = ["main"]
 # Command name -> (module under meterflow.cli, attribute), in the order `--help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("backup", "backup"),
+    "carbon": ("series", "carbon"),
     "config": ("config", "config"),
     "costs": ("costs", "costs"),
     "db": ("db", "db"),
@@ -27,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("migrate", "migrate"),
     "partitions": ("partitions", "partitions"),
     "plot": ("plot", "plot"),
-    "prices": ("prices", "prices"),
+    "prices": ("series", "prices"),
     "query": ("query", "query"),
     "restore": ("backup", "restore"),
     "run": ("run", "run"),

@@ -42,9 +42,7 @@ db_option = click.option("--db", help="Database URL, e.g. sqlite:///data/meterfl
 def open_database(settings: Settings) -> AbstractAsyncContextManager[Database]:
     """The configured database, with the settings' time zones recorded for SQL's local days
     (storage/zones.py)."""
-    return connect(
-        settings.storage.url, settings.storage.sqlite, settings.analytics, settings.prices
-    )
+    return connect(settings.storage.url, settings.storage.sqlite, settings.analytics)
 
 
 def settings_for(config_file: Path | None, **overrides: Any) -> Settings:  # noqa: ANN401

@@ -12,7 +12,7 @@ from meterflow.cli.local_time import zone_for, zone_option
 from meterflow.settings import Settings
 from storage.energy import first_instant
 from storage.owners import BEGINNING, END
-from storage.prices import Repriced, recompute
+from storage.prices import Repriced, recompute, record_rates
 
 
 @click.group()
@@ -52,4 +52,5 @@ def costs_recompute(
 
 async def _recompute(settings: Settings, start: datetime, end: datetime) -> Repriced:
     async with open_database(settings) as database:
+        await record_rates(database.conn, settings.prices)
         return await recompute(database.conn, database.backend, start, end)

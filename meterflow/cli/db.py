@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import click
@@ -29,6 +29,7 @@ from storage import (
 from storage.backend import Dialect
 from storage.database import connect
 from storage.errors import QueryError
+from storage.prices import price_differences
 from storage.verify import (
     Difference,
     Verification,
@@ -137,22 +138,40 @@ def db_verify(
             where = f"{month} (archived in {report.archives[month].name})"
         if not differences:
             click.echo(f"{where}: rollups match the readings")
-            continue
-        click.echo(f"{where}: {len(differences)} rollup rows differ from the readings")
-        for difference in differences[:SHOWN_PER_MONTH]:
-            click.echo(f"  {difference}")
-        if len(differences) > SHOWN_PER_MONTH:
-            click.echo(f"  ... and {len(differences) - SHOWN_PER_MONTH} more")
+        _echo(f"{where}: {len(differences)} rollup rows differ from the readings", differences)
     for month in report.without_readings:
         click.echo(
             f"{month}: no readings to read (dropped, or archived where this database cannot "
             "query it); rollup rows kept, not checked"
         )
+    for month, off in report.prices:
+        _echo(f"{month}: {len(off)} rollup rows' cost or carbon differ from the rates", off)
+    problems = []
     if report.differences:
-        raise click.ClickException(
+        problems.append(
             f"{report.differences} rollup rows differ from the readings: "
             "`meterflow db rebuild-rollups` recomputes them"
         )
+    if report.price_differences:
+        problems.append(
+            f"{report.price_differences} rollup rows' cost or carbon differ from the rates: "
+            "`meterflow costs recompute` prices them again"
+        )
+    if problems:
+        raise click.ClickException("; ".join(problems))
+    if report.prices:
+        click.echo("cost and carbon match the rates")
+
+
+def _echo(heading: str, differences: Sequence[object]) -> None:
+    """A month's differences, the first SHOWN_PER_MONTH of them; nothing if none."""
+    if not differences:
+        return
+    click.echo(heading)
+    for difference in differences[:SHOWN_PER_MONTH]:
+        click.echo(f"  {difference}")
+    if len(differences) > SHOWN_PER_MONTH:
+        click.echo(f"  ... and {len(differences) - SHOWN_PER_MONTH} more")
 
 
 @db.command("rebuild-rollups")
@@ -190,6 +209,10 @@ async def _verify(
                 )
         async with database.conn.begin():
             summed = await rollup_months(database.conn)
+        for month in _chosen(summed, first, last):
+            async with database.conn.begin():
+                off = await price_differences(database.conn, backend, month.start, month.end)
+            report.prices.append((month, off))
     archives = dict(archived_months(archive_dir, SQLITE_ARCHIVE_SUFFIX))
     archives.update(archived_months(archive_dir, POSTGRES_ARCHIVE_SUFFIX))
     for month in _chosen(summed - live, first, last):
