@@ -25,15 +25,14 @@ from storage.rollups import (
     HOURLY,
     MONTHLY,
     QUARTER_HOURLY,
-    carbon_sql,
-    cost_sql,
+    Rollup,
     in_window,
-    rate_join,
-    subject_sql,
+    priced_sql,
 )
 from storage.series import stored_series
 from storage.tables import rates
 from storage.tariffs import CarbonSettings, Rate, Tariff, check_tariffs, timeline
+from storage.types import UTCDateTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +69,7 @@ async def record_rates(
                         await stored_series(conn, "price"),
                         await stored_series(conn, "carbon"))  # fmt: skip
         wanted = {_row(rate) for rate in made}
-        stored = {
-            (*row[:1], _aware(row[1]), *row[2:])
-            for row in (await conn.execute(select(*(rates.c[c] for c in _COLUMNS)))).tuples()
-        }
+        stored = set((await conn.execute(select(*(rates.c[c] for c in _COLUMNS)))).tuples())
         if stored == wanted:
             return None
         await conn.execute(delete(rates))
@@ -87,12 +83,6 @@ async def record_rates(
             )
     changes: list[datetime] = [row[1] for row in stored ^ wanted]  # type: ignore[misc]
     return min(changes)
-
-
-def _aware(moment: object) -> object:
-    if isinstance(moment, datetime) and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,28 +105,33 @@ async def price(conn: AsyncConnection, schema: Schema, start: datetime, end: dat
     hour, day and month touching the span the sum of its quarter hours again, in the
     caller's transaction."""
     table = QUARTER_HOURLY.table
+    quarters = (
+        f"(SELECT device_id, data_type, quarter_hour, energy_kwh FROM {table} "
+        "WHERE quarter_hour >= :start AND quarter_hour < :end)"
+    )
     priced = f"""UPDATE {table} SET cost = p.cost, carbon = p.carbon FROM (
-    SELECT q.device_id, q.data_type, q.quarter_hour, {cost_sql("q", "r")} AS cost,
-           {carbon_sql("q", "r")} AS carbon
-    FROM (SELECT e.device_id, e.data_type, e.quarter_hour, e.energy_kwh,
-                 {subject_sql("e.device_id", "e.quarter_hour")} AS subject
-          FROM {table} AS e WHERE e.quarter_hour >= :start AND e.quarter_hour < :end) AS q
-    LEFT JOIN rates AS r ON {rate_join("q", "r")}
+    {priced_sql(quarters, "device_id, data_type, quarter_hour")}
 ) AS p
 WHERE {table}.device_id = p.device_id AND {table}.data_type = p.data_type
   AND {table}.quarter_hour = p.quarter_hour"""
     first, last = _months_around(start, end)
     done = await conn.execute(in_window(priced, start, end))
     for rollup in (HOURLY, DAILY, MONTHLY):
-        bucket = schema.rollup_bucket(rollup, "quarter_hour")
-        coarse = f"""UPDATE {rollup.table} SET cost = s.cost, carbon = s.carbon FROM (
-    SELECT device_id, data_type, {bucket} AS bucket, sum(cost) AS cost, sum(carbon) AS carbon
-    FROM {table} WHERE quarter_hour >= :start AND quarter_hour < :end GROUP BY 1, 2, 3
-) AS s
+        coarse = f"""UPDATE {rollup.table} SET cost = s.cost, carbon = s.carbon
+FROM ({_quarter_sums(schema, rollup)}) AS s
 WHERE {rollup.table}.device_id = s.device_id AND {rollup.table}.data_type = s.data_type
   AND {rollup.table}.{rollup.bucket} = s.bucket"""
         await conn.execute(in_window(coarse, first, last))
     return Repriced(done.rowcount, start, end)
+
+
+def _quarter_sums(schema: Schema, rollup: Rollup) -> str:
+    """Each of `rollup`'s buckets' cost and carbon as its quarter hours' in [:start, :end)."""
+    bucket = schema.rollup_bucket(rollup, "quarter_hour")
+    return f"""SELECT device_id, data_type, {bucket} AS bucket, sum(cost) AS cost,
+       sum(carbon) AS carbon
+FROM {QUARTER_HOURLY.table} WHERE quarter_hour >= :start AND quarter_hour < :end
+GROUP BY 1, 2, 3"""
 
 
 def _months_around(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -188,39 +183,34 @@ async def price_differences(
     from what `recompute` would make them: the quarter hours' from the rates stored now,
     the others' from their quarter hours."""
     table = QUARTER_HOURLY.table
-    cost, carbon = cost_sql("q", "r"), carbon_sql("q", "r")
-    quarters = f"""SELECT q.device_id, q.data_type, q.quarter_hour, q.cost, q.carbon,
-       {cost}, {carbon}
-FROM (SELECT e.device_id, e.data_type, e.quarter_hour, e.energy_kwh, e.cost, e.carbon,
-             {subject_sql("e.device_id", "e.quarter_hour")} AS subject
-      FROM {table} AS e WHERE e.quarter_hour >= :start AND e.quarter_hour < :end) AS q
-LEFT JOIN rates AS r ON {rate_join("q", "r")}
-WHERE {_differ("q.cost", cost)} OR {_differ("q.carbon", carbon)}
+    stored = (
+        f"(SELECT device_id, data_type, quarter_hour, energy_kwh, cost AS stored_cost, "
+        f"carbon AS stored_carbon FROM {table} "
+        "WHERE quarter_hour >= :start AND quarter_hour < :end)"
+    )
+    columns = "device_id, data_type, quarter_hour, stored_cost, stored_carbon"
+    quarters = f"""SELECT * FROM ({priced_sql(stored, columns)}) AS p
+WHERE {_differ("p.stored_cost", "p.cost")} OR {_differ("p.stored_carbon", "p.carbon")}
 ORDER BY 1, 2, 3"""
-    found = [
-        PriceDifference(table, device, kind, _aware_time(at), (c, k), (ec, ek))
-        for device, kind, at, c, k, ec, ek in await conn.execute(in_window(quarters, start, end))
-    ]
+    found = await _differences(conn, QUARTER_HOURLY, quarters, start, end)
     for rollup in (HOURLY, DAILY, MONTHLY):
-        bucket = schema.rollup_bucket(rollup, "quarter_hour")
         key = rollup.bucket
         coarse = f"""SELECT c.device_id, c.data_type, c.{key}, c.cost, c.carbon, s.cost, s.carbon
-FROM {rollup.table} AS c JOIN (
-    SELECT device_id, data_type, {bucket} AS bucket, sum(cost) AS cost, sum(carbon) AS carbon
-    FROM {table} WHERE quarter_hour >= :start AND quarter_hour < :end GROUP BY 1, 2, 3
-) AS s ON c.device_id = s.device_id AND c.data_type = s.data_type AND c.{key} = s.bucket
+FROM {rollup.table} AS c JOIN ({_quarter_sums(schema, rollup)}) AS s
+    ON c.device_id = s.device_id AND c.data_type = s.data_type AND c.{key} = s.bucket
 WHERE c.{key} >= :start AND c.{key} < :end
   AND ({_differ("c.cost", "s.cost")} OR {_differ("c.carbon", "s.carbon")})
 ORDER BY 1, 2, 3"""
-        found.extend(
-            PriceDifference(rollup.table, device, kind, _aware_time(at), (c, k), (ec, ek))
-            for device, kind, at, c, k, ec, ek in await conn.execute(in_window(coarse, start, end))
-        )
+        found += await _differences(conn, rollup, coarse, start, end)
     return found
 
 
-def _aware_time(moment: object) -> datetime:
-    """A bucket as the driver returns it (SQLite: text), as a UTC datetime."""
-    if isinstance(moment, datetime):
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(moment)).replace(tzinfo=UTC)
+async def _differences(
+    conn: AsyncConnection, rollup: Rollup, sql: str, start: datetime, end: datetime
+) -> list[PriceDifference]:
+    """The rows of `sql` (key, bucket, stored cost and carbon, expected cost and carbon)."""
+    statement = in_window(sql, start, end).columns(**{rollup.bucket: UTCDateTime()})
+    return [
+        PriceDifference(rollup.table, device, kind, at, (c, k), (ec, ek))
+        for device, kind, at, c, k, ec, ek in await conn.execute(statement)
+    ]

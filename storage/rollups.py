@@ -314,52 +314,36 @@ def backfill_sql(rollup: Rollup, delta: str, bucket: str) -> str:
 
 
 _NONE = "CAST(NULL AS DOUBLE PRECISION)"
-_DELTA_MEASURES = ", ".join(f"d.{measure}" for measure in MEASURES.split(", "))
 
 
 def priced_delta(priced: bool) -> str:  # noqa: FBT001
-    """A CTE `priced`: the `delta` with each quarter hour's cost and carbon, at the rate of
-    its owner then (storage/prices.py); NULL for both unless `priced`, so a database without
-    tariffs or carbon pays no lookups."""
+    """A CTE `priced`: the `delta` with each quarter hour's cost and carbon (`priced_sql`);
+    NULL for both unless `priced`, so a database without tariffs or carbon pays no
+    lookups."""
     if not priced:
         return f"priced AS (SELECT delta.*, {_NONE} AS cost, {_NONE} AS carbon FROM delta)"
-    return f"""priced AS (
-    SELECT d.device_id, d.data_type, d.quarter_hour, {_DELTA_MEASURES},
-           {cost_sql("d", "r")} AS cost, {carbon_sql("d", "r")} AS carbon
-    FROM (SELECT delta.*, {subject_sql("delta.device_id", "delta.quarter_hour")} AS subject
-          FROM delta) AS d
-    LEFT JOIN rates AS r ON {rate_join("d", "r")}
-)"""
+    return f"priced AS ({priced_sql('delta', f'device_id, data_type, quarter_hour, {MEASURES}')})"
 
 
-def subject_sql(device: str, quarter_hour: str) -> str:
-    """Whose rates price a device's quarter hour: its owner's then, if they have rates of
-    their own, else everyone's ('')."""
-    owner = owner_at(device, quarter_hour)
+def priced_sql(source: str, columns: str) -> str:
+    """The rows of `source` (a table or a parenthesised query with device_id, data_type,
+    quarter_hour and energy_kwh): their `columns`, then `cost` and `carbon`, at the rate in
+    `rates` of the device's owner in that quarter hour (storage/prices.py).
+
+    Whose rates: the owner's, if they have rates of their own, else everyone's (''); which
+    of them: the subject's latest not after the quarter hour. Energy drawn costs the import
+    price, energy fed in is credited the feed-in price; carbon (kg) is of energy consumed,
+    energy produced having none of the grid's.
+    """
+    owner = owner_at("e.device_id", "e.quarter_hour")
     own = f"SELECT s.subject FROM rates AS s WHERE s.subject = 'user:' || {owner} LIMIT 1"
-    return f"coalesce(({own}), '')"
-
-
-def rate_join(rows: str, rates: str) -> str:
-    """The join condition of `rows` (with `subject` and `quarter_hour`) and the rate in
-    force for each: its subject's latest not after the quarter hour."""
-    return (
-        f"{rates}.subject = {rows}.subject AND {rates}.since = (SELECT max(x.since) FROM rates "
-        f"AS x WHERE x.subject = {rows}.subject AND x.since <= {rows}.quarter_hour)"
-    )
-
-
-def cost_sql(rows: str, rates: str) -> str:
-    """Energy drawn at the import price; energy fed in at the feed-in price, as a credit."""
-    return (
-        f"{rows}.energy_kwh * CASE {rows}.data_type WHEN 'consumption' THEN {rates}.import_price "
-        f"ELSE -{rates}.export_price END"
-    )
-
-
-def carbon_sql(rows: str, rates: str) -> str:
-    """kg CO2 of the energy consumed; energy produced has none of the grid's."""
-    return (
-        f"CASE {rows}.data_type WHEN 'consumption' THEN "
-        f"{rows}.energy_kwh * {rates}.carbon_g_per_kwh / 1000.0 END"
-    )
+    kept = ", ".join(f"q.{name}" for name in columns.split(", "))
+    return f"""SELECT {kept},
+    q.energy_kwh * CASE q.data_type WHEN 'consumption' THEN r.import_price
+                   ELSE -r.export_price END AS cost,
+    CASE q.data_type WHEN 'consumption' THEN q.energy_kwh * r.carbon_g_per_kwh / 1000.0 END
+        AS carbon
+FROM (SELECT e.*, coalesce(({own}), '') AS subject FROM {source} AS e) AS q
+LEFT JOIN rates AS r ON r.subject = q.subject AND r.since = (
+    SELECT max(x.since) FROM rates AS x WHERE x.subject = q.subject AND x.since <= q.quarter_hour
+)"""

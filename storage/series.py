@@ -156,9 +156,5 @@ async def stored_series(conn: AsyncConnection, kind: SeriesKind) -> dict[str, li
     )
     found: dict[str, list[Span]] = {}
     for key, start, until, value in result:
-        found.setdefault(key, []).append(Span(_utc(start), _utc(until), value))
+        found.setdefault(key, []).append(Span(start, until, value))
     return found
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

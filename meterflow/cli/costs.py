@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from meterflow.cli.common import complete, config_option, db_option, open_database, settings_for
-from meterflow.cli.local_time import zone_for, zone_option
+from meterflow.cli.local_time import local_days_options, zone_for, zone_option
 from meterflow.settings import Settings
 from storage.energy import first_instant
 from storage.owners import BEGINNING, END
@@ -23,10 +23,7 @@ def costs() -> None:
 @costs.command("recompute")
 @config_option
 @db_option
-@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]),
-              help="First local day to price again (default: the first stored).")  # fmt: skip
-@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]),
-              help="Last local day, included (default: everything after --from).")  # fmt: skip
+@local_days_options(first="the first stored", last="everything after --from")
 @zone_option
 def costs_recompute(
     config_file: Path | None,

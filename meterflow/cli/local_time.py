@@ -3,7 +3,9 @@ local days, and energy per local bucket (storage/energy.py) of devices or a user
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -37,6 +39,24 @@ zone_option = click.option(
 )
 
 
+_DAY = click.DateTime(["%Y-%m-%d"])
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def local_days_options(first: str = "6 days before --to", last: str = "today") -> Callable[[F], F]:
+    """The options `--from` and `--to`, local days, saying what each defaults to."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--to", "last", type=_DAY, help=f"Last local day, included (default: {last})."
+        )(command)
+        return click.option(
+            "--from", "first", type=_DAY, help=f"First local day (default: {first})."
+        )(command)
+
+    return decorate
+
+
 def zone_for(settings: Settings, zone_name: str | None, user_id: str | None = None) -> ZoneInfo:
     """--tz, else the user's zone, else everyone's."""
     return ZoneInfo(zone_name) if zone_name else settings.analytics.zone(user_id)
@@ -64,13 +84,12 @@ async def energy_of(
     """Energy per local bucket over `span` of `devices`: ids, or a user's id for the
     devices they owned, while they owned them."""
     start, end = span
-    async with (
-        open_database(settings) as database,
-        database.conn.begin(),
-    ):
-        conn = database.conn
-        spans = await _ownership(conn, devices, start, end)
-        return await energy(conn, owned=spans, every=every, zone=zone, start=start, end=end)
+    return await _answer(
+        settings,
+        devices,
+        span,
+        lambda conn, spans: energy(conn, owned=spans, every=every, zone=zone, start=start, end=end),
+    )
 
 
 async def peaks_of(
@@ -79,27 +98,43 @@ async def peaks_of(
     """Each local month's peak demand over `span` (storage/peaks.py) of `devices`, as for
     `energy_of`."""
     start, end = span
-    async with (
-        open_database(settings) as database,
-        database.conn.begin(),
-    ):
-        conn = database.conn
-        spans = await _ownership(conn, devices, start, end)
-        return await monthly_peaks(conn, owned=spans, zone=zone, start=start, end=end)
+    return await _answer(
+        settings,
+        devices,
+        span,
+        lambda conn, spans: monthly_peaks(conn, owned=spans, zone=zone, start=start, end=end),
+    )
 
 
 async def self_consumption_of(
     settings: Settings, user_id: str, zone: tzinfo, span: tuple[datetime, datetime]
 ) -> SelfConsumption:
     """A user's self-consumption over `span` (storage/self_consumption.py)."""
-    start, end = span
+    return await _answer(
+        settings,
+        user_id,
+        span,
+        lambda conn, spans: self_consumption(conn, spans, zone, *span),
+    )
+
+
+T = TypeVar("T")
+
+
+async def _answer(
+    settings: Settings,
+    devices: list[str] | str,
+    span: tuple[datetime, datetime],
+    ask: Callable[[AsyncConnection, list[Ownership]], Awaitable[T]],
+) -> T:
+    """`ask` of the spans of `span` in which each device counts (`_ownership`), in one
+    read transaction of the configured database."""
     async with (
         open_database(settings) as database,
         database.conn.begin(),
     ):
         conn = database.conn
-        spans = await _ownership(conn, user_id, start, end)
-        return await self_consumption(conn, spans, zone, start, end)
+        return await ask(conn, await _ownership(conn, devices, *span))
 
 
 async def _ownership(

@@ -17,6 +17,7 @@ from meterflow.cli.common import (
 from meterflow.cli.local_time import (
     energy_of,
     local_days,
+    local_days_options,
     local_months,
     peaks_of,
     self_consumption_of,
@@ -83,10 +84,7 @@ def query_sql(
     help="One row per local quarter hour, hour, day or month.",
 )
 @zone_option
-@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]),
-              help="First local day (default: 6 days before --to).")  # fmt: skip
-@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]),
-              help="Last local day, included (default: today).")  # fmt: skip
+@local_days_options()
 @format_option
 def query_energy(
     config_file: Path | None,
@@ -126,10 +124,7 @@ def query_energy(
 @config_option
 @db_option
 @click.option("--device", "device_id", required=True, help="The device's id.")
-@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]),
-              help="First local day (default: 6 days before --to).")  # fmt: skip
-@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]),
-              help="Last local day, included (default: today).")  # fmt: skip
+@local_days_options()
 @zone_option
 @format_option
 def query_devices_daily(
@@ -231,10 +226,7 @@ def query_peaks(
 @config_option
 @db_option
 @click.option("--user", "user_id", required=True, help="The owner of the home's devices.")
-@click.option("--from", "first", type=click.DateTime(["%Y-%m-%d"]),
-              help="First local day (default: 6 days before --to).")  # fmt: skip
-@click.option("--to", "last", type=click.DateTime(["%Y-%m-%d"]),
-              help="Last local day, included (default: today).")  # fmt: skip
+@local_days_options()
 @zone_option
 @format_option
 def query_self_consumption(
