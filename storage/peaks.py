@@ -1,21 +1,23 @@
 """Peak demand, as capacity tariffs bill it: the highest 15-minute average power drawn in
 each local month, and the mean of the monthly peaks.
 
-A quarter hour's average power is its consumption divided by a quarter of an hour. For a
-user it is the sum over the devices they owned then (storage/owners.py), so the peak is
-the user's, not the largest of any one device's. Quarter hours come from the 15-minute
-rollup through storage/energy.py, in the zone the months are counted in.
+A quarter hour's average power is the energy drawn in it divided by a quarter of an hour:
+a device's consumption, or a home's import from the grid (storage/household.py, the
+devices its user owned then), so a home's peak is its own, neither the largest of any one
+device's nor its grid meter's and submeters' added up. Quarter hours come from the
+15-minute rollup through storage/energy.py, in the zone the months are counted in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.energy import energy
+from storage.household import home_flows
 from storage.owners import Ownership
 
 QUARTERS_PER_HOUR = 4
@@ -37,21 +39,35 @@ async def monthly_peaks(
     zone: tzinfo,
     start: datetime,
     end: datetime,
+    home: bool = False,
 ) -> list[MonthlyPeak]:
     """Each local month in [start, end) (UTC instants on local month bounds) with energy
-    drawn: its peak; months without any are left out. The first quarter hour of a peak
-    wins a tie."""
-    quarters = await energy(conn, owned=owned, every="15min", zone=zone, start=start, end=end)
-    peaks: dict[date, MonthlyPeak] = {}
-    for quarter in quarters:
-        if quarter.consumption_kwh <= 0:
+    drawn by the devices in `owned` (None: every device), or by the `home` they make up:
+    its peak; months without any are left out. The first quarter hour of a peak wins a
+    tie."""
+    drawn: list[tuple[datetime, float]]
+    if home:
+        flows = await home_flows(conn, owned or (), zone, start, end)
+        drawn = [(q.start, q.imported_kwh) for q in flows.quarters]
+    else:
+        quarters = await energy(conn, owned=owned, every="15min", zone=zone, start=start, end=end)
+        drawn = [(q.start, q.consumption_kwh) for q in quarters]
+    return peaks(drawn)
+
+
+def peaks(drawn: Iterable[tuple[datetime, float]]) -> list[MonthlyPeak]:
+    """Each month's peak, from each quarter hour's local start and the energy drawn in it;
+    months without any energy drawn are left out."""
+    found: dict[date, MonthlyPeak] = {}
+    for moment, kwh in drawn:
+        if kwh <= 0:
             continue
-        month = quarter.start.date().replace(day=1)
-        power = quarter.consumption_kwh * QUARTERS_PER_HOUR
-        best = peaks.get(month)
+        month = moment.date().replace(day=1)
+        power = kwh * QUARTERS_PER_HOUR
+        best = found.get(month)
         if best is None or power > best.peak_kw:
-            peaks[month] = MonthlyPeak(month, power, quarter.start)
-    return [peaks[month] for month in sorted(peaks)]
+            found[month] = MonthlyPeak(month, power, moment)
+    return [found[month] for month in sorted(found)]
 
 
 def mean_peak(peaks: Sequence[MonthlyPeak]) -> float | None:

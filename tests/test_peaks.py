@@ -70,7 +70,7 @@ def peaks(database: Database, *, device: str | None = None, user: str | None = N
         async with engine.connect() as conn, conn.begin():
             spans = whole([device], *SPAN) if device else await owned(conn, str(user), *SPAN)
             found = await monthly_peaks(conn, owned=spans, zone=BRUSSELS, start=SPAN[0],
-                                        end=SPAN[1])  # fmt: skip
+                                        end=SPAN[1], home=user is not None)  # fmt: skip
         await engine.dispose()
         return found
 
@@ -95,6 +95,29 @@ def test_a_users_peak_adds_their_devices_while_they_owned_them(database: Databas
     assert mine[MONTHS[6]] == pytest.approx(4 + 6)
     [theirs] = peaks(database, user="u-2")
     assert (theirs.month, theirs.peak_kw) == (MONTHS[6], 12.0)
+
+
+def test_a_submeters_draw_is_not_added_to_the_grid_meter_it_is_behind(
+    database: Database,
+) -> None:
+    """A heat pump drawing 2 kWh behind u-3's grid meter, which measured 2.5 kWh: the
+    home's peak is 10 kW, what the grid supplied, not 18 kW."""
+    moment = at(MONTHS[3], 7)
+
+    async def go() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            async with engine.connect() as conn, conn.begin():
+                await register(conn, [Registration("g-3", "smart_meter", user_id="u-3"),
+                                      Registration("hp-3", "heat_pump", user_id="u-3")],
+                               SPAN[0])  # fmt: skip
+            await writer.write(WriteBatch([quarter("g-3", moment, 2.5), Reading(
+                "t", "hp-3", "heat_pump", moment + timedelta(minutes=7), 2.0, 8.0)]))  # fmt: skip
+        await engine.dispose()
+
+    asyncio.run(go())
+    [peak] = peaks(database, user="u-3")
+    assert (peak.month, peak.peak_kw, peak.at) == (MONTHS[3], 10.0, moment)
 
 
 def test_query_peaks_lists_the_months_and_their_mean(database: Database) -> None:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("plot", "plot"),
     "prices": ("series", "prices"),
     "query": ("query", "query"),
+    "report": ("report", "report"),
     "restore": ("backup", "restore"),
     "run": ("run", "run"),
     "simulate": ("simulate", "simulate"),

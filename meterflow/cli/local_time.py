@@ -102,7 +102,9 @@ async def peaks_of(
         settings,
         devices,
         span,
-        lambda conn, spans: monthly_peaks(conn, owned=spans, zone=zone, start=start, end=end),
+        lambda conn, spans: monthly_peaks(
+            conn, owned=spans, zone=zone, start=start, end=end, home=isinstance(devices, str)
+        ),
     )
 
 
