@@ -1,5 +1,6 @@
 """A home's bill: what it drew from the grid and fed in (storage/household.py), each
-quarter hour at its user's rate then (storage/prices.py), by tariff and period.
+quarter hour at its user's rate then (storage/prices.py), by tariff and period, and the
+home's quarter hours added up into local hours, days and months with what they cost.
 
 Only the grid's energy is billed: a submeter's consumption is part of what the grid
 meter measured, and a panel's production earns a credit only for what was fed in. A
@@ -11,14 +12,17 @@ home with a grid meter and nothing else the two agree.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.household import HomeQuarter
+from storage.energy import Every
+from storage.household import Flows, HomeFlows, HomeQuarter, home_flows
+from storage.owners import Ownership
+from storage.peaks import QUARTERS_PER_HOUR
 from storage.tables import rates
 from storage.tariffs import EVERYONE, Rate
 
@@ -118,3 +122,77 @@ def charges(quarters: Sequence[PricedQuarter]) -> list[Charge]:
         )
         for (tariff, period), part in lines.items()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class PricedHome:
+    flows: HomeFlows
+    quarters: list[PricedQuarter]
+
+
+async def priced_home(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    owned: Sequence[Ownership],
+    zone: tzinfo,
+    start: datetime,
+    end: datetime,
+) -> PricedHome:
+    """The quarter hours in [start, end) of `user_id`'s home, the devices in `owned`, each
+    at the user's rate then."""
+    flows = await home_flows(conn, owned, zone, start, end)
+    return PricedHome(flows, priced(flows.quarters, await user_rates(conn, user_id, start, end)))
+
+
+@dataclass(frozen=True, slots=True)
+class HomeBucket(Flows):
+    """A home's local bucket: its flows, cost and carbon (None where nothing priced them),
+    and its peak demand, the highest quarter hour's average power drawn (None: none)."""
+
+    start: datetime
+    cost: float | None
+    carbon_kg: float | None
+    peak_demand_kw: float | None
+
+
+def _bucket_of(start: datetime, every: Every) -> Hashable:
+    """What names the local bucket of a quarter hour starting at `start` (in the zone)."""
+    if every == "day":
+        return start.date()
+    if every == "month":
+        return start.year, start.month
+    if every == "hour":
+        # The instant the local hour began: the two 02:00 hours of a night when clocks go
+        # back are two buckets, and in a +5:30 zone an hour starts at half past in UTC.
+        return start.astimezone(UTC) - timedelta(minutes=start.minute)
+    return start.astimezone(UTC)
+
+
+def home_buckets(quarters: Sequence[PricedQuarter], every: Every) -> list[HomeBucket]:
+    """The quarter hours added up per local bucket of `every`, in order; a bucket starts at
+    its first quarter hour."""
+    parts: dict[Hashable, list[PricedQuarter]] = {}
+    for q in quarters:
+        parts.setdefault(_bucket_of(q.quarter.start, every), []).append(q)
+    return [_bucket(part) for part in parts.values()]
+
+
+def _bucket(part: Sequence[PricedQuarter]) -> HomeBucket:
+    drawn = max(q.quarter.imported_kwh for q in part)
+    return HomeBucket(
+        sum(q.quarter.imported_kwh for q in part),
+        sum(q.quarter.exported_kwh for q in part),
+        sum(q.quarter.produced_kwh for q in part),
+        sum(q.quarter.charged_kwh for q in part),
+        sum(q.quarter.discharged_kwh for q in part),
+        part[0].quarter.start,
+        _known_sum([q.cost for q in part]),
+        _known_sum([q.carbon_kg for q in part]),
+        drawn * QUARTERS_PER_HOUR if drawn > 0 else None,
+    )
+
+
+def _known_sum(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return sum(known) if known else None

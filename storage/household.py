@@ -2,10 +2,10 @@
 then: what it drew from the grid and fed in, what it produced, charged and discharged.
 
 Devices are summed by role (storage.records.Role). The grid meter's consumption and
-production are import I and export E; a home without one is netted quarter hour by
-quarter hour: I = max(0, L + C - P - D) and E = max(0, P + D - L - C), L being what its
-consumers drew, P what its producers produced, C and D what its batteries charged and
-discharged. A submeter's energy is part of the home's use, never added to it: every
+production are import I and export E; in a quarter hour when the user owned no grid
+meter the home is netted: I = max(0, L + C - P - D) and E = max(0, P + D - L - C), L
+being what its consumers drew, P what its producers produced, C and D what its batteries
+charged and discharged. A submeter's energy is part of the home's use, never added to it: every
 total of a user's energy (self-consumption, the bill, the monthly report) is made of
 these flows.
 """
@@ -55,7 +55,8 @@ class HomeQuarter(Flows):
 @dataclass(frozen=True, slots=True)
 class HomeFlows:
     quarters: list[HomeQuarter]
-    # Whether a grid meter measured import and export (else they were netted).
+    # Whether a grid meter measured import and export (else they were netted), in every
+    # quarter hour or in some.
     metered: bool
 
 
@@ -90,10 +91,10 @@ async def home_flows(
                 conn, owned=spans, every="15min", zone=zone, start=start, end=end
             )
     if not by_role:
-        by_role["grid"] = await energy(
+        by_role["consumption"] = await energy(
             conn, owned=[], every="15min", zone=zone, start=start, end=end
         )
-    metered = "grid" in by_role
+    grid_spans = [span for span in owned if of.get(span.device_id) == "grid"]
     columns = list(by_role.values())
     empty = [EnergyBucket(b.start, 0.0, 0.0, None, 0) for b in columns[0]]
     grid, producers, consumers, battery = (
@@ -101,7 +102,7 @@ async def home_flows(
     )
     quarters = []
     for g, p, c, b in zip(grid, producers, consumers, battery, strict=True):
-        if metered:
+        if any(span.since <= g.start < span.until for span in grid_spans):
             imported, exported = g.consumption_kwh, g.production_kwh
         else:
             net = c.consumption_kwh + b.consumption_kwh - p.production_kwh - b.production_kwh
@@ -110,4 +111,4 @@ async def home_flows(
             imported, exported, p.production_kwh, b.consumption_kwh, b.production_kwh, g.start
         )
         quarters.append(quarter)
-    return HomeFlows(quarters, metered)
+    return HomeFlows(quarters, metered=bool(grid_spans))

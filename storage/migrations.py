@@ -132,15 +132,13 @@ async def _covered_rollups(conn: AsyncConnection, schema: Schema) -> None:
 
 async def _local_summary(conn: AsyncConnection, schema: Schema) -> None:
     """Version 9: the `[analytics]` time zones in the database (storage/zones.py), UTC
-    until the daemon or a command records the settings', and `user_energy_summary` over
-    each user's local days."""
+    until the daemon or a command records the settings', for `user_energy_summary` over
+    each user's local days (made by version 12, which needs version 11's roles)."""
     for table in (user_zones, zone_offsets):
         await conn.run_sync(table.create, checkfirst=True)
     if not await conn.scalar(select(func.count()).select_from(user_zones)):
         await conn.execute(insert(user_zones).values(user_id=EVERYONE, zone="UTC"))
         await conn.execute(insert(zone_offsets).values(zone="UTC", since=BEGINNING, offset_s=0))
-    await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
-    await conn.exec_driver_sql(summary_view_ddl(schema.local_date))
 
 
 async def _more_device_types(conn: AsyncConnection, schema: Schema) -> None:
@@ -166,6 +164,13 @@ async def _costs(conn: AsyncConnection, schema: Schema) -> None:
     await schema.cover_rollups(conn)
 
 
+async def _household_summary(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 12: `user_energy_summary` counts a user's home by its devices' roles
+    (storage/household.py), a submeter's energy no longer added to its grid meter's."""
+    await conn.exec_driver_sql(f"DROP VIEW IF EXISTS {SUMMARY_VIEW}")
+    await conn.exec_driver_sql(summary_view_ddl(schema.local_date))
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -182,6 +187,7 @@ MIGRATIONS: dict[int, Migration] = {
     9: _local_summary,
     10: _more_device_types,
     11: _costs,
+    12: _household_summary,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

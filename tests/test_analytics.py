@@ -67,16 +67,17 @@ def test_devices_daily_gives_each_days_energy_average_and_peak_power(
     ]  # fmt: skip
 
 
-def test_balance_sums_a_users_consumption_and_production(database: Database) -> None:
-    """u-1: 2.25 kWh used, 5.0 produced, net -2.75 (fed the grid); m-2 is someone else's."""
+def test_balance_gives_what_a_users_home_used_produced_and_drew(database: Database) -> None:
+    """u-1's grid meter drew 2.25 kWh and fed nothing in, so the 5.0 their panels produced
+    were used at home: 7.25 used, net 2.25 from the grid. m-2 is someone else's."""
     load(database)
     result = meterflow(
         "query", "balance", "--user", "u-1", "--days", "400", "--format", "json",
         "--db", database.url,
     )  # fmt: skip
     assert json.loads(result.output) == [
-        {"user_id": "u-1", "days": 400, "devices": 2, "consumption_kwh": 2.25,
-         "production_kwh": 5.0, "net_kwh": -2.75},
+        {"user_id": "u-1", "days": 400, "devices": 2, "consumption_kwh": 7.25,
+         "production_kwh": 5.0, "net_kwh": 2.25},
     ]  # fmt: skip
     recent = meterflow("query", "balance", "--user", "u-1", "--days", "30", "--format", "csv",
                        "--db", database.url)  # fmt: skip
@@ -84,14 +85,15 @@ def test_balance_sums_a_users_consumption_and_production(database: Database) -> 
 
 
 def test_the_user_energy_summary_view_has_a_row_per_user_and_day(database: Database) -> None:
-    """The seed design's view, over the rollup: consumption, production, net per UTC day."""
+    """The seed design's view, over the rollup, per UTC day: what u-1's home used (its
+    grid meter's draw and what its panels produced), produced, and drew from the grid."""
     load(database)
     rows = database.query(
         "SELECT user_id, CAST(day AS TEXT), consumption_kwh, production_kwh, net_kwh "
         "FROM user_energy_summary ORDER BY user_id, day"
     )
     assert rows == [
-        ("u-1", "2026-03-31", 0.75, 2.0, -1.25),
-        ("u-1", "2026-04-01", 1.5, 3.0, -1.5),
+        ("u-1", "2026-03-31", 2.75, 2.0, 0.75),
+        ("u-1", "2026-04-01", 4.5, 3.0, 1.5),
         ("u-2", "2026-04-01", 7.0, 0.0, 7.0),
     ]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from storage import SCHEMA_VERSION, BatchWriter, Reading, WriteBatch, open_engine
+from storage.registry import Registration, register
 from tests.databases import Database, PostgresDatabase, SQLiteDatabase, partition_tables
 from tests.process import METERFLOW
 
@@ -338,6 +339,8 @@ def _as_version_9(database: Database) -> None:
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("BEGIN")
         conn.execute("DROP VIEW energy_data")
+        # Version 12 makes it again; it reads iot_devices, which is replaced here.
+        conn.execute("DROP VIEW user_energy_summary")
         tables = sorted(partition_tables(database))
         for table in tables:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN state_of_charge")
@@ -384,3 +387,41 @@ def test_upgrading_to_version_10_admits_four_device_types_and_a_state_of_charge(
     if database.kind == "sqlite":
         assert database.query("PRAGMA integrity_check") == [("ok",)]
         assert database.query("PRAGMA foreign_key_check") == []
+
+
+def test_upgrading_to_version_12_counts_each_users_home_by_its_devices_roles(
+    database: Database,
+) -> None:
+    """v11 -> v12: user_energy_summary no longer adds a heat pump's submeter to the grid
+    meter that measured its energy too."""
+    when = datetime(2026, 6, 1, 8, tzinfo=UTC)
+
+    async def store() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            async with engine.begin() as conn:
+                await register(conn, [Registration("g-1", "smart_meter", user_id="u-1"),
+                                      Registration("hp-1", "heat_pump", user_id="u-1")],
+                               when)  # fmt: skip
+            await writer.write(
+                WriteBatch(
+                    [
+                        Reading("t", "g-1", "smart_meter", when, 2.5, 10.0),
+                        Reading("t", "hp-1", "heat_pump", when, 2.0, 8.0),
+                    ]
+                )
+            )
+        await engine.dispose()
+
+    asyncio.run(store())
+    # What version 11's view said: both devices' energy added up.
+    database.execute("DROP VIEW user_energy_summary")
+    database.execute("CREATE VIEW user_energy_summary AS SELECT 'u-1' AS user_id, "
+                     "4.5 AS consumption_kwh, 0.0 AS production_kwh, 4.5 AS net_kwh")  # fmt: skip
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 12")
+    assert "database schema is version 11" in refuses_to_run(database)
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert "applied schema versions 12" in upgraded.stdout, upgraded.stderr
+    assert database.query(
+        "SELECT user_id, consumption_kwh, production_kwh, net_kwh FROM user_energy_summary"
+    ) == [("u-1", 2.5, 0.0, 2.5)]

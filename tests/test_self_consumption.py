@@ -119,3 +119,40 @@ def test_without_a_grid_meter_import_and_export_are_netted_per_quarter_hour(
     assert row["self_consumed_kwh"] == shown_as(0.2)
     assert row["self_sufficiency_ratio"] == shown_as(0.2 / 1.2)
     assert row["grid_metered"] == "no (netted per quarter hour)"
+
+
+def test_a_users_energy_per_hour_is_their_homes_submeters_not_added(database: Database) -> None:
+    """query energy --user: a heat pump's 2 kWh were in the grid meter's 3, so the home
+    used 3 + 1 produced, not 6; the grid meter bought the panel from h-5 at 11:00, so the
+    hour before it is netted: 0.5 drawn by the pump, 0.25 produced, 0.25 imported. The
+    view says the same of the day."""
+    home(database, [("g-5", "smart_meter", "h-4", None), ("hp-5", "heat_pump", "h-5", None),
+                    ("pv-5", "solar_panel", "h-5", None)],
+         quarters("g-5", "smart_meter", "consumption", [0.75] * 4, 44)
+         + quarters("hp-5", "heat_pump", "consumption", [0.125] * 4 + [0.5] * 4, 40)
+         + quarters("pv-5", "solar_panel", "production", [0.0625] * 4 + [0.25] * 4, 40)
+         )  # fmt: skip
+
+    async def sell() -> None:
+        engine = open_engine(database.url)
+        async with engine.connect() as conn, conn.begin():
+            await register(conn, [Registration("g-5", "smart_meter", user_id="h-5")],
+                           DAY + timedelta(hours=10, minutes=50))  # fmt: skip
+        await engine.dispose()
+
+    asyncio.run(sell())
+    shown = meterflow("query", "energy", "--db", database.url, "--user", "h-5", "--every",
+                      "hour", "--from", "2026-06-15", "--to", "2026-06-15", "--tz", "UTC",
+                      "--format", "json")  # fmt: skip
+    hours = {row["start"][11:16]: row for row in json.loads(shown.output)}
+    assert hours["10:00"] == {
+        "start": "2026-06-15T10:00:00+00:00", "consumption_kwh": 0.5, "production_kwh": 0.25,
+        "imported_kwh": 0.25, "exported_kwh": 0.0, "peak_demand_kw": 0.25, "cost": None,
+        "carbon_kg": None,
+    }  # fmt: skip
+    assert (hours["11:00"]["consumption_kwh"], hours["11:00"]["imported_kwh"]) == (4.0, 3.0)
+    assert hours["11:00"]["peak_demand_kw"] == 3.0
+    assert database.query(
+        "SELECT consumption_kwh, production_kwh, net_kwh FROM user_energy_summary "
+        "WHERE user_id = 'h-5'"
+    ) == [(4.5, 1.25, 3.25)]

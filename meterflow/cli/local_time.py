@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from meterflow.cli.common import open_database
 from meterflow.settings import Settings
 from storage.analytics import owned
+from storage.bill import HomeBucket, home_buckets, priced_home
 from storage.energy import EnergyBucket, Every, energy, first_instant, local_span
 from storage.owners import Ownership, whole
 from storage.peaks import MonthlyPeak, monthly_peaks
@@ -90,6 +91,20 @@ async def energy_of(
         span,
         lambda conn, spans: energy(conn, owned=spans, every=every, zone=zone, start=start, end=end),
     )
+
+
+async def home_energy_of(
+    settings: Settings, user_id: str, every: Every, zone: tzinfo, span: tuple[datetime, datetime]
+) -> list[HomeBucket]:
+    """A user's home per local bucket over `span`: its flows, cost and carbon, and peak
+    demand (storage/bill.py)."""
+    start, end = span
+
+    async def ask(conn: AsyncConnection, spans: list[Ownership]) -> list[HomeBucket]:
+        home = await priced_home(conn, user_id, owned=spans, zone=zone, start=start, end=end)
+        return home_buckets(home.quarters, every)
+
+    return await _answer(settings, user_id, span, ask)
 
 
 async def peaks_of(

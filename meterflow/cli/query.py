@@ -16,6 +16,7 @@ from meterflow.cli.common import (
 )
 from meterflow.cli.local_time import (
     energy_of,
+    home_energy_of,
     local_days,
     local_days_options,
     local_months,
@@ -75,7 +76,7 @@ def query_sql(
 @config_option
 @db_option
 @click.option("--device", "device_id", help="One device's energy.")
-@click.option("--user", "user_id", help="The energy of every device the user owns.")
+@click.option("--user", "user_id", help="The home of the devices the user owned, while owned.")
 @click.option(
     "--every",
     type=click.Choice(EVERY),
@@ -97,8 +98,10 @@ def query_energy(
     last: datetime | None,
     output_format: OutputFormat,
 ) -> None:
-    """Energy per local bucket: consumption and production kWh, peak power, readings, and
-    what it cost (feed-in credited) and its kg CO2 where tariffs and carbon are configured.
+    """Energy per local bucket: a device's consumption and production kWh, peak power,
+    readings, and what it cost (feed-in credited) and its kg CO2 where tariffs and carbon
+    are configured; or a user's home: what it used and produced, drew from the grid and
+    fed in, its peak demand, cost and carbon.
 
     Each bucket is named by its first instant with its UTC offset; local days are exact
     on DST days (23 and 25 hours) and in half- and quarter-hour zones.
@@ -108,15 +111,28 @@ def query_energy(
     settings = settings_for(config_file, **{"storage.url": db})
     zone = zone_for(settings, zone_name, user_id)
     span = local_days(first, last, zone, whole_months=every == "month")
-    devices = [device_id] if device_id else str(user_id)
-    buckets = complete(energy_of(settings, devices, every, zone, span))
-    headers = ("start", "consumption_kwh", "production_kwh", "peak_power_kw", "readings",
-               "cost", "carbon_kg")  # fmt: skip
-    rows: list[list[Cell]] = [
-        [b.start.isoformat(), _round(b.consumption_kwh), _round(b.production_kwh),
-         _round(b.peak_power_kw), b.readings, _round(b.cost), _round(b.carbon_kg)]
-        for b in buckets
-    ]  # fmt: skip
+    rows: list[list[Cell]]
+    if user_id is not None:
+        homes = complete(home_energy_of(settings, user_id, every, zone, span))
+        headers: tuple[str, ...] = (
+            "start", "consumption_kwh", "production_kwh", "imported_kwh", "exported_kwh",
+            "peak_demand_kw", "cost", "carbon_kg",
+        )  # fmt: skip
+        rows = [
+            [h.start.isoformat(), _round(h.used_kwh), _round(h.produced_kwh),
+             _round(h.imported_kwh), _round(h.exported_kwh), _round(h.peak_demand_kw),
+             _round(h.cost), _round(h.carbon_kg)]
+            for h in homes
+        ]  # fmt: skip
+    else:
+        buckets = complete(energy_of(settings, [str(device_id)], every, zone, span))
+        headers = ("start", "consumption_kwh", "production_kwh", "peak_power_kw", "readings",
+                   "cost", "carbon_kg")  # fmt: skip
+        rows = [
+            [b.start.isoformat(), _round(b.consumption_kwh), _round(b.production_kwh),
+             _round(b.peak_power_kw), b.readings, _round(b.cost), _round(b.carbon_kg)]
+            for b in buckets
+        ]  # fmt: skip
     click.echo(render(headers, rows, output_format))
 
 
@@ -165,8 +181,8 @@ def query_balance(
     zone_name: str | None,
     output_format: OutputFormat,
 ) -> None:
-    """A user's consumption, production and net (consumption - production) over the last
-    N local days, today included."""
+    """A user's home over the last N local days, today included: what it used and
+    produced, and its net exchange with the grid (drawn less fed in)."""
     settings = settings_for(config_file, **{"storage.url": db})
     zone = zone_for(settings, zone_name, user_id)
     today = datetime.now(zone).date()

@@ -11,8 +11,7 @@ from datetime import date
 
 from markupsafe import Markup
 
-from meterflow.report.facts import Day
-from storage.bill import PricedQuarter
+from storage.bill import HomeBucket, PricedQuarter
 
 USED, PRODUCED = "#3b6fb6", "#f2a900"
 # Light to dark, as sequential heat maps run (ColorBrewer's YlOrRd).
@@ -38,7 +37,7 @@ def _nice_step(top: float, ticks: int = 5) -> float:
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
-def daily_chart(days: Sequence[Day]) -> Markup:
+def daily_chart(days: Sequence[HomeBucket]) -> Markup:
     """Bars of each day's use and production (kWh), side by side, on one scale."""
     width, height = 760, 280
     left, right, top, bottom = 48, 12, 16, 36
@@ -71,7 +70,7 @@ def daily_chart(days: Sequence[Day]) -> Markup:
             (bar, day.produced_kwh, PRODUCED, "produced"),
         ):
             h = max(0.0, value) / scale_top * plot_h
-            title = _TITLE.format(f"{day.day.isoformat()}: {value:.2f} kWh {what}")
+            title = _TITLE.format(f"{day.start.date().isoformat()}: {value:.2f} kWh {what}")
             parts.append(
                 _RECT.format(x=x + offset, y=top + plot_h - h, w=bar, h=h, fill=fill, title=title)
             )
@@ -80,7 +79,7 @@ def daily_chart(days: Sequence[Day]) -> Markup:
                 x=left + (index + 0.5) * slot,
                 y=height - bottom + 16,
                 anchor="middle",
-                text=day.day.day,
+                text=day.start.day,
             )
         )
     return _SVG.format(w=width, h=height, label="Energy per day", body=Markup("").join(parts))

@@ -4,7 +4,7 @@ its flows (storage/household.py), their totals and ratios, the bill by tariff pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -12,22 +12,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.analytics import owned
-from storage.bill import Charge, PricedQuarter, charges, priced, user_rates
+from storage.bill import Charge, HomeBucket, PricedQuarter, charges, home_buckets, priced_home
 from storage.energy import local_span
-from storage.household import home_flows
 from storage.peaks import MonthlyPeak, peaks
 from storage.self_consumption import SelfConsumption, totals
-
-
-@dataclass(frozen=True, slots=True)
-class Day:
-    day: date
-    used_kwh: float
-    produced_kwh: float
-    imported_kwh: float
-    exported_kwh: float
-    cost: float | None
-    carbon_kg: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +28,7 @@ class MonthFacts:
     # Each tariff's currency, by the tariff's name.
     currencies: Mapping[str, str]
     peak: MonthlyPeak | None
-    days: list[Day]
+    days: list[HomeBucket]
     quarters: list[PricedQuarter]
 
     @property
@@ -89,40 +77,17 @@ async def month_facts(
     """The facts of `user_id`'s home in the local `month`; QueryError if they owned no
     device then."""
     start, end = month_span(month, zone)
-    flows = await home_flows(conn, await owned(conn, user_id, start, end), zone, start, end)
-    quarters = priced(flows.quarters, await user_rates(conn, user_id, start, end))
-    found = peaks((q.start, q.imported_kwh) for q in flows.quarters)
+    spans = await owned(conn, user_id, start, end)
+    home = await priced_home(conn, user_id, owned=spans, zone=zone, start=start, end=end)
+    found = peaks((q.quarter.start, q.quarter.imported_kwh) for q in home.quarters)
     return MonthFacts(
         user_id,
         month,
         zone,
-        totals(flows),
-        charges(quarters),
+        totals(home.flows),
+        charges(home.quarters),
         currencies,
         found[0] if found else None,
-        _days(quarters),
-        quarters,
+        home_buckets(home.quarters, "day"),
+        home.quarters,
     )
-
-
-def _days(quarters: Sequence[PricedQuarter]) -> list[Day]:
-    by_day: dict[date, list[PricedQuarter]] = {}
-    for q in quarters:
-        by_day.setdefault(q.quarter.start.date(), []).append(q)
-    return [
-        Day(
-            day,
-            sum(q.quarter.used_kwh for q in part),
-            sum(q.quarter.produced_kwh for q in part),
-            sum(q.quarter.imported_kwh for q in part),
-            sum(q.quarter.exported_kwh for q in part),
-            _total(q.cost for q in part),
-            _total(q.carbon_kg for q in part),
-        )
-        for day, part in by_day.items()
-    ]
-
-
-def _total(values: Iterable[float | None]) -> float | None:
-    known = [value for value in values if value is not None]
-    return sum(known) if known else None

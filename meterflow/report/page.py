@@ -40,7 +40,7 @@ def render(facts: MonthFacts, now: datetime | None = None) -> str:
         facts=facts,
         generated=(now or datetime.now(UTC)).astimezone(facts.zone),
         daily_chart=daily_chart(facts.days),
-        heat_map=heat_map(facts.quarters, [day.day for day in facts.days]),
+        heat_map=heat_map(facts.quarters, [day.start.date() for day in facts.days]),
         used_colour=USED,
         produced_colour=PRODUCED,
     )
