@@ -74,7 +74,7 @@ class Schema(Protocol):
 
     async def add_reading_columns(self, conn: AsyncConnection) -> None:
         """Give every readings table the columns of the current shape it lacks (schema v6:
-        `interval_start`, v10: `state_of_charge`)."""
+        `interval_start`, v10: `state_of_charge`, v13: `cost`, `carbon_footprint`)."""
         ...
 
     async def widen_device_types(self, conn: AsyncConnection) -> None:
@@ -94,6 +94,14 @@ class Schema(Protocol):
         """A WITH clause whose `delta` holds the rollup totals per device, data type and
         quarter hour of the readings of `source` that `where` selects, spread energy
         included (storage/rollups.py)."""
+        ...
+
+    async def readings_in_window(
+        self, conn: AsyncConnection, start: datetime
+    ) -> list[tuple[str, str]]:
+        """Each readings table that may hold readings with energy from `start` on, with a
+        WITH clause whose `pieces` are those of its readings in [:start, :end)
+        (storage/rollups.py READINGS_IN_WINDOW)."""
         ...
 
     def local_date(self, column: str, offset_s: str) -> str:

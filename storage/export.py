@@ -26,7 +26,7 @@ CHUNK_ROWS = 50_000
 COLUMNS = (
     "device_id", "user_id", "data_type", "recorded_at", "energy_amount", "instantaneous_power",
     "voltage", "current", "battery_pct", "irradiance_wm2", "panel_temp_c", "state_of_charge",
-    "quality", "metadata", "created_at",
+    "cost", "carbon_footprint", "quality", "metadata", "created_at",
 )  # fmt: skip
 
 

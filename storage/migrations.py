@@ -171,6 +171,12 @@ async def _household_summary(conn: AsyncConnection, schema: Schema) -> None:
     await conn.exec_driver_sql(summary_view_ddl(schema.local_date))
 
 
+async def _reading_costs(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 13: each reading's `cost` and `carbon_footprint` (NULL for what was stored
+    before: `meterflow costs recompute` prices it)."""
+    await schema.add_reading_columns(conn)
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -188,6 +194,7 @@ MIGRATIONS: dict[int, Migration] = {
     10: _more_device_types,
     11: _costs,
     12: _household_summary,
+    13: _reading_costs,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

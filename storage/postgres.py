@@ -40,12 +40,15 @@ from storage.rollups import (
     HOURLY,
     MONTHLY,
     PIECE_COLUMNS,
+    READINGS_IN_WINDOW,
     ROLLUPS,
     Rollup,
     owner_at,
     postgres_delta_ctes,
     postgres_rollup_ctes,
     priced_delta,
+    priced_sql,
+    reading_costs,
 )
 from storage.tables import DEVICE_TYPE_CHECK, ROLLUP_FILLFACTOR, energy_parent, metadata
 from storage.verify import Difference
@@ -55,6 +58,7 @@ from storage.verify import Difference
 _SCHEMA_LOCK = 0x6D666C77  # "mflw"
 
 _ROW_LIST = ", ".join(ROW_COLUMNS)
+_STAGED_ROW_LIST = ", ".join(f"staged.{name}" for name in ROW_COLUMNS)
 _STAGING = "meterflow_staging"
 # Per session; ON COMMIT DELETE ROWS empties it at the end of every transaction.
 _CREATE_STAGING = (
@@ -70,16 +74,42 @@ _CREATE_STAGING = (
 
 @functools.cache
 def _move_staged(priced: bool) -> str:  # noqa: FBT001
-    return f"""
-WITH staged AS (DELETE FROM {_STAGING} RETURNING *),
+    owner = owner_at("staged.device_id", "staged.recorded_at")
+    columns = f"{', '.join(READING_COLUMNS)}, created_at"
+    if not priced:
+        head = f"""staged AS (DELETE FROM {_STAGING} RETURNING *),
 inserted AS (
-    INSERT INTO {BASE_NAME} ({", ".join(READING_COLUMNS)}, created_at)
-    SELECT {owner_at("staged.device_id", "staged.recorded_at")}, {_ROW_LIST}, $1
+    INSERT INTO {BASE_NAME} ({columns})
+    SELECT {owner}, {_ROW_LIST}, $1
     FROM staged ON CONFLICT DO NOTHING
     RETURNING {PIECE_COLUMNS}
 ),
 {postgres_delta_ctes("inserted")},
-{priced_delta(priced)},
+{priced_delta(priced)}"""
+    else:
+        # Each reading goes in with its cost: the staged readings' quarter hours are priced
+        # first (`units`, one lookup per device and quarter hour), a reading's pieces add
+        # up its cost, and the delta of those inserted takes the same prices.
+        head = f"""removed AS (DELETE FROM {_STAGING} RETURNING *),
+staged AS (SELECT removed.*, row_number() OVER () AS id FROM removed),
+{postgres_delta_ctes("staged", prefix="staged_")},
+units AS ({priced_sql("staged_delta", "device_id, data_type, quarter_hour")}),
+costs AS ({reading_costs("staged_pieces", "units")}),
+inserted AS (
+    INSERT INTO {BASE_NAME} ({columns}, cost, carbon_footprint)
+    SELECT {owner}, {_STAGED_ROW_LIST}, $1, costs.cost, costs.carbon
+    FROM staged LEFT JOIN costs ON costs.id = staged.id ON CONFLICT DO NOTHING
+    RETURNING {PIECE_COLUMNS}
+),
+{postgres_delta_ctes("inserted")},
+priced AS (
+    SELECT delta.*, delta.energy_kwh * u.price AS cost,
+        delta.energy_kwh * u.g_per_kwh / 1000.0 AS carbon, u.price, u.g_per_kwh
+    FROM delta LEFT JOIN units AS u ON u.device_id = delta.device_id
+        AND u.data_type = delta.data_type AND u.quarter_hour = delta.quarter_hour
+)"""
+    return f"""
+WITH {head},
 {postgres_rollup_ctes()}
 SELECT count(*) FROM inserted
 """
@@ -177,6 +207,12 @@ class PostgresBackend:
 
     def rollup_delta(self, source: str, where: str = "") -> str:
         return f"WITH {postgres_delta_ctes(source, where)}"
+
+    async def readings_in_window(
+        self, conn: AsyncConnection, start: datetime
+    ) -> list[tuple[str, str]]:
+        # The parent: the window's own condition prunes the partitions.
+        return [(BASE_NAME, f"WITH {postgres_delta_ctes(BASE_NAME, READINGS_IN_WINDOW)}")]
 
     def local_date(self, column: str, offset_s: str) -> str:
         return f"(({column} AT TIME ZONE 'UTC') + make_interval(secs => {offset_s}))::date"

@@ -19,6 +19,7 @@ from datetime import MAXYEAR, UTC, date, datetime, timedelta
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from partitions import BASE_NAME
 from storage.backend import Schema
 from storage.rollups import (
     DAILY,
@@ -28,6 +29,7 @@ from storage.rollups import (
     Rollup,
     in_window,
     priced_sql,
+    reading_prices,
 )
 from storage.series import stored_series
 from storage.tables import rates
@@ -88,6 +90,7 @@ async def record_rates(
 @dataclass(frozen=True, slots=True)
 class Repriced:
     quarter_hours: int
+    readings: int
     start: datetime
     end: datetime
 
@@ -102,8 +105,8 @@ async def recompute(
 
 async def price(conn: AsyncConnection, schema: Schema, start: datetime, end: datetime) -> Repriced:
     """Price the quarter hours in [start, end) at the rates stored now, then make each
-    hour, day and month touching the span the sum of its quarter hours again, in the
-    caller's transaction."""
+    hour, day and month touching the span the sum of its quarter hours again, and price
+    the readings with energy in the span, in the caller's transaction."""
     table = QUARTER_HOURLY.table
     quarters = (
         f"(SELECT device_id, data_type, quarter_hour, energy_kwh FROM {table} "
@@ -122,7 +125,15 @@ FROM ({_quarter_sums(schema, rollup)}) AS s
 WHERE {rollup.table}.device_id = s.device_id AND {rollup.table}.data_type = s.data_type
   AND {rollup.table}.{rollup.bucket} = s.bucket"""
         await conn.execute(in_window(coarse, first, last))
-    return Repriced(done.rowcount, start, end)
+    readings = 0
+    for table, pieces in await schema.readings_in_window(conn, start):
+        # The pieces' WITH inside: a statement that starts with WITH has no rowcount.
+        repriced = f"""UPDATE {table} SET cost = c.cost, carbon_footprint = c.carbon
+FROM ({pieces}
+{reading_prices("pieces")}) AS c
+WHERE {table}.id = c.id AND {table}.recorded_at >= :start"""
+        readings += (await conn.execute(in_window(repriced, start, end))).rowcount
+    return Repriced(done.rowcount, readings, start, end)
 
 
 def _quarter_sums(schema: Schema, rollup: Rollup) -> str:
@@ -148,19 +159,21 @@ def _months_around(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 @dataclass(frozen=True, slots=True)
 class PriceDifference:
-    """A rollup row whose cost or carbon is not what the rates (a quarter hour) or its
-    quarter hours (an hour, a day, a month) give."""
+    """A row whose cost or carbon is not what the rates (a reading, a quarter hour) or its
+    quarter hours (an hour, a day, a month) give; `at` is its bucket or time."""
 
-    rollup: str
+    table: str
     device_id: str
     data_type: str
-    bucket: datetime
+    at: datetime
     stored: tuple[float | None, float | None]
     expected: tuple[float | None, float | None]
 
     def __str__(self) -> str:
-        where = f"{self.rollup} {self.device_id} {self.data_type} {self.bucket.isoformat()}"
-        source = "the rates" if self.rollup == QUARTER_HOURLY.table else "its quarter hours"
+        where = f"{self.table} {self.device_id} {self.data_type} {self.at.isoformat()}"
+        source = (
+            "the rates" if self.table in (QUARTER_HOURLY.table, BASE_NAME) else "its quarter hours"
+        )
         return f"{where}: {_costs(self.stored)} stored, {source} give {_costs(self.expected)}"
 
 
@@ -179,9 +192,9 @@ def _differ(stored: str, expected: str) -> str:
 async def price_differences(
     conn: AsyncConnection, schema: Schema, start: datetime, end: datetime
 ) -> list[PriceDifference]:
-    """The rollup rows in [start, end) (whole UTC months) whose cost or carbon differs
-    from what `recompute` would make them: the quarter hours' from the rates stored now,
-    the others' from their quarter hours."""
+    """The rollup rows in [start, end) (whole UTC months) and the readings with energy in
+    it whose cost or carbon differs from what `recompute` would make them: the readings'
+    and quarter hours' from the rates stored now, the others' from their quarter hours."""
     table = QUARTER_HOURLY.table
     stored = (
         f"(SELECT device_id, data_type, quarter_hour, energy_kwh, cost AS stored_cost, "
@@ -189,10 +202,10 @@ async def price_differences(
         "WHERE quarter_hour >= :start AND quarter_hour < :end)"
     )
     columns = "device_id, data_type, quarter_hour, stored_cost, stored_carbon"
-    quarters = f"""SELECT * FROM ({priced_sql(stored, columns)}) AS p
+    quarters = f"""SELECT {columns}, p.cost, p.carbon FROM ({priced_sql(stored, columns)}) AS p
 WHERE {_differ("p.stored_cost", "p.cost")} OR {_differ("p.stored_carbon", "p.carbon")}
 ORDER BY 1, 2, 3"""
-    found = await _differences(conn, QUARTER_HOURLY, quarters, start, end)
+    found = await _differences(conn, table, QUARTER_HOURLY.bucket, quarters, (start, end))
     for rollup in (HOURLY, DAILY, MONTHLY):
         key = rollup.bucket
         coarse = f"""SELECT c.device_id, c.data_type, c.{key}, c.cost, c.carbon, s.cost, s.carbon
@@ -201,16 +214,25 @@ FROM {rollup.table} AS c JOIN ({_quarter_sums(schema, rollup)}) AS s
 WHERE c.{key} >= :start AND c.{key} < :end
   AND ({_differ("c.cost", "s.cost")} OR {_differ("c.carbon", "s.carbon")})
 ORDER BY 1, 2, 3"""
-        found += await _differences(conn, rollup, coarse, start, end)
+        found += await _differences(conn, rollup.table, rollup.bucket, coarse, (start, end))
+    for table, pieces in await schema.readings_in_window(conn, start):
+        readings = f"""{pieces}
+SELECT t.device_id, t.data_type, t.recorded_at, t.cost, t.carbon_footprint, c.cost, c.carbon
+FROM {table} AS t JOIN ({reading_prices("pieces")}) AS c ON t.id = c.id
+WHERE t.recorded_at >= :start
+  AND ({_differ("t.cost", "c.cost")} OR {_differ("t.carbon_footprint", "c.carbon")})
+ORDER BY 1, 2, 3"""
+        found += await _differences(conn, BASE_NAME, "recorded_at", readings, (start, end))
     return found
 
 
 async def _differences(
-    conn: AsyncConnection, rollup: Rollup, sql: str, start: datetime, end: datetime
+    conn: AsyncConnection, table: str, at: str, sql: str, window: tuple[datetime, datetime]
 ) -> list[PriceDifference]:
-    """The rows of `sql` (key, bucket, stored cost and carbon, expected cost and carbon)."""
-    statement = in_window(sql, start, end).columns(**{rollup.bucket: UTCDateTime()})
+    """The rows of `sql` (key, time `at`, stored cost and carbon, expected cost and
+    carbon) in `table`, over `window`."""
+    statement = in_window(sql, *window).columns(**{at: UTCDateTime()})
     return [
-        PriceDifference(rollup.table, device, kind, at, (c, k), (ec, ek))
-        for device, kind, at, c, k, ec, ek in await conn.execute(statement)
+        PriceDifference(table, device, kind, moment, (c, k), (ec, ek))
+        for device, kind, moment, c, k, ec, ek in await conn.execute(statement)
     ]

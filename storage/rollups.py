@@ -80,9 +80,11 @@ ROLLUPS = (QUARTER_HOURLY, HOURLY, DAILY, MONTHLY)
 MEASURES = "energy_kwh, power_max, power_sum, power_count, readings"
 # What the rollups hold: the measures, and the energy's cost and carbon (storage/prices.py).
 ROLLED = f"{MEASURES}, cost, carbon"
-# What the pieces of a reading need of it.
+# What `priced_sql` adds to a row: its cost and carbon, and the prices that made them.
+PRICED = "cost, carbon, price, g_per_kwh"
+# What the pieces of a reading need of it; its id tells its pieces apart from others'.
 PIECE_COLUMNS = (
-    "device_id, data_type, recorded_at, interval_start, energy_amount, instantaneous_power"
+    "id, device_id, data_type, recorded_at, interval_start, energy_amount, instantaneous_power"
 )
 # The delta's measures, added up over coarser buckets.
 _SUMS = "sum(energy_kwh), max(power_max), sum(power_sum), sum(power_count), sum(readings)"
@@ -111,7 +113,8 @@ def _sqlite_seconds(time: str) -> str:
 
 def sqlite_delta(source: str, where: str = "") -> str:
     """SQLite: a WITH clause whose `delta` holds the totals per device, data type and
-    quarter hour of the readings of `source` that `where` selects.
+    quarter hour of the readings of `source` that `where` selects, and whose `pieces`
+    are each reading's (by its id) share of each quarter hour.
 
     The quarter hours a spreading reading covers before its own come from a recursive
     CTE. Every share divides by the same whole, so the shares add up to the reading's
@@ -128,30 +131,30 @@ def sqlite_delta(source: str, where: str = "") -> str:
     )
     return f"""WITH RECURSIVE readings AS NOT MATERIALIZED (
     SELECT {PIECE_COLUMNS} FROM {source} {where}
-), earlier (device_id, data_type, quarter_hour, next, s, e, energy, own) AS (
+), earlier (device_id, data_type, quarter_hour, next, s, e, energy, own, id) AS (
     SELECT device_id, data_type, {QUARTER_HOURLY.sqlite_bucket("interval_start")},
            {step.format(q=QUARTER_HOURLY.sqlite_bucket("interval_start"))},
-           interval_start, recorded_at, energy_amount, {own}
+           interval_start, recorded_at, energy_amount, {own}, id
     FROM readings WHERE {_spans(own)}
     UNION ALL
-    SELECT device_id, data_type, next, {step.format(q="next")}, s, e, energy, own
+    SELECT device_id, data_type, next, {step.format(q="next")}, s, e, energy, own, id
     FROM earlier WHERE next < own
-), pieces (device_id, data_type, quarter_hour, energy, power, reading) AS (
+), pieces (device_id, data_type, quarter_hour, energy, power, reading, id) AS (
     SELECT device_id, data_type, quarter_hour,
            energy * ({seconds("next")} - {seconds("max(s, quarter_hour)")})
                / ({seconds("e")} - {seconds("s")}),
-           NULL, 0
+           NULL, 0, id
     FROM earlier
     UNION ALL
-    SELECT device_id, data_type, {own}, {last}, instantaneous_power, 1 FROM readings
+    SELECT device_id, data_type, {own}, {last}, instantaneous_power, 1, id FROM readings
 ), delta (device_id, data_type, quarter_hour, {MEASURES}) AS (
     SELECT device_id, data_type, quarter_hour, {_PIECE_SUMS} FROM pieces GROUP BY 1, 2, 3
 )"""
 
 
-def postgres_delta_ctes(source: str, where: str = "") -> str:
+def postgres_delta_ctes(source: str, where: str = "", prefix: str = "") -> str:
     """PostgreSQL: as `sqlite_delta`, each reading's quarter hours from generate_series;
-    the CTEs alone, to follow others in a WITH clause."""
+    the CTEs alone, to follow others in a WITH clause, their names after `prefix`."""
     own = QUARTER_HOURLY.postgres_bucket("r.recorded_at")
     spans = (
         _spans(own)
@@ -165,17 +168,18 @@ def postgres_delta_ctes(source: str, where: str = "") -> str:
         "/ extract(epoch FROM r.recorded_at - r.interval_start) ELSE r.energy_amount END"
     )
     first = QUARTER_HOURLY.postgres_bucket("r.interval_start")
-    return f"""readings AS (
+    return f"""{prefix}readings AS (
     SELECT {PIECE_COLUMNS} FROM {source} {where}
-), pieces (device_id, data_type, quarter_hour, energy, power, reading) AS (
+), {prefix}pieces (device_id, data_type, quarter_hour, energy, power, reading, id) AS (
     SELECT r.device_id, r.data_type, q.quarter_hour, {share},
            CASE WHEN q.quarter_hour = {own} THEN r.instantaneous_power END,
-           (q.quarter_hour = {own})::int
-    FROM readings AS r CROSS JOIN LATERAL generate_series(
+           (q.quarter_hour = {own})::int, r.id
+    FROM {prefix}readings AS r CROSS JOIN LATERAL generate_series(
         CASE WHEN {spans} THEN {first} ELSE {own} END, {own}, interval '15 minutes'
     ) AS q (quarter_hour)
-), delta (device_id, data_type, quarter_hour, {MEASURES}) AS (
-    SELECT device_id, data_type, quarter_hour, {_PIECE_SUMS} FROM pieces GROUP BY 1, 2, 3
+), {prefix}delta (device_id, data_type, quarter_hour, {MEASURES}) AS (
+    SELECT device_id, data_type, quarter_hour, {_PIECE_SUMS} FROM {prefix}pieces
+    GROUP BY 1, 2, 3
 )"""
 
 
@@ -244,7 +248,8 @@ def owner_at(device: str, recorded_at: str) -> str:
 # database file.
 SQLITE_DELTA_TABLE = "temp.rollup_delta"
 SQLITE_CREATE_DELTA = (
-    f"CREATE TEMP TABLE IF NOT EXISTS rollup_delta (device_id, data_type, quarter_hour, {ROLLED})"
+    "CREATE TEMP TABLE IF NOT EXISTS rollup_delta "
+    f"(device_id, data_type, quarter_hour, {MEASURES}, {PRICED})"
 )
 SQLITE_CLEAR_DELTA = f"DELETE FROM {SQLITE_DELTA_TABLE}"
 
@@ -260,6 +265,41 @@ def sqlite_delta_sql(partition: str, priced: bool) -> str:  # noqa: FBT001
     """
     new = sqlite_delta(f'"{partition}" NOT INDEXED', "WHERE id > :mark")
     return f"{new},\n{priced_delta(priced)}\nINSERT INTO {SQLITE_DELTA_TABLE} SELECT * FROM priced"
+
+
+@functools.lru_cache(maxsize=256)
+def sqlite_reading_costs_sql(partition: str) -> str:
+    """Price the readings `partition` gained past id :mark (`reading_costs`), at the prices
+    `sqlite_delta_sql` left in the delta table for their quarter hours."""
+    new = sqlite_delta(f'"{partition}" NOT INDEXED', "WHERE id > :mark")
+    return f"""{new}
+UPDATE "{partition}" SET cost = c.cost, carbon_footprint = c.carbon FROM (
+    {reading_costs("pieces", SQLITE_DELTA_TABLE)}
+) AS c
+WHERE "{partition}".id = c.id"""
+
+
+def reading_costs(pieces: str, priced: str) -> str:
+    """Each reading's (by id) cost and carbon: the sum of its `pieces` (as a delta's) at
+    the prices of their quarter hours in `priced` (a delta's rows with PRICED), so a
+    device's readings add up to its 15-minute rollup's cost and carbon."""
+    return f"""SELECT p.id, sum(p.energy * d.price) AS cost,
+    sum(p.energy * d.g_per_kwh) / 1000.0 AS carbon
+FROM {pieces} AS p JOIN {priced} AS d ON d.device_id = p.device_id
+    AND d.data_type = p.data_type AND d.quarter_hour = p.quarter_hour
+GROUP BY p.id"""
+
+
+# The readings with energy in a window [:start, :end) of quarter hours.
+READINGS_IN_WINDOW = "WHERE recorded_at >= :start AND coalesce(interval_start, recorded_at) < :end"
+
+
+def reading_prices(pieces: str) -> str:
+    """Each reading's (by id) cost and carbon at the rates stored now: its `pieces` (as a
+    delta's) priced by `priced_sql`."""
+    source = f"(SELECT device_id, data_type, quarter_hour, energy AS energy_kwh, id FROM {pieces})"
+    return f"""SELECT id, sum(cost) AS cost, sum(carbon) AS carbon
+FROM ({priced_sql(source, "id")}) AS p GROUP BY id"""
 
 
 @functools.cache
@@ -317,18 +357,20 @@ _NONE = "CAST(NULL AS DOUBLE PRECISION)"
 
 
 def priced_delta(priced: bool) -> str:  # noqa: FBT001
-    """A CTE `priced`: the `delta` with each quarter hour's cost and carbon (`priced_sql`);
-    NULL for both unless `priced`, so a database without tariffs or carbon pays no
-    lookups."""
+    """A CTE `priced`: the `delta` with each quarter hour's cost and carbon, and its prices
+    (`priced_sql`); NULL for all unless `priced`, so a database without tariffs or carbon
+    pays no lookups."""
     if not priced:
-        return f"priced AS (SELECT delta.*, {_NONE} AS cost, {_NONE} AS carbon FROM delta)"
+        nothing = ", ".join(f"{_NONE} AS {name}" for name in PRICED.split(", "))
+        return f"priced AS (SELECT delta.*, {nothing} FROM delta)"
     return f"priced AS ({priced_sql('delta', f'device_id, data_type, quarter_hour, {MEASURES}')})"
 
 
 def priced_sql(source: str, columns: str) -> str:
     """The rows of `source` (a table or a parenthesised query with device_id, data_type,
-    quarter_hour and energy_kwh): their `columns`, then `cost` and `carbon`, at the rate in
-    `rates` of the device's owner in that quarter hour (storage/prices.py).
+    quarter_hour and energy_kwh): their `columns`, then (PRICED) `cost` and `carbon`, and
+    the `price` (per kWh, negative for energy fed in) and `g_per_kwh` that gave them, at
+    the rate in `rates` of the device's owner in that quarter hour (storage/prices.py).
 
     Whose rates: the owner's, if they have rates of their own, else everyone's (''); which
     of them: the subject's latest not after the quarter hour. Energy drawn costs the import
@@ -337,13 +379,17 @@ def priced_sql(source: str, columns: str) -> str:
     """
     owner = owner_at("e.device_id", "e.quarter_hour")
     own = f"SELECT s.subject FROM rates AS s WHERE s.subject = 'user:' || {owner} LIMIT 1"
-    kept = ", ".join(f"q.{name}" for name in columns.split(", "))
-    return f"""SELECT {kept},
-    q.energy_kwh * CASE q.data_type WHEN 'consumption' THEN r.import_price
-                   ELSE -r.export_price END AS cost,
-    CASE q.data_type WHEN 'consumption' THEN q.energy_kwh * r.carbon_g_per_kwh / 1000.0 END
-        AS carbon
-FROM (SELECT e.*, coalesce(({own}), '') AS subject FROM {source} AS e) AS q
-LEFT JOIN rates AS r ON r.subject = q.subject AND r.since = (
-    SELECT max(x.since) FROM rates AS x WHERE x.subject = q.subject AND x.since <= q.quarter_hour
-)"""
+    kept = ", ".join(f"u.{name}" for name in columns.split(", "))
+    return f"""SELECT {kept}, u.energy_kwh * u.price AS cost,
+    u.energy_kwh * u.g_per_kwh / 1000.0 AS carbon, u.price, u.g_per_kwh
+FROM (
+    SELECT q.*,
+        CASE q.data_type WHEN 'consumption' THEN r.import_price ELSE -r.export_price END
+            AS price,
+        CASE q.data_type WHEN 'consumption' THEN r.carbon_g_per_kwh END AS g_per_kwh
+    FROM (SELECT e.*, coalesce(({own}), '') AS subject FROM {source} AS e) AS q
+    LEFT JOIN rates AS r ON r.subject = q.subject AND r.since = (
+        SELECT max(x.since) FROM rates AS x WHERE x.subject = q.subject
+            AND x.since <= q.quarter_hour
+    )
+) AS u"""

@@ -45,6 +45,7 @@ from storage.readonly import query_sqlite
 from storage.records import ROW_COLUMNS, Reading, Row, by_month, optional_width, reading_rows
 from storage.rollups import (
     PIECE_COLUMNS,
+    READINGS_IN_WINDOW,
     ROLLUPS,
     SQLITE_CLEAR_DELTA,
     SQLITE_CREATE_DELTA,
@@ -52,6 +53,7 @@ from storage.rollups import (
     sqlite_delta,
     sqlite_delta_sql,
     sqlite_insert_sql,
+    sqlite_reading_costs_sql,
     sqlite_rollup_sql,
 )
 from storage.tables import DEVICE_TYPE_CHECK, ROLLUP_MEASURES, energy_partition, metadata
@@ -163,6 +165,8 @@ class PartitionInsert(NamedTuple):
             _execute(db, SQLITE_CREATE_DELTA)
             _execute(db, SQLITE_CLEAR_DELTA)
             _execute(db, sqlite_delta_sql(self.table, self.priced), {"mark": mark})
+            if self.priced:
+                _execute(db, sqlite_reading_costs_sql(self.table), {"mark": mark})
             for rollup in ROLLUPS:
                 _execute(db, sqlite_rollup_sql(rollup))
         return inserted
@@ -336,6 +340,18 @@ class SQLiteBackend:
 
     def rollup_delta(self, source: str, where: str = "") -> str:
         return sqlite_delta(source, where)
+
+    async def readings_in_window(
+        self, conn: AsyncConnection, start: datetime
+    ) -> list[tuple[str, str]]:
+        # A reading's energy reaches back from it, never forward: later months may hold
+        # some, earlier ones none.
+        await self._partitions.load(conn)
+        return [
+            (f'"{month.table_name}"', sqlite_delta(f'"{month.table_name}"', READINGS_IN_WINDOW))
+            for month in sorted(self._partitions.months)
+            if month.end > start
+        ]
 
     def local_date(self, column: str, offset_s: str) -> str:
         return f"date({column}, {offset_s} || ' seconds')"

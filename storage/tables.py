@@ -257,6 +257,11 @@ def _reading_columns(name: str) -> list[SchemaItem]:
         # How full a storage battery (or an EV on its charger) is, in % (schema v10);
         # a device's own battery is `battery_pct`.
         Column("state_of_charge", Float),
+        # What the reading's energy cost (feed-in credited: negative) and its kg CO2, at
+        # its owner's rate in each quarter hour it covers (storage/rollups.py; schema v13).
+        # NULL where nothing priced it.
+        Column("cost", Float),
+        Column("carbon_footprint", Float),
         UniqueConstraint("device_id", "data_type", "recorded_at", name=f"uq_{name}_reading"),
         CheckConstraint(f"data_type IN {DATA_TYPES!r}", name=f"ck_{name}_data_type"),
         CheckConstraint("energy_amount >= 0", name=f"ck_{name}_energy"),

@@ -256,7 +256,8 @@ async def test_the_daemon_prices_what_it_stores_and_recompute_follows_a_tariff_c
 
     config.write_text(CONFIG.format(db=db, price=0.50))
     repriced = await asyncio.to_thread(meterflow, "costs", "recompute", "--config", str(config))
-    assert repriced.output.strip() == "priced 8 quarter hours"  # 12:00-13:00, two devices
+    # 12:00-13:00: two devices' quarter hours, and their readings.
+    assert repriced.output.strip() == "priced 8 quarter hours and 24 readings"
     assert (await energy("m-1"))["cost"] == pytest.approx(12 * 0.5 * 0.50)
 
 
@@ -312,7 +313,7 @@ def test_a_dynamic_price_day_at_15_minute_resolution_costs_each_quarter_at_its_p
                          "--config", str(config))  # fmt: skip
     assert imported.output.strip() == (
         "imported 96 prices of spot from 2026-03-10T00:00:00+00:00 to "
-        "2026-03-11T00:00:00+00:00; priced 96 quarter hours"
+        "2026-03-11T00:00:00+00:00; priced 96 quarter hours and 96 readings"
     )
 
     def daily() -> list[tuple[Any, ...]]:
@@ -382,7 +383,7 @@ def test_db_verify_checks_cost_and_carbon_against_the_rates(database: Database) 
     refused = CliRunner().invoke(main, ["db", "verify", "--db", database.url])
     assert refused.exit_code == 1
     assert "2026-03: " in refused.output
-    assert "rollup rows' cost or carbon differ from the rates" in refused.output
+    assert "rows' cost or carbon differ from the rates" in refused.output
     assert "`meterflow costs recompute` prices them again" in refused.output
     asyncio.run(reprice(database))
     assert "cost and carbon match the rates" in meterflow("db", "verify", "--db",
@@ -391,7 +392,7 @@ def test_db_verify_checks_cost_and_carbon_against_the_rates(database: Database) 
         "UPDATE energy_daily SET cost = cost + 1 WHERE day = (SELECT min(day) FROM energy_daily)"
     )
     edited = CliRunner().invoke(main, ["db", "verify", "--db", database.url])
-    assert "2026-02: 1 rollup rows' cost or carbon differ from the rates" in edited.output
+    assert "2026-02: 1 rows' cost or carbon differ from the rates" in edited.output
     assert "energy_daily m-1 consumption" in edited.output
 
 
@@ -425,7 +426,7 @@ def test_an_imported_carbon_series_gives_each_quarter_hour_its_intensity(
     ))  # fmt: skip
     imported = meterflow("carbon", "import", str(hours), "--zone", "DK1", "--resolution", "60",
                          "--config", str(config))  # fmt: skip
-    assert imported.output.strip().endswith("; priced 96 quarter hours"), imported.output
+    assert imported.output.strip().endswith("; priced 96 quarter hours and 96 readings")
     daily = database.query("SELECT carbon FROM energy_daily WHERE device_id = 'm-1' ORDER BY day")
     # 0.4 kWh an hour at 100 + 10 h g/kWh, in kg.
     assert daily == [(pytest.approx(sum(0.4 * (100 + 10 * h) / 1000 for h in range(24))),),

@@ -177,15 +177,15 @@ def test_an_archived_month_keeps_its_rollups_and_is_checked_against_its_archive(
 
 
 def _as_written_before_version_6(archive: Path) -> None:
-    """Take `interval_start` (and v10's `state_of_charge`) out of an archive file, as
-    meterflow wrote them before v6."""
-    later = ("interval_start", "state_of_charge")
+    """Take `interval_start` (and v10's `state_of_charge`, v13's `cost` and
+    `carbon_footprint`) out of an archive file, as meterflow wrote them before v6."""
+    later = ("interval_start", "state_of_charge", "cost", "carbon_footprint")
     if archive.name.endswith(".csv.gz"):
         with gzip.open(archive, "rt", newline="") as source:
             rows = list(csv.reader(source))
-        assert rows[0][-2:] == list(later)
+        assert rows[0][-len(later) :] == list(later)
         with gzip.open(archive, "wt", newline="") as target:
-            csv.writer(target).writerows(row[:-2] for row in rows)
+            csv.writer(target).writerows(row[: -len(later)] for row in rows)
         return
     with contextlib.closing(sqlite3.connect(archive)) as conn:
         for column in later:

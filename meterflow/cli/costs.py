@@ -44,7 +44,7 @@ def costs_recompute(
     span = "" if first is None and last is None else f" from {start.isoformat()}"
     if last is not None:
         span += f" to {end.isoformat()}"
-    click.echo(f"priced {done.quarter_hours} quarter hours{span}")
+    click.echo(f"priced {done.quarter_hours} quarter hours and {done.readings} readings{span}")
 
 
 async def _recompute(settings: Settings, start: datetime, end: datetime) -> Repriced:

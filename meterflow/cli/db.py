@@ -145,7 +145,7 @@ def db_verify(
             "query it); rollup rows kept, not checked"
         )
     for month, off in report.prices:
-        _echo(f"{month}: {len(off)} rollup rows' cost or carbon differ from the rates", off)
+        _echo(f"{month}: {len(off)} rows' cost or carbon differ from the rates", off)
     problems = []
     if report.differences:
         problems.append(
@@ -154,7 +154,7 @@ def db_verify(
         )
     if report.price_differences:
         problems.append(
-            f"{report.price_differences} rollup rows' cost or carbon differ from the rates: "
+            f"{report.price_differences} rows' cost or carbon differ from the rates: "
             "`meterflow costs recompute` prices them again"
         )
     if problems:

@@ -85,7 +85,8 @@ def _import(
     done = complete(_store(settings, kind, key, found))
     click.echo(
         f"imported {len(found)} {what} of {key} from {found[0].start.isoformat()} to "
-        f"{found[-1].until.isoformat()}; priced {done.quarter_hours} quarter hours"
+        f"{found[-1].until.isoformat()}; priced {done.quarter_hours} quarter hours and "
+        f"{done.readings} readings"
     )
 
 
