@@ -372,24 +372,38 @@ def priced_sql(source: str, columns: str) -> str:
     the `price` (per kWh, negative for energy fed in) and `g_per_kwh` that gave them, at
     the rate in `rates` of the device's owner in that quarter hour (storage/prices.py).
 
-    Whose rates: the owner's, if they have rates of their own, else everyone's (''); which
-    of them: the subject's latest not after the quarter hour. Energy drawn costs the import
+    Whose rates: the device's where a tariff of its own holds then, else its owner's if they
+    have rates of their own, else everyone's (''); which of them: the subject's latest not
+    after the quarter hour. Carbon is always the owner's. Energy drawn costs the import
     price, energy fed in is credited the feed-in price; carbon (kg) is of energy consumed,
     energy produced having none of the grid's.
     """
     owner = owner_at("e.device_id", "e.quarter_hour")
     own = f"SELECT s.subject FROM rates AS s WHERE s.subject = 'user:' || {owner} LIMIT 1"
+    device = "SELECT s.subject FROM rates AS s WHERE s.subject = 'device:' || e.device_id LIMIT 1"
     kept = ", ".join(f"u.{name}" for name in columns.split(", "))
+
+    def latest(alias: str, subject: str) -> str:
+        return (
+            f"{alias}.subject = q.{subject} AND {alias}.since = (SELECT max(x.since) FROM "
+            f"rates AS x WHERE x.subject = q.{subject} AND x.since <= q.quarter_hour)"
+        )
+
+    def of_tariff(column: str) -> str:
+        """The device's price where a tariff of its own holds, else its owner's."""
+        return f"CASE WHEN d.tariff IS NULL THEN r.{column} ELSE d.{column} END"
+
     return f"""SELECT {kept}, u.energy_kwh * u.price AS cost,
     u.energy_kwh * u.g_per_kwh / 1000.0 AS carbon, u.price, u.g_per_kwh
 FROM (
     SELECT q.*,
-        CASE q.data_type WHEN 'consumption' THEN r.import_price ELSE -r.export_price END
-            AS price,
+        CASE q.data_type WHEN 'consumption' THEN {of_tariff("import_price")}
+            ELSE -{of_tariff("export_price")} END AS price,
         CASE q.data_type WHEN 'consumption' THEN r.carbon_g_per_kwh END AS g_per_kwh
-    FROM (SELECT e.*, coalesce(({own}), '') AS subject FROM {source} AS e) AS q
-    LEFT JOIN rates AS r ON r.subject = q.subject AND r.since = (
-        SELECT max(x.since) FROM rates AS x WHERE x.subject = q.subject
-            AND x.since <= q.quarter_hour
-    )
+    FROM (
+        SELECT e.*, coalesce(({own}), '') AS subject, ({device}) AS device_subject
+        FROM {source} AS e
+    ) AS q
+    LEFT JOIN rates AS r ON {latest("r", "subject")}
+    LEFT JOIN rates AS d ON {latest("d", "device_subject")}
 ) AS u"""

@@ -3,13 +3,16 @@ prices each 15-minute bucket in SQL.
 
 A tariff has a time zone, a validity in local dates, a default import and feed-in price,
 and periods by weekday and local time (peak 07:00-21:00 Mon-Fri) with prices of their
-own; it applies to the users it names, or to everyone without a tariff of their own.
-Carbon is an intensity per grid zone (g CO2 per kWh), users in a zone of their own.
+own; it applies to the devices it names (a heat pump or a charger on a meter and tariff of
+its own), or to the users it names, or to everyone without a tariff of their own. Carbon
+is an intensity per grid zone (g CO2 per kWh), users in a zone of their own.
 
 SQL cannot read zoneinfo rules, so `timeline` turns the settings into rows, each in force
-from its `since` (UTC) until the next row of its subject: 'user:<id>' for a user named by a
-tariff or a carbon zone, '' for everyone else (as `user_zones` does). A bucket's price is
-the row of its owner's subject (storage/owners.py) with the latest `since` not after it.
+from its `since` (UTC) until the next row of its subject: 'device:<id>' for a device named
+by a tariff, 'user:<id>' for a user named by a tariff or a carbon zone, '' for everyone
+else (as `user_zones` does). A bucket's price is its device's row with the latest `since`
+not after it where that row has a tariff, else its owner's subject's (storage/owners.py);
+its carbon is always the owner's.
 Period bounds are whole quarter hours, so one price holds throughout every bucket. Where
 no tariff is valid, the prices are NULL: the bucket has no cost, rather than a wrong one.
 """
@@ -84,6 +87,9 @@ class Tariff(_Model):
     valid_to: date | None = None
     # The users it applies to; none: everyone without a tariff of their own then.
     users: list[str] = Field(default_factory=list)
+    # Or the devices it applies to, whoever owns them; their owner's tariffs where it is
+    # not valid.
+    devices: list[str] = Field(default_factory=list)
     # Per kWh drawn, and per kWh fed in (a credit), outside every period.
     import_price: Price | None = None
     export_price: Price = 0.0
@@ -101,6 +107,8 @@ class Tariff(_Model):
                 f"tariff {self.name!r} is dynamic: its import prices come from `meterflow "
                 "prices import`, not import_price or periods"
             )
+        if self.users and self.devices:
+            raise ValueError(f"tariff {self.name!r} names users and devices: one or the other")
         if not self.dynamic and self.import_price is None:
             raise ValueError(f"tariff {self.name!r} needs an import_price (or dynamic = true)")
         for a, b in itertools.combinations(self.periods, 2):
@@ -137,21 +145,28 @@ class CarbonSettings(_Model):
         return self
 
     def zone_of(self, subject: str) -> str | None:
+        if subject.startswith("device:"):
+            return None  # a device's carbon is its owner's
         return self.user_zones.get(subject.removeprefix("user:"), self.zone)
 
 
+def _subjects_of(tariff: Tariff) -> set[str]:
+    if tariff.devices:
+        return {f"device:{device}" for device in tariff.devices}
+    return {f"user:{user}" for user in tariff.users} or {EVERYONE}
+
+
 def check_tariffs(tariffs: Sequence[Tariff]) -> None:
-    """Refuse two tariffs of one name, or two valid for one user (or everyone) at once."""
+    """Refuse two tariffs of one name, or two valid for one device, one user or everyone
+    at once."""
     names = [t.name for t in tariffs]
     if len(names) != len(set(names)):
         raise ValueError("two tariffs have the same name")
     for a, b in itertools.combinations(tariffs, 2):
-        shared = set(a.users) & set(b.users) if a.users or b.users else {EVERYONE}
-        if (a.users and not b.users) or (b.users and not a.users):
-            continue
+        shared = _subjects_of(a) & _subjects_of(b)
         a_end, b_end = a.valid_to or date.max, b.valid_to or date.max
         if shared and a.valid_from < b_end and b.valid_from < a_end:
-            who = ", ".join(sorted(shared)) if shared != {EVERYONE} else "everyone"
+            who = ", ".join(sorted(s.split(":", 1)[1] for s in shared if s) or ["everyone"])
             raise ValueError(f"tariffs {a.name!r} and {b.name!r} are both valid for {who} at once")
 
 
@@ -169,9 +184,11 @@ class Rate:
 
 
 def subjects(tariffs: Sequence[Tariff], carbon: CarbonSettings) -> list[str]:
-    """Everyone, and each user a tariff or a carbon zone names."""
+    """Everyone, each user a tariff or a carbon zone names, and each device a tariff names."""
     users = {user for tariff in tariffs for user in tariff.users} | set(carbon.user_zones)
-    return [EVERYONE, *(f"user:{user}" for user in sorted(users))]
+    devices = {device for tariff in tariffs for device in tariff.devices}
+    return [EVERYONE, *(f"user:{user}" for user in sorted(users)),
+            *(f"device:{device}" for device in sorted(devices))]  # fmt: skip
 
 
 def timeline(
@@ -185,9 +202,11 @@ def timeline(
     prices of dynamic tariffs by name, `intensities` the imported carbon of dynamic zones."""
     rates: list[Rate] = []
     for subject in subjects(tariffs, carbon):
-        user = subject.removeprefix("user:")
-        own = [t for t in tariffs if user in t.users]
-        shared = [t for t in tariffs if not t.users]
+        own = [t for t in tariffs if subject in _subjects_of(t) and subject != EVERYONE]
+        # A device's own rows say only when its tariffs hold: its owner's do the rest.
+        shared = [] if subject.startswith("device:") else [
+            t for t in tariffs if _subjects_of(t) == {EVERYONE}
+        ]  # fmt: skip
         steps = _steps(own, shared, today, dynamic or {})
         grid = _carbon_steps(carbon, carbon.zone_of(subject), intensities or {})
         rates.extend(_collapse(subject, _with_carbon(steps, grid)))

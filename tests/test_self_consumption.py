@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from storage import BatchWriter, DataType, DeviceType, Reading, WriteBatch, open_engine
+from storage.prices import Prices, record_rates
 from storage.records import Role
 from storage.registry import Registration, register
 from tests.cli import meterflow
@@ -45,10 +46,16 @@ def quarters(device: str, kind: DeviceType, data_type: DataType, kwh: list[float
 
 
 def home(database: Database, devices: list[tuple[str, DeviceType, str, Role | None]],
-         readings: list[Reading]) -> None:  # fmt: skip
+         readings: list[Reading], prices: Prices | None = None) -> None:  # fmt: skip
+    """Register `devices` (id, type, owner, role) and store `readings`, priced by `prices`."""
+
     async def go() -> None:
         engine = open_engine(database.url)
-        async with BatchWriter(engine, url=database.url) as writer:
+        priced = prices is not None and prices.configured
+        async with BatchWriter(engine, url=database.url, priced=priced) as writer:
+            if prices is not None:
+                async with engine.connect() as conn:
+                    await record_rates(conn, prices, DAY.date())
             async with engine.connect() as conn, conn.begin():
                 await register(conn, [
                     Registration(device, kind, user_id=user, role=role)
