@@ -28,6 +28,10 @@ COLUMNS = (
     "voltage", "current", "battery_pct", "irradiance_wm2", "panel_temp_c", "state_of_charge",
     "cost", "carbon_footprint", "quality", "metadata", "created_at",
 )  # fmt: skip
+NUMBERS = frozenset((
+    "energy_amount", "instantaneous_power", "voltage", "current", "battery_pct",
+    "irradiance_wm2", "panel_temp_c", "state_of_charge", "cost", "carbon_footprint",
+))  # fmt: skip
 
 
 def _query(conn: AsyncConnection, month: Month, device_id: str | None) -> Select[Any]:
@@ -98,7 +102,7 @@ class _ParquetWriter:
         utc = pa.timestamp("us", tz="UTC")
         text, number = pa.string(), pa.float64()
         types = {"recorded_at": utc, "created_at": utc}
-        types |= dict.fromkeys(COLUMNS[4:11], number)
+        types |= dict.fromkeys(NUMBERS, number)
         self._schema = pa.schema([(name, types.get(name, text)) for name in COLUMNS])
         self._writer = pq.ParquetWriter(path, self._schema, compression="zstd")
 

@@ -123,3 +123,19 @@ def test_the_export_carries_each_readings_cost_and_carbon(
     )
     assert sum(float(row["cost"]) for row in rows) == pytest.approx(cost, rel=1e-12)
     assert sum(float(row["carbon_footprint"]) for row in rows) == pytest.approx(carbon, rel=1e-12)
+
+
+def test_a_parquet_export_types_cost_and_carbon_as_numbers(
+    database: Database, tmp_path: Path
+) -> None:
+    """As every measure: float64 columns a dataframe sums without casting."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    store(database, Prices([SPRING, SUMMER], GRID), march("m-1", "smart_meter", 0.1)[:8])
+    done = meterflow("export", "--from", "2026-02", "--to", "2026-02", "--format", "parquet",
+                     "--out", str(tmp_path), "--db", database.url)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    table = pq.read_table(tmp_path / "energy_data_2026_02.parquet")
+    for name in ("cost", "carbon_footprint", "state_of_charge"):
+        assert str(table.schema.field(name).type) == "double", name
+    # The first hour of March in Berlin is the last of February in UTC.
+    assert sum(table.column("cost").to_pylist()) == pytest.approx(4 * 0.1 * 0.30)
