@@ -26,6 +26,7 @@ from partitions.settings import RetentionSettings
 from storage import DeviceType
 from storage.counters import DEFAULT_MAX_POWER_KW
 from storage.prices import Prices
+from storage.pseudonyms import PrivacySettings
 from storage.settings import AnalyticsSettings, StorageSettings
 from storage.tariffs import CarbonSettings, Tariff, check_tariffs
 
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     decoders: DecodersSettings = DecodersSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    privacy: PrivacySettings = PrivacySettings()
     # What energy costs and the grid's carbon (storage/tariffs.py): `[[tariffs]]`, `[carbon]`.
     tariffs: list[Tariff] = Field(default_factory=list)
     carbon: CarbonSettings = CarbonSettings()

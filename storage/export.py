@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from partitions import Month
 from storage.backend import backend_for
 from storage.errors import StorageError
+from storage.pseudonyms import Pseudonyms
 
 ExportFormat = Literal["parquet", "csv"]
 CHUNK_ROWS = 50_000
@@ -59,8 +60,11 @@ async def export_month(
     *,
     device_id: str | None = None,
     progress: Callable[[int], None] = lambda _: None,
+    pseudonyms: Pseudonyms | None = None,
 ) -> Path:
-    """Write one month's readings to `directory` (which exists); return the file."""
+    """Write one month's readings to `directory` (which exists); return the file. With
+    `pseudonyms`, device and user ids are replaced by theirs and `metadata` (free text a
+    device sent, which may name it) is left out."""
     target = directory / f"{month.table_name}.{export_format}"
     partial = target.with_name(target.name + ".partial")
     result = await conn.stream(_query(conn, month, device_id))
@@ -68,12 +72,25 @@ async def export_month(
     try:
         async for chunk in result.partitions(CHUNK_ROWS):
             rows = [tuple(row) for row in chunk]
+            if pseudonyms is not None:
+                rows = [_pseudonymous(row, pseudonyms) for row in rows]
             writer.write(rows)
             progress(len(rows))
     finally:
         writer.close()
     partial.replace(target)
     return target
+
+
+_DEVICE, _USER, _METADATA = (COLUMNS.index(c) for c in ("device_id", "user_id", "metadata"))
+
+
+def _pseudonymous(row: tuple[object, ...], pseudonyms: Pseudonyms) -> tuple[object, ...]:
+    values = list(row)
+    values[_DEVICE] = pseudonyms("device", cast("str", values[_DEVICE]))
+    values[_USER] = pseudonyms("user", cast("str | None", values[_USER]))
+    values[_METADATA] = None
+    return tuple(values)
 
 
 class _CsvWriter:

@@ -17,6 +17,7 @@ from meterflow.cli.common import (
 from meterflow.settings import Settings
 from partitions import Month
 from storage.export import ExportFormat, count_rows, export_month
+from storage.pseudonyms import Pseudonyms
 
 
 @click.command()
@@ -33,6 +34,12 @@ from storage.export import ExportFormat, count_rows, export_month
     show_default=True,
 )
 @click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Replace device and user ids by keyed hashes ([privacy] pseudonym_key) and leave "
+    "metadata out.",
+)
+@click.option(
     "--out",
     "directory",
     required=True,
@@ -46,14 +53,25 @@ def export(
     last: Month,
     device_id: str | None,
     export_format: ExportFormat,
+    pseudonymize: bool,  # noqa: FBT001
     directory: Path,
 ) -> None:
     """Export readings month by month, streamed: memory stays flat for any size."""
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     settings = settings_for(config_file, **{"storage.url": db})
+    pseudonyms = None
+    if pseudonymize:
+        key = settings.privacy.pseudonym_key
+        if key is None:
+            raise click.UsageError(
+                "--pseudonymize needs a key of at least 16 characters: set "
+                "METERFLOW_PRIVACY__PSEUDONYM_KEY (or [privacy] pseudonym_key); keep it apart "
+                "from the exports, and the same for exports that must match"
+            )
+        pseudonyms = Pseudonyms(key)
     directory.mkdir(parents=True, exist_ok=True)
-    made = complete(_export(settings, first, last, device_id, export_format, directory))
+    made = complete(_export(settings, first, last, device_id, export_format, directory, pseudonyms))
     for path in made:
         click.echo(str(path))
     if not made:
@@ -67,6 +85,7 @@ async def _export(
     device_id: str | None,
     export_format: ExportFormat,
     directory: Path,
+    pseudonyms: Pseudonyms | None,
 ) -> list[Path]:
     async with open_database(settings) as database:
         conn = database.conn
@@ -77,7 +96,7 @@ async def _export(
                 return [
                     await export_month(
                         conn, month, directory, export_format,
-                        device_id=device_id, progress=bar.update,
+                        device_id=device_id, progress=bar.update, pseudonyms=pseudonyms,
                     )
                     for month in months
                 ]  # fmt: skip
