@@ -33,6 +33,7 @@ from storage.errors import SchemaVersionError
 from storage.owners import BEGINNING
 from storage.rollups import ALL_TIME, ROLLUPS, backfill_sql, in_window
 from storage.tables import (
+    audit_log,
     carbon_intensity,
     device_owners,
     dynamic_prices,
@@ -177,6 +178,11 @@ async def _reading_costs(conn: AsyncConnection, schema: Schema) -> None:
     await schema.add_reading_columns(conn)
 
 
+async def _audit_log(conn: AsyncConnection, schema: Schema) -> None:
+    """Version 14: `audit_log`, who read or changed personal data (storage/audit.py)."""
+    await conn.run_sync(audit_log.create, checkfirst=True)
+
+
 def _column_names(sync: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(sync).get_columns(table)}
 
@@ -195,6 +201,7 @@ MIGRATIONS: dict[int, Migration] = {
     11: _costs,
     12: _household_summary,
     13: _reading_costs,
+    14: _audit_log,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

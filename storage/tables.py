@@ -97,6 +97,21 @@ dead_letters = Table(
 )
 
 
+# Who read or changed personal data, when, with which command, about what, and how many
+# rows (storage/audit.py; schema v14). The daemon's own ingest is not in it.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("command", String(64), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("rows", Integer),
+    Index("ix_audit_log_at", "at"),
+)
+
+
 # The last value of each cumulative energy counter a device reports, so that a counter
 # turns into interval energy across batches and restarts without counting anything twice.
 meter_counters = Table(

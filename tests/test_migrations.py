@@ -425,3 +425,14 @@ def test_upgrading_to_version_12_counts_each_users_home_by_its_devices_roles(
     assert database.query(
         "SELECT user_id, consumption_kwh, production_kwh, net_kwh FROM user_energy_summary"
     ) == [("u-1", 2.5, 0.0, 2.5)]
+
+
+def test_upgrading_to_version_14_starts_an_empty_audit_trail(database: Database) -> None:
+    """v13 -> v14: `audit_log` is made; the trail begins with what comes after."""
+    create_schema(database)
+    database.execute("DROP TABLE audit_log")
+    database.execute("DELETE FROM meterflow_schema WHERE version >= 14")
+    assert "database schema is version 13" in refuses_to_run(database)
+    upgraded = meterflow("db", "upgrade", "--db", database.url)
+    assert "applied schema versions 14" in upgraded.stdout, upgraded.stderr
+    assert database.query("SELECT count(*) FROM audit_log") == [(0,)]

@@ -17,6 +17,7 @@ __all__ = ["main"]
 
 # Command name -> (module under meterflow.cli, attribute), in the order `--help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("audit", "audit"),
     "backup": ("backup", "backup"),
     "carbon": ("series", "carbon"),
     "config": ("config", "config"),
@@ -60,5 +61,10 @@ class _LazyGroup(click.Group):
 
 
 @click.group(cls=_LazyGroup)
-def main() -> None:
+@click.option(
+    "--actor",
+    envvar="METERFLOW_ACTOR",
+    help="Who runs the command, for the audit trail (default: the OS user).",
+)
+def main(actor: str | None) -> None:  # the actor is read where the trail is written
     """meterflow: MQTT smart-meter and solar readings into monthly-partitioned tables."""

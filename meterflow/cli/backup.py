@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from meterflow.cli.audit import audited
 from meterflow.cli.common import config_option, db_option, settings_for
 from storage import backend_for_url
 
@@ -38,6 +39,8 @@ def backup(config_file: Path | None, db: str | None, directory: Path, keep: int)
 @click.option("--force", is_flag=True, help="Replace an existing database.")
 def restore(config_file: Path | None, db: str | None, file: Path, force: bool) -> None:  # noqa: FBT001
     """Replace the database with a backup; refused while a daemon uses the database."""
-    url = settings_for(config_file, **{"storage.url": db}).storage.url
+    settings = settings_for(config_file, **{"storage.url": db})
+    url = settings.storage.url
     where = backend_for_url(url).restore(file, url, force=force)
     click.echo(f"restored {file} {where}")
+    audited(settings, f"backup {file.name}", None)

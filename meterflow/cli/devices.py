@@ -12,6 +12,7 @@ from typing import get_args
 import click
 
 from ingest.decode.topics import device_id_problem
+from meterflow.cli.audit import audited
 from meterflow.cli.common import (
     complete,
     config_option,
@@ -156,6 +157,7 @@ def devices_register(
     )
     complete(_register(settings, [device]))
     click.echo(f"registered {device_id}")
+    audited(settings, f"device {device_id}" + (f" user {user_id}" if user_id else ""), 1)
 
 
 @devices.command("replace-meter")
@@ -216,6 +218,7 @@ def devices_import(config_file: Path | None, db: str | None, csv_file: Path) -> 
         raise click.ClickException("nothing imported:\n" + "\n".join(problems))
     complete(_register(settings, registrations))
     click.echo(f"imported {len(registrations)} devices")
+    audited(settings, f"file {csv_file.name}", len(registrations))
 
 
 @devices.command("set-status")

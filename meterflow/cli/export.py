@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from meterflow.cli.audit import audited
 from meterflow.cli.common import (
     complete,
     config_option,
@@ -71,11 +72,15 @@ def export(
             )
         pseudonyms = Pseudonyms(key)
     directory.mkdir(parents=True, exist_ok=True)
-    made = complete(_export(settings, first, last, device_id, export_format, directory, pseudonyms))
+    made, total = complete(
+        _export(settings, first, last, device_id, export_format, directory, pseudonyms)
+    )
     for path in made:
         click.echo(str(path))
     if not made:
         click.echo(f"no partitions between {first} and {last}")
+    target = f"{first}..{last}" + (f" device {device_id}" if device_id else "")
+    audited(settings, target + (" pseudonymized" if pseudonymize else ""), total)
 
 
 async def _export(
@@ -86,17 +91,19 @@ async def _export(
     export_format: ExportFormat,
     directory: Path,
     pseudonyms: Pseudonyms | None,
-) -> list[Path]:
+) -> tuple[list[Path], int]:
+    """The files written, and how many readings they hold."""
     async with open_database(settings) as database:
         conn = database.conn
         months = sorted(m for m in database.backend.partitions.months if first <= m <= last)
         async with conn.begin():
             total = sum([await count_rows(conn, m, device_id) for m in months])
             with click.progressbar(length=total, label="readings", file=sys.stderr) as bar:
-                return [
+                made = [
                     await export_month(
                         conn, month, directory, export_format,
                         device_id=device_id, progress=bar.update, pseudonyms=pseudonyms,
                     )
                     for month in months
                 ]  # fmt: skip
+                return made, total

@@ -19,6 +19,7 @@ from ingest.decode.router import Router
 from ingest.decode.topics import TopicScheme
 from ingest.history import Meter, count_rows, decoded, rows
 from ingest.settings import DecodersSettings
+from meterflow.cli.audit import audited
 from meterflow.cli.common import complete, config_option, db_option, open_database, settings_for
 from meterflow.cli.devices import DEVICE_TYPES
 from meterflow.settings import Settings
@@ -74,6 +75,7 @@ def import_history(
     with click.progressbar(length=count_rows(file), label=file.name, file=sys.stderr) as bar:
         report = complete(import_file(settings, file, meter, bar.update))
     seconds = time.monotonic() - started
+    audited(settings, f"file {file.name}", report.stored)
     click.echo(
         f"{file.name}: {report.rows} rows, {report.stored} readings stored, "
         f"{report.duplicates} already there, {report.rejected} rejected (dead letters), "

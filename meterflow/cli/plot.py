@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from meterflow.cli.audit import audited
 from meterflow.cli.common import complete, config_option, db_option, settings_for
 from meterflow.cli.local_time import energy_of, local_days, zone_for, zone_option
 
@@ -66,3 +67,4 @@ def plot(
     figure.savefig(out, format="png", dpi=DPI)
     plt.close(figure)
     click.echo(f"wrote {out}")
+    audited(settings, f"device {device_id}", len(by_day))

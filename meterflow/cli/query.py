@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from meterflow.cli.audit import audited
 from meterflow.cli.common import (
     complete,
     config_option,
@@ -70,6 +71,7 @@ def query_sql(
         url, statement, archives if include_archive else None
     )
     click.echo(render(columns, records, output_format))
+    audited(settings, statement, len(records))
 
 
 @query.command("energy")
@@ -134,6 +136,7 @@ def query_energy(
             for b in buckets
         ]  # fmt: skip
     click.echo(render(headers, rows, output_format))
+    audited(settings, f"user {user_id}" if user_id else f"device {device_id}", len(rows))
 
 
 @query.command("devices-daily")
@@ -164,6 +167,7 @@ def query_devices_daily(
         for d in days
     ]  # fmt: skip
     click.echo(render(headers, rows, output_format))
+    audited(settings, f"device {device_id}", len(rows))
 
 
 @query.command("balance")
@@ -202,6 +206,7 @@ def query_balance(
         _round(result.production_kwh), _round(result.net_kwh),
     ]  # fmt: skip
     click.echo(render(headers, [row], output_format))
+    audited(settings, f"user {user_id}", 1)
 
 
 @query.command("peaks")
@@ -236,6 +241,7 @@ def query_peaks(
     ]
     rows.append([f"mean of {len(peaks)}", _round(mean_peak(peaks)), None])
     click.echo(render(headers, rows, output_format))
+    audited(settings, f"user {user_id}" if user_id else f"device {device_id}", len(peaks))
 
 
 @query.command("self-consumption")
@@ -270,6 +276,7 @@ def query_self_consumption(
         "yes" if found.metered else "no (netted per quarter hour)",
     ]  # fmt: skip
     click.echo(render(headers, [row], output_format))
+    audited(settings, f"user {user_id}", 1)
 
 
 def _round(value: float | None) -> float | None:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from meterflow.cli.audit import audited
 from meterflow.cli.common import complete, config_option, db_option, open_database, settings_for
 from meterflow.cli.local_time import zone_for, zone_option
 from meterflow.report.facts import MonthFacts, month_facts
@@ -43,6 +44,7 @@ def report(
     facts = complete(_facts(settings, user_id, first, zone))
     out.write_text(render(facts), encoding="utf-8")
     costs = ", ".join(f"{cost:,.2f} {currency}" for currency, cost in facts.costs.items())
+    audited(settings, f"user {user_id} {first:%Y-%m}", len(facts.days))
     click.echo(
         f"wrote {out}: {user_id} in {first:%Y-%m}, {facts.totals.used_kwh:,.2f} kWh used"
         + (f", {costs}" if costs else "")
