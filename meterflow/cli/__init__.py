@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "partitions": ("partitions", "partitions"),
     "plot": ("plot", "plot"),
     "prices": ("series", "prices"),
+    "privacy": ("privacy", "privacy"),
     "query": ("query", "query"),
     "report": ("report", "report"),
     "restore": ("backup", "restore"),
