@@ -26,8 +26,7 @@ from partitions.settings import RetentionSettings
 from storage import DeviceType
 from storage.counters import DEFAULT_MAX_POWER_KW
 from storage.prices import Prices
-from storage.pseudonyms import PrivacySettings
-from storage.settings import AnalyticsSettings, StorageSettings
+from storage.settings import AnalyticsSettings, PrivacySettings, StorageSettings
 from storage.tariffs import CarbonSettings, Tariff, check_tariffs
 
 DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = dict.fromkeys(get_args(DeviceType), 60.0)

@@ -11,21 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
 
 Kind = Literal["device", "user"]
 # 128 bits of the hash: no two ids of any fleet share one.
 _LENGTH = 32
-
-
-class PrivacySettings(BaseModel):
-    """`[privacy]`: the key of exported pseudonyms (METERFLOW_PRIVACY__PSEUDONYM_KEY)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    pseudonym_key: Annotated[SecretStr, Field(min_length=16)] | None = None
 
 
 class Pseudonyms:

@@ -1,12 +1,14 @@
-"""The storage package's settings: the database, SQLite's knobs, retries of failed commits."""
+"""The storage package's settings: the database, SQLite's knobs, retries of failed commits,
+local time for analysts, and privacy."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 from storage.checkpoints import WRITER_CHECKPOINT_PAGES
 from storage.engine import SQLiteOptions, Synchronous, database_url
@@ -79,3 +81,13 @@ class AnalyticsSettings(BaseModel):
     def zone(self, user_id: str | None = None) -> ZoneInfo:
         """The zone of `user_id`'s figures, or everyone's."""
         return ZoneInfo(self.user_timezones.get(user_id or "", self.timezone))
+
+
+class PrivacySettings(BaseModel):
+    """`[privacy]`: the key of exported pseudonyms (METERFLOW_PRIVACY__PSEUDONYM_KEY), and
+    where erasures are logged for restores to apply again (storage/erasure.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pseudonym_key: Annotated[SecretStr, Field(min_length=16)] | None = None
+    erasure_log: Path = Path("data/erasures.jsonl")

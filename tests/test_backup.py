@@ -73,9 +73,9 @@ async def test_restore_is_refused_while_a_daemon_uses_the_database_and_works_aft
             conn.execute(f"DELETE FROM {table}")
         conn.commit()
     assert count_rows(db_path) == 0
-    without_force = meterflow("restore", str(made), "--db", url)
+    without_force = await asyncio.to_thread(meterflow, "restore", str(made), "--db", url)
     assert "pass --force" in without_force.stderr
-    restored = meterflow("restore", str(made), "--force", "--db", url)
+    restored = await asyncio.to_thread(meterflow, "restore", str(made), "--force", "--db", url)
     assert restored.exit_code == 0, restored.stderr
     assert count_rows(db_path) == 500
     with closing(sqlite3.connect(db_path)) as conn:

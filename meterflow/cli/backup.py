@@ -8,7 +8,10 @@ import click
 
 from meterflow.cli.audit import audited
 from meterflow.cli.common import config_option, db_option, settings_for
+from meterflow.cli.privacy import reapply
 from storage import backend_for_url
+from storage.erasure import ErasureLog
+from storage.errors import SchemaVersionError
 
 
 @click.command()
@@ -44,3 +47,13 @@ def restore(config_file: Path | None, db: str | None, file: Path, force: bool) -
     where = backend_for_url(url).restore(file, url, force=force)
     click.echo(f"restored {file} {where}")
     audited(settings, f"backup {file.name}", None)
+    if not any(ErasureLog(settings.privacy.erasure_log)):
+        return
+    # A backup from before an erasure holds what was erased: erase it again.
+    try:
+        click.echo(reapply(settings, settings.retention.archive_dir))
+    except SchemaVersionError as exc:
+        raise click.ClickException(
+            f"restored, but the logged erasures are not applied yet: {exc}; then run "
+            "`meterflow privacy reapply`"
+        ) from None

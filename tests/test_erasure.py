@@ -1,0 +1,132 @@
+"""`meterflow privacy erase`: a device's data gone from the database file, its WAL, its
+free pages and the archived month files (read raw), the other device's totals untouched,
+the rollups still right, and a restored backup erased again.
+
+Two meters report every hour of 2 March and 2 April 2026; a malformed message came on the
+erased one's topic; a query about it is in the audit trail; March is archived, then the
+database is backed up, then one meter is erased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storage import BatchWriter, DeadLetter, Reading, WriteBatch, open_engine, registry
+from storage.registry import Registration
+from tests.cli import meterflow
+from tests.databases import Database, SQLiteDatabase
+
+GONE, KEPT = "meter-ERASE-ME-7", "meter-keep-2"
+DAYS = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))
+
+
+def load(database: Database) -> None:
+    async def go() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            async with engine.begin() as conn:
+                await registry.register(conn, [Registration(GONE, "smart_meter", "u-gone"),
+                                               Registration(KEPT, "smart_meter", "u-kept")],
+                                        DAYS[0])  # fmt: skip
+            readings = [
+                Reading("t", device, "smart_meter", day + timedelta(hours=h), 0.25, 1.0)
+                for device in (GONE, KEPT) for day in DAYS for h in range(24)
+            ]  # fmt: skip
+            letter = DeadLetter(f"meters/smart_meter/{GONE}/telemetry", b"{}", "empty", DAYS[1])
+            await writer.write(WriteBatch(readings, [letter]))
+        await engine.dispose()
+
+    asyncio.run(go())
+
+
+def kept_totals(database: Database) -> list[tuple[object, ...]]:
+    return database.query(
+        "SELECT count(*), sum(energy_kwh) FROM energy_hourly WHERE device_id = 'meter-keep-2'"
+    )
+
+
+@pytest.fixture
+def erasure_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "erasures.jsonl"
+    monkeypatch.setenv("METERFLOW_PRIVACY__ERASURE_LOG", str(log))
+    return log
+
+
+def test_an_erased_device_leaves_no_byte_behind_and_a_restore_erases_it_again(
+    tmp_path: Path, erasure_log: Path
+) -> None:
+    """SQLite, read raw: the file, its WAL and the archive hold no byte of the id."""
+    db = tmp_path / "data" / "meterflow.db"
+    url = f"sqlite:///{db}"
+    meterflow("devices", "list", "--db", url)  # creates the schema
+    database = SQLiteDatabase(db)
+    load(database)
+    meterflow("query", "energy", "--device", GONE, "--db", url, "--from", "2026-04-02",
+              "--to", "2026-04-02", "--tz", "UTC")  # fmt: skip
+    archive = tmp_path / "archive"
+    assert meterflow("partitions", "archive", "2026-03", "--to", str(archive),
+                     "--db", url).exit_code == 0  # fmt: skip
+    assert meterflow("backup", "--to", str(tmp_path / "backups"), "--db", url).exit_code == 0
+    backup = next((tmp_path / "backups").iterdir())
+    before = kept_totals(database)
+
+    dry = meterflow("privacy", "erase", "--device", GONE, "--dry-run", "--archive-dir",
+                    str(archive), "--db", url)  # fmt: skip
+    assert "energy_data: would erase 24 rows" in dry.output, dry.output
+    assert "energy_data_2026_03.db: would erase 24 readings" in dry.output
+    assert database.query(f"SELECT count(*) FROM energy_data WHERE device_id = '{GONE}'") == [
+        (24,)
+    ]  # fmt: skip
+
+    # A connection held open, as a running daemon's is: the WAL stays, with whatever
+    # frames no checkpoint has reset.
+    with closing(sqlite3.connect(db)) as daemon:
+        daemon.execute("SELECT count(*) FROM iot_devices").fetchall()
+        done = meterflow("privacy", "erase", "--device", GONE, "--archive-dir", str(archive),
+                         "--db", url)  # fmt: skip
+        assert done.exit_code == 0, done.output
+        assert "dead_letters: erased 1 rows" in done.output
+        wal = db.with_name(db.name + "-wal")
+        assert wal.exists()
+        for path in [db, wal, *archive.iterdir()]:
+            assert GONE.encode() not in path.read_bytes(), path
+    assert kept_totals(database) == before
+    verified = meterflow("db", "verify", "--db", url, "--archive-dir", str(archive))
+    assert verified.exit_code == 0, verified.output
+    assert GONE in erasure_log.read_text()  # the log, outside the database, names it
+
+    restored = meterflow("restore", str(backup), "--force", "--db", url)
+    assert restored.exit_code == 0, restored.output
+    assert "applied 1 logged erasures again" in restored.output
+    assert GONE.encode() not in db.read_bytes()
+    assert database.query(f"SELECT count(*) FROM energy_15min WHERE device_id = '{GONE}'") == [
+        (0,)
+    ]  # fmt: skip
+    assert kept_totals(database) == before
+
+
+def test_erasing_a_device_on_either_database_keeps_the_others_and_the_rollups_right(
+    database: Database, tmp_path: Path, erasure_log: Path
+) -> None:
+    """Readings, rollups, registry, counters and dead letters of the device go; db verify
+    passes; the other device's totals are as they were."""
+    load(database)
+    before = kept_totals(database)
+    done = meterflow("privacy", "erase", "--device", GONE, "--archive-dir",
+                     str(tmp_path / "none"), "--db", database.url)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    for table in ("energy_data", "energy_15min", "energy_monthly", "iot_devices",
+                  "device_owners"):  # fmt: skip
+        assert database.query(f"SELECT count(*) FROM {table} WHERE device_id = '{GONE}'") == [
+            (0,)
+        ], table  # fmt: skip
+    assert database.query("SELECT count(*) FROM dead_letters") == [(0,)]
+    assert kept_totals(database) == before
+    assert meterflow("db", "verify", "--db", database.url).exit_code == 0
+    assert erasure_log.exists()
