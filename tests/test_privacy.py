@@ -23,23 +23,25 @@ from tests.databases import Database
 DAYS = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))
 
 
-def load(database: Database) -> None:
+def load(database: Database, first: str = "m-1", second: str = "m-2") -> None:
+    """Two meters, `first` u-1's and `second` u-2's, as the module docstring says."""
+
     async def go() -> None:
         engine = open_engine(database.url)
         async with BatchWriter(engine, url=database.url) as writer:
             async with engine.begin() as conn:
-                await registry.register(conn, [Registration("m-1", "smart_meter", "u-1"),
-                                               Registration("m-2", "smart_meter", "u-2")],
+                await registry.register(conn, [Registration(first, "smart_meter", "u-1"),
+                                               Registration(second, "smart_meter", "u-2")],
                                         DAYS[0])  # fmt: skip
             readings = [
                 Reading("t", device, "smart_meter", day + timedelta(hours=h), 0.25, 1.0)
-                for device in ("m-1", "m-2") for day in DAYS for h in range(24)
+                for device in (first, second) for day in DAYS for h in range(24)
             ]  # fmt: skip
-            readings.append(Reading("t", "m-1", "smart_meter", DAYS[1] + timedelta(minutes=30),
+            readings.append(Reading("t", first, "smart_meter", DAYS[1] + timedelta(minutes=30),
                                     None, None, counter="import", counter_kwh=1234.5))  # fmt: skip
-            letter = DeadLetter("meters/smart_meter/m-1/telemetry", b'{"ts": "soon"}',
+            letter = DeadLetter(f"meters/smart_meter/{first}/telemetry", b'{"ts": "soon"}',
                                 "ts: not a time", DAYS[1])  # fmt: skip
-            other = DeadLetter("meters/smart_meter/m-2/telemetry", b"{}", "empty", DAYS[1])
+            other = DeadLetter(f"meters/smart_meter/{second}/telemetry", b"{}", "empty", DAYS[1])
             await writer.write(WriteBatch(readings, [letter, other]))
         await engine.dispose()
 
