@@ -9,15 +9,20 @@ archived, then the database is backed up, then one meter is erased.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from meterflow.publisher import Publisher
 from tests import test_privacy
 from tests.cli import meterflow
 from tests.databases import Database, SQLiteDatabase
+from tests.helpers import make_settings, payload, recent, running_daemon, wait_until
+from tests.mosquitto import Mosquitto
 
 GONE, KEPT = "meter-ERASE-ME-7", "meter-keep-2"
 
@@ -113,3 +118,45 @@ def test_erasing_a_device_on_either_database_keeps_the_others_and_the_rollups_ri
     assert kept_totals(database) == before
     assert meterflow("db", "verify", "--db", database.url).exit_code == 0
     assert erasure_log.exists()
+
+
+@pytest.mark.mqtt
+async def test_an_erasure_while_the_daemon_runs_leaves_later_readings_to_a_new_device(
+    broker: Mosquitto, publisher: Publisher, tmp_path: Path, prefix: str, erasure_log: Path
+) -> None:
+    """The daemon keeps its connection while the erasure scrubs the file under it; the
+    erased meter's next readings register it afresh, with nothing of before."""
+    db = tmp_path / "data" / "meterflow.db"
+    settings = make_settings(broker.url, db, prefix, **{"batch.max_delay_ms": 50})
+    start = recent(3 * 3600).replace(minute=0, second=0, microsecond=0)
+
+    def publish(device: str, first: int, count: int) -> None:
+        for minute in range(first, first + count):
+            at = start + timedelta(minutes=minute)
+            publisher.publish(f"{prefix}/smart_meter/{device}/telemetry", payload(device, at))
+
+    async with running_daemon(settings) as daemon:
+        publish(GONE, 0, 30)
+        publish(KEPT, 0, 30)
+        await asyncio.to_thread(publisher.wait_acknowledged)
+        await wait_until(lambda: daemon.stats.stored == 60, what="60 readings")
+        done = await asyncio.to_thread(
+            meterflow, "privacy", "erase", "--device", GONE, "--db", f"sqlite:///{db}",
+            "--archive-dir", str(tmp_path / "archive"),
+        )  # fmt: skip
+        assert done.exit_code == 0, done.output
+        for path in (db, db.with_name(db.name + "-wal")):
+            assert GONE.encode() not in path.read_bytes(), path
+        publish(GONE, 60, 5)
+        await asyncio.to_thread(publisher.wait_acknowledged)
+        await wait_until(lambda: daemon.stats.stored == 65, what="65 readings")
+    database = SQLiteDatabase(db)
+    assert database.query(
+        f"SELECT count(*), min(recorded_at) >= '{start + timedelta(minutes=60):%Y-%m-%d %H:%M}' "
+        f"FROM energy_data WHERE device_id = '{GONE}'"
+    ) == [(5, 1)]
+    assert database.query(f"SELECT count(*) FROM energy_data WHERE device_id = '{KEPT}'") == [
+        (30,)
+    ]  # fmt: skip
+    verified = await asyncio.to_thread(meterflow, "db", "verify", "--db", f"sqlite:///{db}")
+    assert verified.exit_code == 0, verified.output
