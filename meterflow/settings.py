@@ -26,7 +26,12 @@ from partitions.settings import RetentionSettings
 from storage import DeviceType
 from storage.counters import DEFAULT_MAX_POWER_KW
 from storage.prices import Prices
-from storage.settings import AnalyticsSettings, PrivacySettings, StorageSettings
+from storage.settings import (
+    AnalyticsSettings,
+    BackupSettings,
+    PrivacySettings,
+    StorageSettings,
+)
 from storage.tariffs import CarbonSettings, Tariff, check_tariffs
 
 DEFAULT_EXPECTED_INTERVAL_S: dict[DeviceType, float] = dict.fromkeys(get_args(DeviceType), 60.0)
@@ -94,6 +99,7 @@ class Settings(BaseSettings):
     decoders: DecodersSettings = DecodersSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     privacy: PrivacySettings = PrivacySettings()
+    backup: BackupSettings = BackupSettings()
     # What energy costs and the grid's carbon (storage/tariffs.py): `[[tariffs]]`, `[carbon]`.
     tariffs: list[Tariff] = Field(default_factory=list)
     carbon: CarbonSettings = CarbonSettings()

@@ -91,3 +91,13 @@ class PrivacySettings(BaseModel):
 
     pseudonym_key: Annotated[SecretStr, Field(min_length=16)] | None = None
     erasure_log: Path = Path("data/erasures.jsonl")
+
+
+class BackupSettings(BaseModel):
+    """`[backup]`: the age public keys backups are encrypted to (storage/sealed.py), and the
+    identity file that opens them for a restore."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipients: list[str] = Field(default_factory=list)
+    identity_file: Path | None = None
