@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +53,9 @@ def database_url(url: str) -> URL:
         raise UnsupportedDatabaseError(url, hint) from None
     backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
     if backend == "postgresql" and driver in {"psycopg2", "asyncpg"}:
+        mode = parsed.query.get("sslmode", "prefer")
+        if mode not in SSL_MODES:
+            raise UnsupportedDatabaseError(url, f"sslmode is one of {', '.join(SSL_MODES)}")
         return parsed.set(drivername="postgresql+asyncpg")
     if backend != "sqlite" or driver not in {"pysqlite", "aiosqlite"}:
         raise UnsupportedDatabaseError(url)
@@ -62,6 +67,32 @@ def database_url(url: str) -> URL:
     if not parsed.database or parsed.database == ":memory:":
         raise UnsupportedDatabaseError(url)
     return parsed.set(drivername="sqlite+aiosqlite")
+
+
+# libpq's sslmode values, which asyncpg takes as its `ssl` argument.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's URL parameters for TLS; asyncpg takes them as one `ssl` argument instead.
+_TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+
+
+def tls_argument(query: Mapping[str, str | tuple[str, ...]]) -> str | ssl.SSLContext | None:
+    """What asyncpg's `ssl` argument makes of a URL's libpq TLS parameters: the mode, or
+    a context where a CA or a client certificate is named (`sslmode=verify-full&
+    sslrootcert=/etc/ssl/db-ca.pem`)."""
+    found = {name: str(query[name]) for name in _TLS_PARAMETERS if name in query}
+    if not found:
+        return None
+    mode = found.get("sslmode", "verify-full" if "sslrootcert" in found else "prefer")
+    if not {"sslrootcert", "sslcert"} & set(found):
+        return mode
+    context = ssl.create_default_context(cafile=found.get("sslrootcert"))
+    if mode != "verify-full":
+        context.check_hostname = False
+    if mode in {"disable", "allow", "prefer", "require"}:
+        context.verify_mode = ssl.CERT_NONE
+    if "sslcert" in found:
+        context.load_cert_chain(found["sslcert"], found.get("sslkey"))
+    return context
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -99,8 +130,13 @@ def open_engine(
         # A commit returns only once on disk, whatever the server's default: the daemon
         # acknowledges messages on the strength of it.
         settings = {"application_name": application, "synchronous_commit": "on"}
+        connect: dict[str, object] = {"server_settings": settings}
+        tls = tls_argument(parsed.query)
+        if tls is not None:
+            connect["ssl"] = tls
+        query = {k: v for k, v in parsed.query.items() if k not in _TLS_PARAMETERS}
         return create_async_engine(
-            parsed, pool_pre_ping=True, connect_args={"server_settings": settings}
+            parsed.set(query=query), pool_pre_ping=True, connect_args=connect
         )
     if parsed.database:
         _create_private(Path(parsed.database))
@@ -204,6 +240,13 @@ async def connection(engine: AsyncEngine) -> AsyncConnection:
     except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
         raise DatabaseUnavailableError(
             f"cannot reach the database at {_server(engine)}: {_reason(exc)}"
+        ) from None
+    except asyncpg.ClientConfigurationError as exc:
+        # The URL's TLS parameters name what cannot be used (no root certificate).
+        reason = str(exc).splitlines()[0]
+        raise StorageError(
+            f"cannot connect to {_server(engine)} as storage.url asks: {reason}; give the "
+            "server's CA with sslrootcert=FILE in the URL"
         ) from None
     except asyncpg.InvalidCatalogNameError as exc:
         name = engine.url.database
