@@ -38,7 +38,7 @@ from partitions.store import archived_months
 from storage.backend import Dialect
 from storage.engine import open_engine
 from storage.owners import Ownership
-from storage.privacy import Person, spans_of
+from storage.privacy import Person, from_topic_of, spans_of
 from storage.rollups import ROLLUPS
 from storage.tables import (
     audit_log,
@@ -91,12 +91,12 @@ async def erase(conn: AsyncConnection, backend: Dialect, person: Person) -> Eras
         erased.add(rollup.table, done.rowcount)
     await _registry(conn, person, erased)
     topics = or_(false(), *(
-        and_(dead_letters.c.topic.like(f"%/{s.device_id}/%"), dead_letters.c.received_at >= s.since,
+        and_(from_topic_of(s.device_id), dead_letters.c.received_at >= s.since,
              dead_letters.c.received_at < s.until) for s in spans
     ))  # fmt: skip
     erased.add("dead_letters", (await conn.execute(delete(dead_letters).where(topics))).rowcount)
     names = {person.id, *erased.devices}
-    named = or_(false(), *(audit_log.c.target.contains(name) for name in names))
+    named = or_(false(), *(audit_log.c.target.contains(n, autoescape=True) for n in names))
     done = await conn.execute(update(audit_log).where(named).values(target=ERASED))
     erased.add("audit_log", done.rowcount)
     return erased

@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from sqlalchemy import JSON, Boolean, Float, Integer, and_, false, or_, select
+from sqlalchemy import JSON, Boolean, ColumnElement, Float, Integer, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from partitions.postgres_store import ARCHIVE_SUFFIX as POSTGRES_ARCHIVE_SUFFIX
@@ -112,10 +112,16 @@ async def live_rows(
         else device_owners.c.device_id == person.id
     )
     yield await _rows(conn, device_owners.name, owners.order_by(*device_owners.c))
-    topics = or_(false(), *(dead_letters.c.topic.like(f"%/{device}/%") for device in devices))
+    topics = or_(false(), *(from_topic_of(device) for device in devices))
     yield await _rows(
         conn, dead_letters.name, select(dead_letters).where(topics).order_by(dead_letters.c.id)
     )
+
+
+def from_topic_of(device_id: str) -> ColumnElement[bool]:
+    """Whether a dead letter came on a topic of `device_id` (a level of its own, so
+    'm-1' is not 'm-10'; `%` and `_` in an id are no wildcards)."""
+    return dead_letters.c.topic.contains(f"/{device_id}/", autoescape=True)
 
 
 def _floor(moment: datetime, bucket: str) -> datetime:

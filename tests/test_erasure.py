@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from contextlib import closing
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from meterflow.publisher import Publisher
+from storage import BatchWriter, DeadLetter, WriteBatch, open_engine
 from tests import test_privacy
 from tests.cli import meterflow
 from tests.databases import Database, SQLiteDatabase
@@ -160,3 +161,24 @@ async def test_an_erasure_while_the_daemon_runs_leaves_later_readings_to_a_new_d
     ]  # fmt: skip
     verified = await asyncio.to_thread(meterflow, "db", "verify", "--db", f"sqlite:///{db}")
     assert verified.exit_code == 0, verified.output
+
+
+def test_an_ids_underscore_is_no_wildcard(database: Database, erasure_log: Path) -> None:
+    """Erasing m_1 leaves mX1's dead letter, and m-10's: a topic level is matched whole."""
+
+    async def go() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            when = datetime(2026, 4, 2, tzinfo=UTC)
+            await writer.write(WriteBatch([], [
+                DeadLetter(f"meters/smart_meter/{device}/telemetry", b"{}", "empty", when)
+                for device in ("m_1", "mX1", "m_10")
+            ]))  # fmt: skip
+        await engine.dispose()
+
+    asyncio.run(go())
+    done = meterflow("privacy", "erase", "--device", "m_1", "--db", database.url)
+    assert done.exit_code == 0, done.output
+    assert sorted(topic for (topic,) in database.query("SELECT topic FROM dead_letters")) == [
+        "meters/smart_meter/mX1/telemetry", "meters/smart_meter/m_10/telemetry"
+    ]  # fmt: skip
