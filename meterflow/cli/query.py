@@ -36,7 +36,7 @@ from storage.readonly import archives_in
 
 @click.group()
 def query() -> None:
-    """Ask the database questions (read-only)."""
+    """Ask the database questions (they change no data; each is in the audit trail)."""
 
 
 @query.command("sql")
