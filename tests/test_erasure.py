@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from meterflow.publisher import Publisher
-from storage import BatchWriter, DeadLetter, WriteBatch, open_engine
+from storage import BatchWriter, DeadLetter, Reading, WriteBatch, open_engine
+from storage.registry import Registration, register
 from tests import test_privacy
 from tests.cli import meterflow
 from tests.databases import Database, SQLiteDatabase
@@ -182,3 +183,43 @@ def test_an_ids_underscore_is_no_wildcard(database: Database, erasure_log: Path)
     assert sorted(topic for (topic,) in database.query("SELECT topic FROM dead_letters")) == [
         "meters/smart_meter/mX1/telemetry", "meters/smart_meter/m_10/telemetry"
     ]  # fmt: skip
+
+
+def test_erasing_a_user_keeps_the_next_owners_readings_of_a_device_they_sold(
+    database: Database, erasure_log: Path
+) -> None:
+    """u-1 sold m-1 to u-3 on 3 April, whose readings of it follow: u-1's readings go,
+    u-3's stay, April's monthly rollup of m-1 keeps u-3's part alone, u-1's ownership span
+    is nobody's, and u-2's meter is untouched."""
+    test_privacy.load(database)
+    sold = datetime(2026, 4, 3, tzinfo=UTC)
+
+    async def sell() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            async with engine.begin() as conn:
+                await register(conn, [Registration("m-1", "smart_meter", "u-3")], sold)
+            later = sold + timedelta(hours=1)
+            await writer.write(WriteBatch([
+                Reading("t", "m-1", "smart_meter", later + timedelta(hours=h), 0.5, 2.0)
+                for h in range(6)
+            ]))  # fmt: skip
+        await engine.dispose()
+
+    asyncio.run(sell())
+    assert database.query("SELECT count(*) FROM energy_data WHERE user_id = 'u-3'") == [(6,)]
+    done = meterflow("privacy", "erase", "--user", "u-1", "--db", database.url)
+    assert done.exit_code == 0, done.output
+    assert database.query("SELECT count(*) FROM energy_data WHERE user_id = 'u-1'") == [(0,)]
+    assert database.query("SELECT count(*) FROM energy_data WHERE user_id = 'u-3'") == [(6,)]
+    assert database.query("SELECT count(*) FROM energy_data WHERE device_id = 'm-2'") == [(48,)]
+    assert database.query(
+        "SELECT energy_kwh FROM energy_monthly WHERE device_id = 'm-1'"
+    ) == [(3.0,)]  # fmt: skip
+    assert database.query(
+        "SELECT user_id FROM device_owners WHERE device_id = 'm-1' ORDER BY since"
+    ) == [(None,), ("u-3",)]
+    assert database.query("SELECT user_id FROM iot_devices WHERE device_id = 'm-1'") == [
+        ("u-3",)
+    ]  # fmt: skip
+    assert meterflow("db", "verify", "--db", database.url).exit_code == 0
