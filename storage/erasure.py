@@ -38,7 +38,7 @@ from partitions.store import archived_months
 from storage.backend import Dialect
 from storage.engine import open_engine
 from storage.owners import Ownership
-from storage.privacy import Person, from_topic_of, spans_of
+from storage.privacy import Person, letters_of, spans_of
 from storage.rollups import ROLLUPS
 from storage.tables import (
     audit_log,
@@ -90,11 +90,8 @@ async def erase(conn: AsyncConnection, backend: Dialect, person: Person) -> Eras
         done = await conn.execute(delete(table).where(held, outside_live))
         erased.add(rollup.table, done.rowcount)
     await _registry(conn, person, erased)
-    topics = or_(false(), *(
-        and_(from_topic_of(s.device_id), dead_letters.c.received_at >= s.since,
-             dead_letters.c.received_at < s.until) for s in spans
-    ))  # fmt: skip
-    erased.add("dead_letters", (await conn.execute(delete(dead_letters).where(topics))).rowcount)
+    gone = await conn.execute(delete(dead_letters).where(letters_of(spans)))
+    erased.add("dead_letters", gone.rowcount)
     names = {person.id, *erased.devices}
     named = or_(false(), *(audit_log.c.target.contains(n, autoescape=True) for n in names))
     done = await conn.execute(update(audit_log).where(named).values(target=ERASED))

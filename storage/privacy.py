@@ -76,7 +76,6 @@ async def live_rows(
 ) -> AsyncIterator[TableRows]:
     """Each live table's rows of `person`, readings month by month from the partitions
     `backend` knows."""
-    devices = sorted({span.device_id for span in spans})
     readings: TableRows | None = None
     for month in sorted(backend.partitions.months):
         table = backend.readings_table(month)
@@ -103,8 +102,15 @@ async def live_rows(
                    bucket < s.until) for s in spans),
         )  # fmt: skip
         yield await _rows(conn, rollup.table, select(table).where(held).order_by(*table.c))
+    # A device's registry row and counters are its current owner's: a user's are those of
+    # the devices theirs now, not of one they sold.
+    current = (
+        select(iot_devices.c.device_id).where(iot_devices.c.user_id == person.id)
+        if person.kind == "user"
+        else select(iot_devices.c.device_id).where(iot_devices.c.device_id == person.id)
+    )
     for table in (iot_devices, meter_counters):
-        query = select(table).where(table.c.device_id.in_(devices))
+        query = select(table).where(table.c.device_id.in_(current))
         yield await _rows(conn, table.name, query.order_by(*table.primary_key.columns))
     owners = select(device_owners).where(
         device_owners.c.user_id == person.id
@@ -112,10 +118,23 @@ async def live_rows(
         else device_owners.c.device_id == person.id
     )
     yield await _rows(conn, device_owners.name, owners.order_by(*device_owners.c))
-    topics = or_(false(), *(from_topic_of(device) for device in devices))
     yield await _rows(
-        conn, dead_letters.name, select(dead_letters).where(topics).order_by(dead_letters.c.id)
+        conn,
+        dead_letters.name,
+        select(dead_letters).where(letters_of(spans)).order_by(dead_letters.c.id),
     )
+
+
+def letters_of(spans: Sequence[Ownership]) -> ColumnElement[bool]:
+    """The dead letters that came on the spans' devices' topics while the spans held."""
+    return or_(
+        false(),
+        *(
+            and_(from_topic_of(s.device_id), dead_letters.c.received_at >= s.since,
+                 dead_letters.c.received_at < s.until)
+            for s in spans
+        ),
+    )  # fmt: skip
 
 
 def from_topic_of(device_id: str) -> ColumnElement[bool]:

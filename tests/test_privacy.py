@@ -117,3 +117,34 @@ def test_a_devices_export_equals_what_queries_return(database: Database, tmp_pat
                       "--db", database.url)  # fmt: skip
     assert again.exit_code == 1
     assert "is not empty: give a new directory" in again.stderr
+
+
+def test_a_users_export_holds_nothing_of_the_next_owner_of_a_meter_they_sold(
+    database: Database, tmp_path: Path
+) -> None:
+    """u-1 sold m-1 to u-3 on 3 April: u-3's readings, dead letter, the registry row and
+    counter (u-3's now) are not in u-1's export."""
+    load(database)
+    sold = datetime(2026, 4, 3, tzinfo=UTC)
+
+    async def sell() -> None:
+        engine = open_engine(database.url)
+        async with BatchWriter(engine, url=database.url) as writer:
+            async with engine.begin() as conn:
+                await registry.register(conn, [Registration("m-1", "smart_meter", "u-3")], sold)
+            later = sold + timedelta(hours=1)
+            letter = DeadLetter("meters/smart_meter/m-1/telemetry", b"{}", "u-3's", later)
+            await writer.write(WriteBatch(
+                [Reading("t", "m-1", "smart_meter", later, 0.5, 2.0)], [letter]
+            ))  # fmt: skip
+        await engine.dispose()
+
+    asyncio.run(sell())
+    out = tmp_path / "u-1"
+    done = meterflow("privacy", "export", "--user", "u-1", "--out", str(out), "--db",
+                     database.url)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert len(exported(out, "energy_data")) == 48
+    assert [r["reason"] for r in exported(out, "dead_letters")] == ["ts: not a time"]
+    assert exported(out, "iot_devices") == exported(out, "meter_counters") == []
+    assert "u-3" not in "".join(p.read_text() for p in out.iterdir())
