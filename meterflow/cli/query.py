@@ -136,7 +136,7 @@ def query_energy(
             for b in buckets
         ]  # fmt: skip
     click.echo(render(headers, rows, output_format))
-    audited(settings, f"user {user_id}" if user_id else f"device {device_id}", len(rows))
+    audited(settings, _whose(user_id, device_id), len(rows))
 
 
 @query.command("devices-daily")
@@ -241,7 +241,7 @@ def query_peaks(
     ]
     rows.append([f"mean of {len(peaks)}", _round(mean_peak(peaks)), None])
     click.echo(render(headers, rows, output_format))
-    audited(settings, f"user {user_id}" if user_id else f"device {device_id}", len(peaks))
+    audited(settings, _whose(user_id, device_id), len(peaks))
 
 
 @query.command("self-consumption")
@@ -277,6 +277,11 @@ def query_self_consumption(
     ]  # fmt: skip
     click.echo(render(headers, [row], output_format))
     audited(settings, f"user {user_id}", 1)
+
+
+def _whose(user_id: str | None, device_id: str | None) -> str:
+    """What a question was about, for the audit trail: a user's home or a device."""
+    return f"user {user_id}" if user_id else f"device {device_id}"
 
 
 def _round(value: float | None) -> float | None:
