@@ -1,6 +1,6 @@
 """Ingest benchmark: meterflow against a bare aiomqtt client and a naive baseline.
 
-    python -m bench.ingest [--readings 200000] [--devices 1000]
+    python -m bench.ingest [--readings 200000] [--devices 1000] [--only b,be]
 
 Each contender gets a fresh Mosquitto started from config/mosquitto.conf and a persistent
 session holding the same backlog of QoS 1 readings (published beforehand by a publisher
@@ -12,6 +12,7 @@ message (the broker's wire ceiling here; its clock starts at launch, connect inc
 receiving through its own subscriber, (b2) the same through the aiomqtt receive path,
 (bn) (b) with SQLite's synchronous = NORMAL instead of the default FULL (no fsync per batch),
 (bp) (b) with a time-of-use tariff and grid carbon configured: every batch priced,
+(be) (b) with encryption at rest (storage.encryption_key: SQLCipher pages),
 (c) the naive consumer has committed the last row. A backlog measures each consumer's own
 ceiling; a live publisher here tops out near 10,000 messages/s and would measure itself.
 Then (l) meterflow's publish-to-commit latency at a steady rate (bench.latency), by
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import psutil
 
+from storage import cipher
+from storage.cipher import ENVIRONMENT_KEY
 from tests.mosquitto import Mosquitto
 
 PREFIX = "bench"
@@ -166,6 +169,7 @@ def meterflow(
     client: str = "meterflow",
     synchronous: str = "FULL",
     priced: bool = False,
+    key: str | None = None,
 ) -> Result:
     command = [str(BIN / "meterflow"), "run", "--broker", f"mqtt://127.0.0.1:{port}",
                "--db", f"sqlite:///{db}"]  # fmt: skip
@@ -177,6 +181,8 @@ def meterflow(
            "METERFLOW_LOG__FORMAT": "json", "PATH": str(BIN), "METERFLOW_MQTT__CLIENT": client,
            "METERFLOW_LOG__SUMMARY_INTERVAL_S": str(SUMMARY_INTERVAL_S),
            "METERFLOW_STORAGE__SQLITE_SYNCHRONOUS": synchronous}  # fmt: skip
+    if key is not None:
+        env[ENVIRONMENT_KEY] = key
     with log.open("w") as log_file:
         daemon = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file)
     sampler = Sampler(daemon.pid)
@@ -198,7 +204,9 @@ def meterflow(
         name = f"{name} {synchronous}"
     if priced:
         name = f"{name} priced"
-    return Result(name, done - ready, count_rows(db), peak, cpu)
+    if key is not None:
+        name = f"{name} encrypted"
+    return Result(name, done - ready, count_rows(db, key), peak, cpu)
 
 
 # A tariff of the kind most users have: peak and off-peak prices by local weekday and time,
@@ -237,11 +245,11 @@ def stored_by_summary(log: Path) -> tuple[float, int]:
     return datetime.fromisoformat(first["timestamp"]).timestamp(), int(total)
 
 
-def count_rows(db: Path) -> int:
+def count_rows(db: Path, key: str | None = None) -> int:
     try:
-        with closing(sqlite3.connect(db)) as conn:
+        with closing(cipher.connect(db, key)) as conn:
             return int(conn.execute("SELECT count(*) FROM energy_data").fetchone()[0])
-    except sqlite3.Error:
+    except cipher.Error:
         return 0
 
 
@@ -270,6 +278,39 @@ def print_cpu_ceiling(b: Result, w: Result, n: int) -> None:
     )
 
 
+def print_ratios(results: dict[str, Result], n: int) -> None:
+    """The ratios between the contenders that ran, against their targets where there are."""
+
+    def ratio(top: str, bottom: str, label: str, target: str = "", *, cpu: bool = False) -> None:
+        if top in results and bottom in results:
+            t, u = results[top], results[bottom]
+            said = f"{top}/{bottom} {label}".ljust(38)
+            extra = f", CPU {t.cpu_seconds / u.cpu_seconds:.2f}" if cpu else ""
+            print(f"{said}{t.rate(n) / u.rate(n):5.2f} readings/s{extra}{target}")
+
+    ratio("b", "a", "meterflow / bare aiomqtt:", "   target >= 0.70")
+    ratio("b", "w", "meterflow / wire ceiling:", "   target >= 0.70")
+    ratio("b", "c", "meterflow / naive paho+INSERT:", "   target >= 2.50")
+    ratio("b2", "a", "meterflow on aiomqtt / bare aiomqtt:")
+    ratio("b", "b2", "own subscriber / aiomqtt path:")
+    ratio("b", "bn", "synchronous FULL / NORMAL:", cpu=True)
+    ratio("bp", "b", "priced / unpriced:", cpu=True)
+    ratio("be", "b", "encrypted / plain:", cpu=True)
+    for key in ("b", "b2", "bn", "bp", "be"):
+        if key in results:
+            r = results[key]
+            print(f"{r.name} rows lost: {n - r.stored}   peak RSS {r.peak_rss_mb:.1f} MiB")
+    if "b" in results and "w" in results:
+        print_cpu_ceiling(results["b"], results["w"], n)
+    if "b" in results:
+        fast_enough = "yes" if results["b"].rate(n) >= TARGET_RATE else "no"
+        print(f"b    meterflow >= {TARGET_RATE:,.0f} readings/s: {fast_enough}")
+
+
+# The encrypted contender's passphrase: SQLCipher's key derivation runs once per connection.
+BENCH_KEY = "bench passphrase"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -277,6 +318,9 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=1_000)
     parser.add_argument("--skip-naive", action="store_true", help="leave out (c), the slowest")
+    parser.add_argument(
+        "--only", help="these contenders alone, by letter (b,be); the ratios between them"
+    )
     parser.add_argument(
         "--latency-rate",
         type=float,
@@ -299,11 +343,17 @@ def main() -> None:
                                    synchronous="NORMAL")),
         ("bp", "bench-meterflow",
          lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log", priced=True)),
+        ("be", "bench-meterflow",
+         lambda port, d: meterflow(port, n, d / "meterflow.db", d / "daemon.log",
+                                   key=BENCH_KEY)),
     ]  # fmt: skip
     if not args.skip_naive:
         contenders.append(
             ("c", "bench-naive-paho", lambda port, d: reference("naive-paho", port, n, d / "n.db"))
         )
+    if args.only:
+        chosen = args.only.split(",")
+        contenders = [contender for contender in contenders if contender[0] in chosen]
     print(f"workload: {n:,} readings from {args.devices:,} devices, QoS 1, as a backlog")
     results: dict[str, Result] = {}
     with tempfile.TemporaryDirectory(prefix="meterflow-bench-") as scratch:
@@ -323,32 +373,7 @@ def main() -> None:
                 f"peak RSS {r.peak_rss_mb:5.1f} MiB   (backlog published at {publish_rate:,.0f}/s)",
                 flush=True,
             )
-    a, b, w = results["a"], results["b"], results["w"]
-    print(f"b/a  meterflow / bare aiomqtt:        {b.rate(n) / a.rate(n):5.2f}   target >= 0.70")
-    print(f"b/w  meterflow / wire ceiling:        {b.rate(n) / w.rate(n):5.2f}   target >= 0.70")
-    if "c" in results:
-        c = results["c"]
-        print(
-            f"b/c  meterflow / naive paho+INSERT:   {b.rate(n) / c.rate(n):5.2f}   target >= 2.50"
-        )
-    b2 = results["b2"]
-    print(f"b2/a meterflow on aiomqtt / bare aiomqtt: {b2.rate(n) / a.rate(n):5.2f}")
-    print(f"b/b2 own subscriber / aiomqtt path:  {b.rate(n) / b2.rate(n):5.2f}")
-    bn = results["bn"]
-    print(
-        f"b/bn synchronous FULL / NORMAL:      {b.rate(n) / bn.rate(n):5.2f} readings/s, "
-        f"CPU {b.cpu_seconds / bn.cpu_seconds:.2f}"
-    )
-    bp = results["bp"]
-    print(
-        f"bp/b priced / unpriced:              {bp.rate(n) / b.rate(n):5.2f} readings/s, "
-        f"CPU {bp.cpu_seconds / b.cpu_seconds:.2f}"
-    )
-    for r in (b, b2, bn, bp):
-        print(f"{r.name} rows lost: {n - r.stored}   peak RSS {r.peak_rss_mb:.1f} MiB")
-    print_cpu_ceiling(b, w, n)
-    fast_enough = "yes" if b.rate(n) >= TARGET_RATE else "no"
-    print(f"b    meterflow >= {TARGET_RATE:,.0f} readings/s: {fast_enough}")
+    print_ratios(results, n)
     if args.latency_rate:
         # Imported here: bench.latency builds on this module's helpers.
         from bench.latency import measure  # noqa: PLC0415

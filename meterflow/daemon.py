@@ -136,6 +136,7 @@ class Daemon:
                     storage.url,
                     storage.sqlite_checkpoint_interval_s,
                     storage.sqlite_busy_timeout_ms,
+                    storage.key,
                 )
                 if checkpointer is not None:
                     await stack.enter_async_context(checkpointer)

@@ -1,10 +1,13 @@
 """SQLite: a month is archived as its own SQLite file holding that month's table.
 
-The work runs in a thread on connections of its own (the sqlite3 module, because ATTACH
-cannot happen inside the transaction SQLAlchemy opens). Archiving holds the live
-database's write lock from the copy to the drop, so no reading can arrive in between;
-the copy is committed (and synced) in the archive file before the live table is dropped.
-Run again after a crash, it merges into the existing file and finishes.
+The work runs in a thread on connections of its own (the sqlite3 module's API, because
+ATTACH cannot happen inside the transaction SQLAlchemy opens), opened and attached by the
+`SQLiteFiles` the store is given: an encrypted database's (storage/cipher.py) makes its
+archives encrypted with the same key.
+Archiving holds the live database's write lock from the copy to the drop, so no reading
+can arrive in between; the copy is committed (and synced) in the archive file before the
+live table is dropped. Run again after a crash, it merges into the existing file and
+finishes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Table
@@ -28,14 +32,30 @@ from partitions.view import drop_view_ddl, view_ddl
 
 log = structlog.get_logger("meterflow.partitions")
 
+
+class SQLiteFiles(Protocol):
+    """Opens and attaches SQLite files, with the database's encryption key if it has one."""
+
+    def connect(self, database: str | Path, **options: Any) -> sqlite3.Connection:  # noqa: ANN401
+        """sqlite3.connect, keyed."""
+        ...
+
+    def attach(self, conn: sqlite3.Connection, database: str, alias: str) -> None:
+        """ATTACH DATABASE, keyed."""
+        ...
+
+
 ARCHIVE_SUFFIX = ".db"
 _KEY = "device_id, data_type, recorded_at"
 
 
 class SQLitePartitionStore:
-    def __init__(self, path: Path, template: Table, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: Path, template: Table, files: SQLiteFiles, busy_timeout_ms: int = 5000
+    ) -> None:
         self._path = path
         self._template = template
+        self._files = files
         self._busy_timeout_ms = busy_timeout_ms
 
     async def inventory(self) -> list[PartitionInfo]:
@@ -52,7 +72,7 @@ class SQLitePartitionStore:
 
     @contextlib.contextmanager
     def _connect(self, path: Path | None = None) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(path or self._path, isolation_level=None)
+        conn = self._files.connect(path or self._path, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
             yield conn
@@ -100,7 +120,7 @@ class SQLitePartitionStore:
                 (ddl,) = live.execute(
                     "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
                 ).fetchone()
-                archive.execute("ATTACH ? AS live", (str(self._path),))
+                self._files.attach(archive, str(self._path), "live")
                 with _transaction(archive, "BEGIN"):
                     archive.execute(ddl.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
                     archive.execute(
@@ -128,7 +148,7 @@ class SQLitePartitionStore:
         # An archive of an older shape lacks the columns added since: they stay NULL.
         names = [c.name for c in self._template.columns if c.name != "id"]
         with self._connect() as live:
-            live.execute("ATTACH ? AS archive", (str(path),))
+            self._files.attach(live, str(path), "archive")
             try:
                 with _transaction(live, "BEGIN IMMEDIATE"):
                     found = live.execute(
@@ -183,11 +203,8 @@ def _require(conn: sqlite3.Connection, month: Month) -> int:
 
 
 def _has_dbstat(conn: sqlite3.Connection) -> bool:
-    try:
-        conn.execute("SELECT 1 FROM dbstat LIMIT 0")
-    except sqlite3.OperationalError:
-        return False
-    return True
+    (built_in,) = conn.execute("SELECT sqlite_compileoption_used('ENABLE_DBSTAT_VTAB')").fetchone()
+    return bool(built_in)
 
 
 def _time(text: str | None) -> datetime | None:

@@ -5,6 +5,7 @@ from storage.backend import Backend, Dialect, Operations, Schema, backend_for, b
 from storage.engine import SQLiteOptions, Synchronous, database_url, open_engine
 from storage.errors import (
     DatabaseInUseError,
+    EncryptionKeyError,
     QueryError,
     SchemaVersionError,
     StorageError,
@@ -40,6 +41,7 @@ __all__ = [
     "DeadLetter",
     "DeviceType",
     "Dialect",
+    "EncryptionKeyError",
     "Operations",
     "QueryError",
     "Reading",

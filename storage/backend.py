@@ -172,7 +172,8 @@ class Backend(Protocol):
 
 class Operations(Protocol):
     """What is done to a whole database by its URL, beside any daemon; each call blocks
-    until done, as a command runs it."""
+    until done, as a command runs it. `key` is a SQLite database's encryption key
+    (storage/cipher.py), None where it has none; PostgreSQL has no use for it."""
 
     def partition_store(
         self, engine: AsyncEngine, url: str, options: SQLiteOptions | None = None
@@ -180,23 +181,27 @@ class Operations(Protocol):
         """Maintenance of whole partitions: list, drop, archive, restore."""
         ...
 
-    def backup(self, url: str, directory: Path, keep: int) -> Path:
+    def backup(self, url: str, directory: Path, keep: int, *, key: str | None) -> Path:
         """A consistent copy of the database in `directory`, safe while a daemon writes;
         only the newest `keep` are kept. Returns the new file."""
         ...
 
-    def restore(self, backup: Path, url: str, *, force: bool) -> str:
+    def restore(self, backup: Path, url: str, *, force: bool, key: str | None) -> str:
         """Replace the database with a backup, refused while a daemon uses it; returns
         where it went, in words."""
         ...
 
-    def archived_differences(self, url: str, archive: Path, month: Month) -> list[Difference]:
+    def archived_differences(
+        self, url: str, archive: Path, month: Month, *, key: str | None
+    ) -> list[Difference]:
         """`month`'s rollup rows against the readings of its archive file (as
         `storage.verify.month_differences` does for a live month); QueryError for an
         archive this database cannot read."""
         ...
 
-    def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
+    def read_only_query(
+        self, url: str, sql: str, archives: Sequence[Path] | None, *, key: str | None
+    ) -> Rows:
         """Run one statement that may not write; with `archives` (files of old months,
         perhaps none), over those months too."""
         ...

@@ -1,7 +1,8 @@
 """Backups and restores: SQLite online and compressed; PostgreSQL through pg_dump.
 
 SQLite's backup API copies the database page by page under a read transaction, so the copy
-is one consistent state even while the writer commits. Backups are gzip files readable by
+is one consistent state even while the writer commits; the copy of an encrypted database
+is encrypted with the same key (storage/cipher.py). Backups are gzip files readable by
 their owner only; the newest `keep` are kept. PostgreSQL backups are pg_dump's custom
 format, restored by pg_restore.
 """
@@ -12,7 +13,6 @@ import contextlib
 import gzip
 import os
 import shutil
-import sqlite3
 import subprocess
 import tempfile
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ from typing import IO, cast
 
 from sqlalchemy.engine import make_url
 
+from storage import cipher
 from storage.engine import DAEMON_APPLICATION, open_engine, sqlite_file, sqlite_path
 from storage.errors import DatabaseInUseError, StorageError
 from storage.inuse import exclusively
@@ -29,17 +30,18 @@ PREFIX = "meterflow-"
 SUFFIX = ".db.gz"
 
 
-def backup_sqlite(url: str, directory: Path, keep: int = 7) -> Path:
-    """Back up the SQLite database at `url` into `directory`; return the new file."""
+def backup_sqlite(url: str, directory: Path, *, key: str | None, keep: int = 7) -> Path:
+    """Back up the SQLite database at `url` (encrypted with `key`, if any) into
+    `directory`; return the new file."""
     source_path = sqlite_file(url, "backup (on PostgreSQL use pg_dump)")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = directory / f"{PREFIX}{stamp}{SUFFIX}"
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         copy = Path(scratch) / "copy.db"
-        source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+        source = cipher.connect(f"file:{source_path}?mode=ro", key, uri=True)
         try:
-            destination = sqlite3.connect(copy)
+            destination = cipher.connect(copy, key)
             with contextlib.closing(destination):
                 source.backup(destination)
         finally:
@@ -56,7 +58,7 @@ def backup_sqlite(url: str, directory: Path, keep: int = 7) -> Path:
     return target
 
 
-def restore_sqlite(backup: Path, url: str, *, force: bool = False) -> Path:
+def restore_sqlite(backup: Path, url: str, *, key: str | None, force: bool = False) -> Path:
     """Replace the SQLite database at `url` with a backup (gzipped or not); return its path.
 
     Refused while a daemon uses the database, and over an existing database unless
@@ -77,7 +79,7 @@ def restore_sqlite(backup: Path, url: str, *, force: bool = False) -> Path:
             out.flush()
             os.fsync(out.fileno())
         try:
-            _check_restorable(scratch, backup)
+            _check_restorable(scratch, backup, key)
         except BaseException:
             scratch.unlink()
             raise
@@ -95,12 +97,13 @@ def _open_backup(backup: Path) -> IO[bytes]:
     return backup.open("rb")
 
 
-def _check_restorable(copy: Path, backup: Path) -> None:
+def _check_restorable(copy: Path, backup: Path, key: str | None) -> None:
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as conn:
+        conn = cipher.connect(f"file:{copy}?mode=ro", key, shown_as=backup, uri=True)
+        with contextlib.closing(conn):
             integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    except sqlite3.DatabaseError as exc:
+    except cipher.DatabaseError as exc:
         raise StorageError(f"{backup} is not a SQLite database: {exc}") from exc
     if integrity != ["ok"]:
         raise StorageError(f"{backup} fails its integrity check: {'; '.join(integrity[:5])}")

@@ -18,6 +18,7 @@ from typing import Self
 
 import structlog
 
+from storage import cipher
 from storage.engine import sqlite_file, sqlite_path
 
 log = structlog.get_logger("meterflow.storage")
@@ -27,19 +28,24 @@ log = structlog.get_logger("meterflow.storage")
 WRITER_CHECKPOINT_PAGES = 40_000
 
 
-def checkpointer_for(url: str, interval_s: float, busy_timeout_ms: int) -> Checkpointer | None:
+def checkpointer_for(
+    url: str, interval_s: float, busy_timeout_ms: int, key: str | None
+) -> Checkpointer | None:
     """The checkpointer a daemon writing to `url` runs beside its writer; None on
     PostgreSQL, which checkpoints by itself."""
     if sqlite_path(url) is None:
         return None
-    return Checkpointer(sqlite_file(url, "checkpoints"), interval_s, busy_timeout_ms)
+    return Checkpointer(sqlite_file(url, "checkpoints"), interval_s, busy_timeout_ms, key)
 
 
 class Checkpointer:
     """Copies the write-ahead log into the database every `interval_s`, from a thread."""
 
-    def __init__(self, path: Path, interval_s: float, busy_timeout_ms: int) -> None:
+    def __init__(
+        self, path: Path, interval_s: float, busy_timeout_ms: int, key: str | None
+    ) -> None:
         self._path = path
+        self._key = key
         self._interval_s = interval_s
         self._busy_timeout_ms = busy_timeout_ms
         self._db: sqlite3.Connection | None = None
@@ -56,7 +62,7 @@ class Checkpointer:
 
     def _connect(self) -> sqlite3.Connection:
         # Used by one task at a time, from whichever executor thread runs the checkpoint.
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db = cipher.connect(self._path, self._key, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         return db
 
@@ -66,7 +72,7 @@ class Checkpointer:
             await asyncio.sleep(self._interval_s)
             try:
                 await self.checkpoint()
-            except sqlite3.Error as exc:
+            except cipher.Error as exc:
                 log.warning("checkpoint failed", error=str(exc))
 
     async def checkpoint(self) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from storage import cipher
 from storage.errors import (
     DatabaseUnavailableError,
     StorageError,
@@ -42,6 +42,8 @@ class SQLiteOptions:
     # SQLite's own default; the daemon's writer leaves checkpoints to a connection of
     # their own and sets a far longer log here (storage/checkpoints.py).
     wal_autocheckpoint_pages: int = 1000
+    # The encryption key of the database (storage/cipher.py); None: not encrypted.
+    key: str | None = field(default=None, repr=False)
 
 
 def database_url(url: str) -> URL:
@@ -140,8 +142,9 @@ def open_engine(
         )
     if parsed.database:
         _create_private(Path(parsed.database))
-    engine = create_async_engine(parsed)
-    _configure_sqlite(engine, sqlite or SQLiteOptions())
+    options = sqlite or SQLiteOptions()
+    engine = create_async_engine(parsed, module=cipher.async_dbapi(options.key))
+    _configure_sqlite(engine, options)
     return engine
 
 
@@ -186,7 +189,7 @@ def _switch_to_wal(cursor: Any, patience_s: float) -> None:  # noqa: ANN401
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.OperationalError:
+        except cipher.OperationalError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.01)

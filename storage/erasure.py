@@ -21,7 +21,6 @@ import gzip
 import io
 import json
 import os
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from partitions import BASE_NAME
 from partitions.postgres_store import ARCHIVE_SUFFIX as POSTGRES_ARCHIVE_SUFFIX
 from partitions.sqlite_store import ARCHIVE_SUFFIX as SQLITE_ARCHIVE_SUFFIX
 from partitions.store import archived_months
+from storage import cipher
 from storage.backend import Dialect
 from storage.engine import open_engine
 from storage.owners import Ownership
@@ -126,12 +126,15 @@ async def _registry(conn: AsyncConnection, person: Person, erased: Erased) -> No
     erased.add(device_owners.name, done.rowcount)
 
 
-def erase_archives(archive_dir: Path, person: Person, *, dry_run: bool = False) -> dict[Path, int]:
-    """Remove `person`'s readings from every archived month file under `archive_dir`."""
+def erase_archives(
+    archive_dir: Path, person: Person, *, key: str | None, dry_run: bool = False
+) -> dict[Path, int]:
+    """Remove `person`'s readings from every archived month file under `archive_dir`
+    (SQLite's encrypted with `key`, if any)."""
     column = "user_id" if person.kind == "user" else "device_id"
     found: dict[Path, int] = {}
     for month, path in archived_months(archive_dir, SQLITE_ARCHIVE_SUFFIX):
-        with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        with closing(cipher.connect(path, key, isolation_level=None)) as db:
             [(count,)] = db.execute(
                 f'SELECT count(*) FROM "{month.table_name}" WHERE {column} = ?', (person.id,)
             ).fetchall()
@@ -170,10 +173,10 @@ def _rewrite_csv(path: Path, column: str, value: str, *, dry_run: bool) -> int:
     return len(body) - len(kept)
 
 
-def sqlite_scrub(path: Path) -> None:
+def sqlite_scrub(path: Path, key: str | None) -> None:
     """After an erasure committed: no old copy in the WAL, the free pages or the file's
     slack (secure_delete zeroed what the deletes freed; VACUUM rewrites the rest)."""
-    with closing(sqlite3.connect(path, isolation_level=None, timeout=60)) as db:
+    with closing(cipher.connect(path, key, isolation_level=None, timeout=60)) as db:
         db.execute("PRAGMA secure_delete = ON")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.execute("VACUUM")

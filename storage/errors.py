@@ -6,6 +6,7 @@ StorageError
 ├── SchemaVersionError         a database at another schema version, with the fix
 ├── DatabaseInUseError         a database another daemon or a restore holds (`held_by`)
 ├── DatabaseUnavailableError   a database server out of reach now; worth trying again
+├── EncryptionKeyError         a SQLite file the configured key (or no key) does not open
 └── QueryError                 a read-only query the database refused, with its reason
 """
 
@@ -27,6 +28,11 @@ class StorageError(Exception):
 
 class DatabaseUnavailableError(StorageError):
     """The database server cannot be reached now; trying again may succeed."""
+
+
+class EncryptionKeyError(StorageError):
+    """A SQLite file that `storage.encryption_key` does not open: encrypted and no key or
+    the wrong one, or not encrypted and a key given (storage/cipher.py)."""
 
 
 class UnsupportedDatabaseError(StorageError, ValueError):

@@ -78,9 +78,12 @@ def used_by_daemon(url: str) -> Iterator[Holder | None]:
         yield holder
 
 
-def exclusively(database: Path) -> contextlib.AbstractContextManager[Holder]:
-    """Hold the database against daemons; DatabaseInUseError if one is running."""
-    return _held(database, "a restore")
+def exclusively(
+    database: Path, holder: str = "a restore"
+) -> contextlib.AbstractContextManager[Holder]:
+    """Hold the database against daemons for `holder` (what replaces it, in words);
+    DatabaseInUseError if one is running."""
+    return _held(database, holder)
 
 
 def daemon_endpoint(url: str) -> str | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 
 from partitions import month_of_table
+from storage import cipher
 from storage.engine import sqlite_file
 
 
@@ -24,10 +24,10 @@ class CheckReport:
         return self.integrity == ["ok"]
 
 
-def check(url: str) -> CheckReport:
+def check(url: str, *, key: str | None) -> CheckReport:
     """PRAGMA integrity_check and a few counts; readers never block the daemon in WAL mode."""
     path = sqlite_file(url, "db check")
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+    with closing(cipher.connect(f"file:{path}?mode=ro", key, uri=True)) as conn:
         integrity = [row[0] for row in conn.execute("PRAGMA integrity_check")]
         names = [
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -53,7 +53,7 @@ class OptimizeReport:
     incremental_vacuum: bool
 
 
-def optimize(url: str, busy_timeout_ms: int = 30_000) -> OptimizeReport:
+def optimize(url: str, busy_timeout_ms: int = 30_000, *, key: str | None) -> OptimizeReport:
     """ANALYZE, PRAGMA optimize, incremental vacuum, then a WAL checkpoint.
 
     Each step waits its turn for the write lock, so the daemon only pauses briefly.
@@ -61,7 +61,7 @@ def optimize(url: str, busy_timeout_ms: int = 30_000) -> OptimizeReport:
     the report says so, and how many free pages an offline VACUUM would return.
     """
     path = sqlite_file(url, "db optimize")
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+    with closing(cipher.connect(path, key, isolation_level=None)) as conn:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         conn.execute("ANALYZE")
         conn.execute("PRAGMA optimize")

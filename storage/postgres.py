@@ -239,21 +239,25 @@ class PostgresBackend:
     ) -> PostgresPartitionStore:
         return PostgresPartitionStore(engine)
 
-    def backup(self, url: str, directory: Path, keep: int) -> Path:
+    def backup(self, url: str, directory: Path, keep: int, *, key: str | None) -> Path:
         return backup_postgres(url, directory, keep=keep)
 
-    def restore(self, backup: Path, url: str, *, force: bool) -> str:
+    def restore(self, backup: Path, url: str, *, force: bool, key: str | None) -> str:
         in_use = asyncio.run(daemons_connected(url)) > 0
         restore_postgres(backup, url, in_use=in_use, force=force)
         return "into the PostgreSQL database"
 
-    def archived_differences(self, url: str, archive: Path, month: Month) -> list[Difference]:
+    def archived_differences(
+        self, url: str, archive: Path, month: Month, *, key: str | None
+    ) -> list[Difference]:
         raise QueryError(
             f"{archive.name} is a CSV file PostgreSQL cannot query: restore the month with "
             "`meterflow partitions restore FILE` to check it"
         )
 
-    def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
+    def read_only_query(
+        self, url: str, sql: str, archives: Sequence[Path] | None, *, key: str | None
+    ) -> Rows:
         if archives is not None:
             raise QueryError(
                 "PostgreSQL archives are CSV files: restore the month with "

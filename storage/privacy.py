@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import json
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from partitions.postgres_store import ARCHIVE_SUFFIX as POSTGRES_ARCHIVE_SUFFIX
 from partitions.sqlite_store import ARCHIVE_SUFFIX as SQLITE_ARCHIVE_SUFFIX
 from partitions.store import archived_months
+from storage import cipher
 from storage.backend import Dialect
 from storage.owners import Ownership, ownerships, whole
 from storage.rollups import ALL_TIME, ROLLUPS
@@ -161,11 +161,14 @@ async def _rows(conn: AsyncConnection, name: str, query: Any) -> TableRows:  # n
     return TableRows(name, list(result.keys()), [tuple(row) for row in result])
 
 
-def archived_rows(archive_dir: Path, person: Person) -> Iterator[tuple[Path, TableRows]]:
-    """The person's readings in each archived month file under `archive_dir`."""
+def archived_rows(
+    archive_dir: Path, person: Person, key: str | None
+) -> Iterator[tuple[Path, TableRows]]:
+    """The person's readings in each archived month file under `archive_dir` (SQLite's
+    encrypted with `key`, if any)."""
     column = "user_id" if person.kind == "user" else "device_id"
     for month, path in archived_months(archive_dir, SQLITE_ARCHIVE_SUFFIX):
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        with closing(cipher.connect(f"file:{path}?mode=ro", key, uri=True)) as conn:
             cursor = conn.execute(
                 f'SELECT * FROM "{month.table_name}" WHERE {column} = ? '
                 "ORDER BY device_id, recorded_at",

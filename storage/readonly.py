@@ -21,6 +21,7 @@ from partitions import missing_columns, month_of_table
 from partitions.sqlite_store import ARCHIVE_SUFFIX
 from partitions.store import archived_months
 from partitions.view import view_over
+from storage import cipher
 from storage.backend import Rows
 from storage.engine import open_engine, sqlite_file
 from storage.errors import QueryError, database_said
@@ -46,25 +47,27 @@ def archives_in(directory: Path) -> list[Path]:
     return [path for _, path in archived_months(directory, ARCHIVE_SUFFIX)]
 
 
-def query_sqlite(url: str, sql: str, archives: Sequence[Path] = ()) -> Rows:
+def query_sqlite(url: str, sql: str, archives: Sequence[Path] = (), *, key: str | None) -> Rows:
+    """`sql` on the SQLite database at `url` (encrypted with `key`, if any) and its
+    `archives`, read-only."""
     path = sqlite_file(url, "a read-only query")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = cipher.connect(f"file:{path}?mode=ro", key, uri=True)
     with contextlib.closing(conn):
         if archives:
-            _include(conn, archives)
+            _include(conn, archives, key)
         conn.execute("PRAGMA query_only = ON")
         writes: list[int] = []
         conn.set_authorizer(partial(_authorize, writes))
         try:
             cursor = conn.execute(sql)
             rows = cursor.fetchall()
-        except (sqlite3.DatabaseError, sqlite3.ProgrammingError) as exc:
+        except (*cipher.DatabaseError, *cipher.ProgrammingError) as exc:
             raise QueryError(READ_ONLY if writes else f"query refused: {exc}") from None
         columns = [d[0] for d in cursor.description or ()]
         return columns, rows
 
 
-def _include(conn: sqlite3.Connection, archives: Sequence[Path]) -> None:
+def _include(conn: sqlite3.Connection, archives: Sequence[Path], key: str | None) -> None:
     live = sorted(
         month
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -77,7 +80,7 @@ def _include(conn: sqlite3.Connection, archives: Sequence[Path]) -> None:
         month = month_of_table(archive.name.removesuffix(ARCHIVE_SUFFIX))
         if month is None:
             continue
-        conn.execute(f"ATTACH ? AS archive_{index}", (f"file:{archive}?mode=ro",))
+        cipher.attach(conn, f"file:{archive}?mode=ro", f"archive_{index}", key)
         table = f"archive_{index}.{month.table_name}"
         tables.append(table)
         missing[table] = missing_columns(

@@ -43,10 +43,18 @@ class StorageSettings(BaseModel):
     # Commits failing (and being retried) for longer than this make the daemon unready;
     # a lock that clears in a moment should not.
     unready_after_s: Annotated[float, Field(ge=0)] = 10.0
+    # SQLite: the passphrase the database and its archived months are encrypted with
+    # (storage/cipher.py); best given in METERFLOW_STORAGE__ENCRYPTION_KEY, not a file.
+    encryption_key: SecretStr | None = None
+
+    @property
+    def key(self) -> str | None:
+        """The encryption key's text, for the connections that need it."""
+        return None if self.encryption_key is None else self.encryption_key.get_secret_value()
 
     @property
     def sqlite(self) -> SQLiteOptions:
-        return SQLiteOptions(self.sqlite_synchronous, self.sqlite_busy_timeout_ms)
+        return SQLiteOptions(self.sqlite_synchronous, self.sqlite_busy_timeout_ms, key=self.key)
 
     @property
     def writer_sqlite(self) -> SQLiteOptions:

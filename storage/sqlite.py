@@ -36,6 +36,7 @@ from partitions import (
     UnionViewPartitions,
     missing_columns,
 )
+from storage import cipher
 from storage.backend import PlainBatch, Rows
 from storage.backup import backup_sqlite, restore_sqlite
 from storage.devices import DeviceSighting, registry_update
@@ -131,8 +132,8 @@ def _execute(db: sqlite3.Connection, sql: str, parameters: Parameters = ()) -> s
     adapter would: the writer's retry logic sees no difference."""
     try:
         return db.execute(sql, parameters)
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+    except cipher.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, cipher.error_base(exc)) from exc
 
 
 class Statement(NamedTuple):
@@ -228,8 +229,8 @@ async def _fetch_all(
     driver = await _driver(conn)
     try:
         return await driver.execute_fetchall(sql, parameters)
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+    except cipher.Error as exc:
+        raise DBAPIError.instance(sql, parameters, exc, cipher.error_base(exc)) from exc
 
 
 async def _driver(conn: AsyncConnection) -> aiosqlite.Connection:
@@ -379,26 +380,31 @@ class SQLiteBackend:
         return SQLitePartitionStore(
             sqlite_file(url, "partition maintenance"),
             energy_partition("energy_data_template"),
+            cipher.Files((options or SQLiteOptions()).key),
             (options or SQLiteOptions()).busy_timeout_ms,
         )
 
-    def backup(self, url: str, directory: Path, keep: int) -> Path:
-        return backup_sqlite(url, directory, keep=keep)
+    def backup(self, url: str, directory: Path, keep: int, *, key: str | None) -> Path:
+        return backup_sqlite(url, directory, key=key, keep=keep)
 
-    def restore(self, backup: Path, url: str, *, force: bool) -> str:
-        return f"to {restore_sqlite(backup, url, force=force)}"
+    def restore(self, backup: Path, url: str, *, force: bool, key: str | None) -> str:
+        return f"to {restore_sqlite(backup, url, key=key, force=force)}"
 
-    def read_only_query(self, url: str, sql: str, archives: Sequence[Path] | None) -> Rows:
-        return query_sqlite(url, sql, archives or ())
+    def read_only_query(
+        self, url: str, sql: str, archives: Sequence[Path] | None, *, key: str | None
+    ) -> Rows:
+        return query_sqlite(url, sql, archives or (), key=key)
 
-    def archived_differences(self, url: str, archive: Path, month: Month) -> list[Difference]:
+    def archived_differences(
+        self, url: str, archive: Path, month: Month, *, key: str | None
+    ) -> list[Difference]:
         """The archive is attached read-only beside the database, opened read-only too."""
         database = sqlite_file(url, "verifying an archived month")
-        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        conn = cipher.connect(f"file:{database}?mode=ro", key, uri=True)
         window = {"start": sqlite_timestamp(month.start), "end": sqlite_timestamp(month.end)}
         found: list[Difference] = []
         with contextlib.closing(conn):
-            conn.execute("ATTACH DATABASE ? AS archive", (f"file:{archive}?mode=ro",))
+            cipher.attach(conn, f"file:{archive}?mode=ro", "archive", key)
             table = f'archive."{month.table_name}"'
             missing = missing_columns(conn, "archive", month.table_name, PIECE_COLUMNS.split(", "))
             readings = f"(SELECT *, {', '.join(f'NULL AS {c}' for c in missing)} FROM {table})"

@@ -30,7 +30,7 @@ async def test_a_backup_taken_while_ingesting_restores_every_row_committed_befor
         with Background(broker.port, numbered(prefix, 6000), per_second=3000) as publishing:
             await wait_until(lambda: count_rows(db_path) >= 2000, what="2000 rows")
             committed_before = count_rows(db_path)
-            made = await asyncio.to_thread(backup_sqlite, f"sqlite:///{db_path}", backups)
+            made = await asyncio.to_thread(backup_sqlite, f"sqlite:///{db_path}", backups, key=None)
             publishing.join()
     restored = tmp_path / "restored.db"
     restored.write_bytes(gzip.decompress(made.read_bytes()))
@@ -47,7 +47,8 @@ def test_only_the_newest_backups_are_kept(tmp_path: Path) -> None:
     database = tmp_path / "m.db"
     with closing(sqlite3.connect(database)) as conn:
         conn.execute("CREATE TABLE t (x)")
-    made = [backup_sqlite(f"sqlite:///{database}", tmp_path / "b", keep=2) for _ in range(3)]
+    url = f"sqlite:///{database}"
+    made = [backup_sqlite(url, tmp_path / "b", key=None, keep=2) for _ in range(3)]
     assert sorted((tmp_path / "b").glob("meterflow-*.db.gz")) == made[1:]
 
 
@@ -62,7 +63,7 @@ async def test_restore_is_refused_while_a_daemon_uses_the_database_and_works_aft
         with Background(broker.port, numbered(prefix, 500), per_second=2000) as publishing:
             publishing.join()
         await wait_until(lambda: count_rows(db_path) == 500, what="500 rows")
-        made = await asyncio.to_thread(backup_sqlite, url, tmp_path / "backups")
+        made = await asyncio.to_thread(backup_sqlite, url, tmp_path / "backups", key=None)
         refused = await asyncio.to_thread(meterflow, "restore", str(made), "--force", "--db", url)
         assert refused.exit_code == 1
         assert "in use by another meterflow process" in refused.stderr

@@ -32,7 +32,8 @@ async def write_all(database: SQLiteDatabase, *, checkpoint_every_s: float | Non
     engine = open_engine(database.url, options)
     async with BatchWriter(engine, url=database.url) as writer:
         await writer.write(batch(0))
-        async with Checkpointer(database.path, checkpoint_every_s or 3600, 1000) as checkpointer:
+        every = checkpoint_every_s or 3600
+        async with Checkpointer(database.path, every, 1000, None) as checkpointer:
             checkpoints = asyncio.create_task(checkpointer.run())
             for number in range(1, BATCHES):
                 await writer.write(batch(number))

@@ -15,7 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from storage import BatchWriter, DeadLetter, Reading, WriteBatch, open_engine, registry
+from storage import (
+    BatchWriter,
+    DeadLetter,
+    Reading,
+    SQLiteOptions,
+    WriteBatch,
+    open_engine,
+    registry,
+)
 from storage.registry import Registration
 from tests.cli import meterflow
 from tests.databases import Database
@@ -23,11 +31,14 @@ from tests.databases import Database
 DAYS = (datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 4, 2, tzinfo=UTC))
 
 
-def load(database: Database, first: str = "m-1", second: str = "m-2") -> None:
-    """Two meters, `first` u-1's and `second` u-2's, as the module docstring says."""
+def load(
+    database: Database, first: str = "m-1", second: str = "m-2", key: str | None = None
+) -> None:
+    """Two meters, `first` u-1's and `second` u-2's, as the module docstring says; into a
+    SQLite database encrypted with `key`, if given."""
 
     async def go() -> None:
-        engine = open_engine(database.url)
+        engine = open_engine(database.url, SQLiteOptions(key=key))
         async with BatchWriter(engine, url=database.url) as writer:
             async with engine.begin() as conn:
                 await registry.register(conn, [Registration(first, "smart_meter", "u-1"),

@@ -44,7 +44,7 @@ def backup(
     settings = settings_for(config_file, **{"storage.url": db})
     url = settings.storage.url
     keys = age_recipients([*settings.backup.recipients, *recipients])
-    made = backend_for_url(url).backup(url, directory, keep)
+    made = backend_for_url(url).backup(url, directory, keep, key=settings.storage.key)
     if keys:
         made = seal(made, keys, keep)
     click.echo(f"backed up to {made}")
@@ -70,7 +70,7 @@ def restore(
     settings = settings_for(config_file, **{"storage.url": db})
     url = settings.storage.url
     with opened(file, identity_file or settings.backup.identity_file) as plain:
-        where = backend_for_url(url).restore(plain, url, force=force)
+        where = backend_for_url(url).restore(plain, url, force=force, key=settings.storage.key)
     click.echo(f"restored {file} {where}")
     audited(settings, f"backup {file.name}", None)
     if not any(ErasureLog(settings.privacy.erasure_log)):

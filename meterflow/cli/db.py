@@ -14,6 +14,7 @@ from meterflow.cli.common import (
     open_database,
     settings_for,
 )
+from meterflow.cli.encryption import db_decrypt, db_encrypt
 from meterflow.settings import Settings
 from partitions import Month
 from partitions.postgres_store import ARCHIVE_SUFFIX as POSTGRES_ARCHIVE_SUFFIX
@@ -62,7 +63,7 @@ def db_upgrade(config_file: Path | None, db: str | None) -> None:
 def db_check(config_file: Path | None, db: str | None) -> None:
     """SQLite: integrity check and counts (safe while the daemon runs)."""
     settings = settings_for(config_file, **{"storage.url": db})
-    report = maintenance.check(settings.storage.url)
+    report = maintenance.check(settings.storage.url, key=settings.storage.key)
     click.echo(f"integrity: {'ok' if report.ok else '; '.join(report.integrity)}")
     click.echo(
         f"size {report.size_bytes / 2**20:.1f} MiB, {report.partitions} partitions, "
@@ -79,7 +80,7 @@ def db_check(config_file: Path | None, db: str | None) -> None:
 def db_optimize(config_file: Path | None, db: str | None) -> None:
     """SQLite: ANALYZE, optimize, incremental vacuum, checkpoint (safe while the daemon runs)."""
     settings = settings_for(config_file, **{"storage.url": db})
-    report = maintenance.optimize(settings.storage.url)
+    report = maintenance.optimize(settings.storage.url, key=settings.storage.key)
     click.echo(f"optimized; {report.freed_pages} free pages returned to the file system")
     if not report.incremental_vacuum and report.free_pages_left:
         click.echo(
@@ -217,7 +218,7 @@ async def _verify(
     archives.update(archived_months(archive_dir, POSTGRES_ARCHIVE_SUFFIX))
     for month in _chosen(summed - live, first, last):
         archive = archives.get(month)
-        found = None if archive is None else _archived(backend, url, archive, month)
+        found = None if archive is None else _archived(backend, settings, archive, month)
         if archive is None or found is None:
             report.without_readings.append(month)
         else:
@@ -226,10 +227,13 @@ async def _verify(
     return report
 
 
-def _archived(backend: Dialect, url: str, archive: Path, month: Month) -> list[Difference] | None:
+def _archived(
+    backend: Dialect, settings: Settings, archive: Path, month: Month
+) -> list[Difference] | None:
     """An archived month's differences; None where the database cannot read its archive."""
+    storage = settings.storage
     try:
-        return backend.archived_differences(url, archive, month)
+        return backend.archived_differences(storage.url, archive, month, key=storage.key)
     except QueryError:
         return None
 
@@ -241,3 +245,7 @@ async def _rebuild(settings: Settings, first: Month | None, last: Month | None) 
             async with database.conn.begin():
                 await rebuild_month(database.conn, database.backend, month)
         return months
+
+
+db.add_command(db_encrypt)
+db.add_command(db_decrypt)

@@ -89,7 +89,7 @@ def privacy_export(
     settings = settings_for(config_file, **{"storage.url": db})
     live = complete(_live(settings, person))
     archives = archive_dir or settings.retention.archive_dir
-    archived = [rows for _, rows in archived_rows(archives, person)]
+    archived = [rows for _, rows in archived_rows(archives, person, settings.storage.key)]
     try:
         written = write_export(directory, person, merged(live, archived), export_format)
     except FileExistsError as exc:
@@ -167,11 +167,11 @@ async def _erase(
         transaction = await conn.begin()
         erased = await erase(conn, database.backend, person)
         await (transaction.rollback() if dry_run else transaction.commit())
-    files = erase_archives(archives, person, dry_run=dry_run)
+    files = erase_archives(archives, person, key=settings.storage.key, dry_run=dry_run)
     if not dry_run:
         path = sqlite_path(settings.storage.url)
         if path is not None:
-            sqlite_scrub(path)
+            sqlite_scrub(path, settings.storage.key)
         else:
             await postgres_vacuum(settings.storage.url)
     return erased, files

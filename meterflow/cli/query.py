@@ -68,7 +68,7 @@ def query_sql(
     archives = archives_in(archive_dir or settings.retention.archive_dir)
     backend = backend_for_url(url)
     columns, records = backend.read_only_query(
-        url, statement, archives if include_archive else None
+        url, statement, archives if include_archive else None, key=settings.storage.key
     )
     click.echo(render(columns, records, output_format))
     audited(settings, statement, len(records))
