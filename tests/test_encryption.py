@@ -22,7 +22,7 @@ from storage.cipher import ENVIRONMENT_KEY, PLAIN_HEADER
 from storage.cipher import connect as keyed_connect
 from tests import test_privacy
 from tests.cli import meterflow
-from tests.databases import SQLiteDatabase
+from tests.databases import PostgresDatabase, SQLiteDatabase
 from tests.helpers import make_settings, payload, recent, running_daemon, wait_until
 from tests.mosquitto import Mosquitto
 
@@ -169,6 +169,22 @@ def test_db_encrypt_and_decrypt_convert_the_database_and_its_archives_keeping_ev
     assert SECRET.encode() in (archive / "energy_data_2026_03.db").read_bytes()
     assert totals(url, archive) == expected()
     assert SQLiteDatabase(db).query("SELECT count(*) FROM energy_data") == [(PER_DEVICE[0],)]
+
+
+@pytest.mark.postgres
+def test_an_encrypted_database_migrates_to_postgresql(
+    tmp_path: Path, keyed: None, postgres: PostgresDatabase
+) -> None:
+    """`meterflow migrate` opens the SQLite side with the key: every live reading arrives
+    (April's; March is archived)."""
+    db, archive = tmp_path / "data" / "meterflow.db", tmp_path / "archive"
+    url = load_and_archive(db, archive, KEY)
+    done = meterflow("migrate", "--from", url, "--to", postgres.url)
+    assert done.exit_code == 0, done.output
+    assert "verified" in done.output
+    count, kwh = PER_DEVICE
+    live = [(device, count // 2, kwh / 2) for device in sorted((SECRET, OTHER))]
+    assert sorted(postgres.query(TOTALS)) == live
 
 
 @pytest.mark.mqtt

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
-from meterflow.cli.common import complete
-from storage import open_engine
+from meterflow.cli.common import complete, config_option, settings_for
+from storage import SQLiteOptions, open_engine
 from storage.transfer import CopyReport, Side, copy_database, count_readings
 
 
 @click.command()
+@config_option
 @click.option(
     "--from",
     "source_url",
@@ -21,13 +23,15 @@ from storage.transfer import CopyReport, Side, copy_database, count_readings
 @click.option(
     "--to", "target_url", required=True, help="Database to copy into, e.g. postgresql+asyncpg://..."
 )
-def migrate(source_url: str, target_url: str) -> None:
+def migrate(config_file: Path | None, source_url: str, target_url: str) -> None:
     """Copy devices, readings, rollups and dead letters to another database, then verify.
 
     Safe to run again after an interruption: it continues where it stopped. Stop the
-    daemons writing to the source first.
+    daemons writing to the source first. A SQLite database encrypted at rest is opened
+    with storage.encryption_key.
     """
-    report = complete(_migrate(source_url, target_url))
+    options = settings_for(config_file).storage.sqlite
+    report = complete(_migrate(source_url, target_url, options))
     click.echo(
         f"copied {report.devices} devices, {report.readings} readings, "
         f"{report.dead_letters} new dead letters"
@@ -54,9 +58,9 @@ def migrate(source_url: str, target_url: str) -> None:
     )
 
 
-async def _migrate(source_url: str, target_url: str) -> CopyReport:
-    source = Side(open_engine(source_url), source_url)
-    target = Side(open_engine(target_url), target_url)
+async def _migrate(source_url: str, target_url: str, options: SQLiteOptions) -> CopyReport:
+    source = Side(open_engine(source_url, options), source_url)
+    target = Side(open_engine(target_url, options), target_url)
     try:
         total = await count_readings(source)
         with click.progressbar(length=total, label="readings", file=sys.stderr) as bar:
