@@ -8,8 +8,12 @@ key, and `sqlcipher` opens them with the same passphrase.
 
 sqlcipher3 has the sqlite3 module's API, but exception classes of its own, not
 subclasses of sqlite3's: an `except` of a connection's errors names both (`Error`,
-`OperationalError`, `DatabaseError`), and SQLAlchemy is given a DB-API module whose
-classes are SQLCipher's (`async_dbapi`), so that it wraps them as it wraps sqlite3's.
+`OperationalError`, `DatabaseError`, `ProgrammingError`), and SQLAlchemy is given a
+DB-API module whose classes are SQLCipher's (`async_dbapi`), so that it wraps them as it
+wraps sqlite3's. sqlcipher3 (SQLCipher and OpenSSL, 6.6 MiB of memory) is loaded by the
+first keyed connection only; until then no SQLCipher error can be raised and those
+tuples hold sqlite3's classes alone. Loading it adds SQLCipher's: name them as
+`cipher.Error` (looked up when an exception is matched), never import them by name.
 
 Files are attached with the key given again (`attach`): without it SQLCipher reuses the
 main file's derived key, which another file's salt does not open.
@@ -21,23 +25,38 @@ wrong one), or a plain file and a key.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any, cast
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
-from sqlcipher3 import dbapi2 as sqlcipher
 
 from storage.errors import EncryptionKeyError
 
-Error = (sqlite3.Error, sqlcipher.Error)
-OperationalError = (sqlite3.OperationalError, sqlcipher.OperationalError)
-DatabaseError = (sqlite3.DatabaseError, sqlcipher.DatabaseError)
-ProgrammingError = (sqlite3.ProgrammingError, sqlcipher.ProgrammingError)
+Errors = tuple[type[Exception], ...]
+Error: Errors = (sqlite3.Error,)
+OperationalError: Errors = (sqlite3.OperationalError,)
+DatabaseError: Errors = (sqlite3.DatabaseError,)
+ProgrammingError: Errors = (sqlite3.ProgrammingError,)
+
+
+@functools.cache
+def sqlcipher() -> ModuleType:
+    """SQLCipher's DB-API module, loaded on first use, its classes added to the tuples."""
+    global Error, OperationalError, DatabaseError, ProgrammingError  # noqa: PLW0603
+    from sqlcipher3 import dbapi2  # noqa: PLC0415
+
+    Error = (sqlite3.Error, dbapi2.Error)
+    OperationalError = (sqlite3.OperationalError, dbapi2.OperationalError)
+    DatabaseError = (sqlite3.DatabaseError, dbapi2.DatabaseError)
+    ProgrammingError = (sqlite3.ProgrammingError, dbapi2.ProgrammingError)
+    return cast("ModuleType", dbapi2)
+
 
 # The first bytes of every unencrypted SQLite database; SQLCipher's files start with
 # their random salt instead.
@@ -59,7 +78,7 @@ def connect(
     if key is None:
         conn = sqlite3.connect(database, **options)
     else:
-        conn = cast("sqlite3.Connection", sqlcipher.connect(database, **options))
+        conn = cast("sqlite3.Connection", sqlcipher().connect(database, **options))
         # SQLCipher logs every page whose HMAC fails to stderr; a wrong key is reported once,
         # below, in the operator's terms.
         conn.execute("PRAGMA cipher_log_level = NONE")
@@ -98,14 +117,15 @@ def export(source: Path, source_key: str | None, target: Path, target_key: str |
     """Copy the database at `source` (encrypted with `source_key`, None: plain) into a new
     file `target`, encrypted with `target_key` (None: plain): SQLCipher's sqlcipher_export,
     with what it leaves out, the auto_vacuum mode (set before any table exists)."""
-    conn = sqlcipher.connect(str(source), isolation_level=None)
+    driver = sqlcipher()
+    conn = driver.connect(str(source), isolation_level=None)
     try:
         conn.execute("PRAGMA cipher_log_level = NONE")
         if source_key is not None:
             conn.execute(f"PRAGMA key = {quoted(source_key)}")
         try:
             (vacuum,) = conn.execute("PRAGMA auto_vacuum").fetchone()
-        except sqlcipher.DatabaseError as exc:
+        except driver.DatabaseError as exc:
             if "not a database" not in str(exc):
                 raise
             raise refusal(source, source_key, source) from None
@@ -124,7 +144,9 @@ def quoted(key: str) -> str:
 
 def error_base(exc: BaseException) -> type[Exception]:
     """The DB-API base class of a connection's error: sqlite3's or SQLCipher's."""
-    return sqlcipher.Error if isinstance(exc, sqlcipher.Error) else sqlite3.Error
+    if isinstance(exc, sqlite3.Error):
+        return sqlite3.Error
+    return cast("type[Exception]", sqlcipher().Error)
 
 
 def refusal(path: Path, key: str | None, shown_as: Path) -> EncryptionKeyError:
@@ -160,7 +182,7 @@ def async_dbapi(key: str | None) -> AsyncAdapt_aiosqlite_dbapi:
     """SQLAlchemy's aiosqlite DB-API module, its connections opened by `connect` (keyed
     with `key`, checked) in aiosqlite's thread, its exception classes those that
     connection raises."""
-    driver: Any = sqlite3 if key is None else sqlcipher
+    driver = sqlite3 if key is None else sqlcipher()
 
     def open_async(database: str, **options: Any) -> aiosqlite.Connection:  # noqa: ANN401
         opener: Callable[[], sqlite3.Connection] = lambda: connect(database, key, **options)  # noqa: E731

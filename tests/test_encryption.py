@@ -171,6 +171,29 @@ def test_db_encrypt_and_decrypt_convert_the_database_and_its_archives_keeping_ev
     assert SQLiteDatabase(db).query("SELECT count(*) FROM energy_data") == [(PER_DEVICE[0],)]
 
 
+def test_a_persons_data_is_exported_and_erased_from_an_encrypted_database_and_archive(
+    tmp_path: Path, keyed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """privacy export and erase reach the encrypted archive too: the export holds both
+    months' readings; after the erasure only the other meter's remain, and db verify
+    passes."""
+    monkeypatch.setenv("METERFLOW_PRIVACY__ERASURE_LOG", str(tmp_path / "erasures.jsonl"))
+    db, archive = tmp_path / "data" / "meterflow.db", tmp_path / "archive"
+    url = load_and_archive(db, archive, KEY)
+    out = tmp_path / "export"
+    exported = meterflow("privacy", "export", "--device", SECRET, "--out", str(out),
+                         "--archive-dir", str(archive), "--db", url)  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    assert len(test_privacy.exported(out, "energy_data")) == PER_DEVICE[0]
+    erased = meterflow("privacy", "erase", "--device", SECRET, "--archive-dir", str(archive),
+                       "--db", url)  # fmt: skip
+    assert erased.exit_code == 0, erased.output
+    assert f"energy_data_2026_03.db: erased {PER_DEVICE[0] // 2} readings" in erased.output
+    assert totals(url, archive) == [row for row in expected() if row[0] == OTHER]
+    verified = meterflow("db", "verify", "--archive-dir", str(archive), "--db", url)
+    assert verified.exit_code == 0, verified.output
+
+
 @pytest.mark.postgres
 def test_an_encrypted_database_migrates_to_postgresql(
     tmp_path: Path, keyed: None, postgres: PostgresDatabase
