@@ -5,7 +5,7 @@ Each file is exported into a new one beside it (storage/cipher.py, `export`), sy
 swapped in by a rename, so that a crash leaves either the old file or the new one whole.
 The old file is then overwritten with zeros before it is removed: on a plain file system
 that leaves no readable copy of what it held (copy-on-write file systems and SSDs may keep
-the old blocks; docs/privacy.md says so). A daemon on the database refuses the change, as
+the old blocks; the README says so). A daemon on the database refuses the change, as
 it refuses a restore. Run again after a crash, the change finishes: a file already in
 the new form is left as it is.
 """
