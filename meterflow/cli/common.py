@@ -28,6 +28,12 @@ from partitions import PartitionError
 from storage import StorageError, WriteError
 from storage.database import Database, connect
 
+archive_dir_option = click.option(
+    "--archive-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where archived months are (default: retention.archive_dir).",
+)
+
 config_option = click.option(
     "--config",
     "config_file",

@@ -7,17 +7,11 @@ from pathlib import Path
 
 import click
 
-from meterflow.cli.common import config_option, db_option, settings_for
+from meterflow.cli.common import archive_dir_option, config_option, db_option, settings_for
 from meterflow.settings import Settings
 from storage.cipher import ENVIRONMENT_KEY
 from storage.encrypting import Converted, convert
 from storage.engine import sqlite_file
-
-archive_dir_option = click.option(
-    "--archive-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where archived months are (default: retention.archive_dir).",
-)
 
 
 @click.command("encrypt")

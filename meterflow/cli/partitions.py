@@ -11,6 +11,7 @@ from typing import TypeVar
 import click
 
 from meterflow.cli.common import (
+    archive_dir_option,
     complete,
     config_option,
     db_option,
@@ -36,11 +37,6 @@ from storage.backend import backend_for_url
 from storage.database import connect
 
 T = TypeVar("T")
-archive_dir_option = click.option(
-    "--archive-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where archived months are (default: retention.archive_dir).",
-)
 
 
 @click.group()

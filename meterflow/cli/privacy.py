@@ -10,7 +10,14 @@ from typing import TypeVar
 import click
 
 from meterflow.cli.audit import audited
-from meterflow.cli.common import complete, config_option, db_option, open_database, settings_for
+from meterflow.cli.common import (
+    archive_dir_option,
+    complete,
+    config_option,
+    db_option,
+    open_database,
+    settings_for,
+)
 from meterflow.settings import Settings
 from storage.engine import sqlite_path
 from storage.erasure import (
@@ -49,13 +56,6 @@ def whose(command: F) -> F:
     return click.option("--user", "user_id", help="A user: the readings and devices while theirs.")(
         command
     )
-
-
-archive_dir_option = click.option(
-    "--archive-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where archived months are (default: retention.archive_dir).",
-)
 
 
 @click.group()
