@@ -2,9 +2,8 @@
 
 Without `storage.encryption_key` a connection is the standard library's sqlite3, as it
 always was. With one, it is SQLCipher's (the sqlcipher3 module: SQLite with AES-256 pages
-and an HMAC per page): the database, its write-ahead log and every file attached to the
-connection without a key of its own (archived months, backups) are encrypted with the
-key, and `sqlcipher` opens them with the same passphrase.
+and an HMAC per page): the database, its write-ahead log, the archived months and the
+backups are encrypted with the key, and `sqlcipher` opens them with the same passphrase.
 
 sqlcipher3 has the sqlite3 module's API, but exception classes of its own, not
 subclasses of sqlite3's: an `except` of a connection's errors names both (`Error`,
@@ -19,12 +18,13 @@ Files are attached with the key given again (`attach`): without it SQLCipher reu
 main file's derived key, which another file's salt does not open.
 
 A file the key does not open is refused when the connection opens, with a line saying
-which of the two it is (`EncryptionKeyError`): an encrypted file and no key (or the
-wrong one), or a plain file and a key.
+which case it is (`EncryptionKeyError`): an encrypted file and no key, another key, or a
+plain file and a key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable
@@ -178,6 +178,29 @@ def _path(database: str | Path, *, uri: bool) -> Path:
     return Path(text)
 
 
+class _Connection(aiosqlite.Connection):
+    """aiosqlite's connection, waiting for its thread to stop when opening fails.
+
+    After a failed connect aiosqlite stops its thread and drops the future the thread
+    answers; a command ending on the failure (a wrong key) closes its event loop first,
+    and the thread dies printing a traceback after the one-line refusal.
+    """
+
+    _stopping: asyncio.Future[Any] | None = None
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        self._stopping = super().stop()
+        return self._stopping
+
+    async def _connect(self) -> aiosqlite.Connection:
+        try:
+            return await super()._connect()
+        except BaseException:
+            if self._stopping is not None:
+                await self._stopping
+            raise
+
+
 def async_dbapi(key: str | None) -> AsyncAdapt_aiosqlite_dbapi:
     """SQLAlchemy's aiosqlite DB-API module, its connections opened by `connect` (keyed
     with `key`, checked) in aiosqlite's thread, its exception classes those that
@@ -186,7 +209,7 @@ def async_dbapi(key: str | None) -> AsyncAdapt_aiosqlite_dbapi:
 
     def open_async(database: str, **options: Any) -> aiosqlite.Connection:  # noqa: ANN401
         opener: Callable[[], sqlite3.Connection] = lambda: connect(database, key, **options)  # noqa: E731
-        return aiosqlite.Connection(opener, iter_chunk_size=64)
+        return _Connection(opener, iter_chunk_size=64)
 
     names = (
         *("DatabaseError", "Error", "IntegrityError", "NotSupportedError", "OperationalError"),
