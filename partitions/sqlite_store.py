@@ -3,11 +3,10 @@
 The work runs in a thread on connections of its own (the sqlite3 module's API, because
 ATTACH cannot happen inside the transaction SQLAlchemy opens), opened and attached by the
 `SQLiteFiles` the store is given: an encrypted database's (storage/cipher.py) makes its
-archives encrypted with the same key.
-Archiving holds the live database's write lock from the copy to the drop, so no reading
-can arrive in between; the copy is committed (and synced) in the archive file before the
-live table is dropped. Run again after a crash, it merges into the existing file and
-finishes.
+archives encrypted with the same key. Archiving holds the live database's write lock from
+the copy to the drop, so no reading can arrive in between; the copy is committed (and
+synced) in the archive file before the live table is dropped. Run again after a crash, it
+merges into the existing file and finishes.
 """
 
 from __future__ import annotations

@@ -50,7 +50,15 @@ def convert(
             cipher.connect(path, source_key).close()
         for path in pending:
             _rewrite(path, source_key, target_key)
+        # An old file a crash left between the rename and its shredding.
+        for path in already:
+            if _old(path).exists():
+                _shred(_old(path))
     return Converted(pending, already)
+
+
+def _old(path: Path) -> Path:
+    return path.with_name(path.name + ".old")
 
 
 def _opens(path: Path, key: str | None) -> bool:
@@ -69,7 +77,7 @@ def _rewrite(path: Path, source_key: str | None, target_key: str | None) -> None
     scratch.unlink(missing_ok=True)
     cipher.export(path, source_key, scratch, target_key)
     _sync(scratch)
-    old = path.with_name(path.name + ".old")
+    old = _old(path)
     old.unlink(missing_ok=True)
     os.link(path, old)
     scratch.replace(path)
