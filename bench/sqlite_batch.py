@@ -42,6 +42,8 @@ KINDS = (
     ("CREATE TEMP TABLE", "rollup delta table"),
     ("DELETE FROM temp.rollup_delta", "rollup delta table"),
     ("WITH RECURSIVE", "rollup delta (pieces)"),
+    ("UPDATE temp.rollup_delta", "rollup delta prices"),
+    ("INSERT INTO temp.rollup_delta_hourly", "rollup hourly delta"),
     ("INSERT INTO energy_15min", "rollup 15min"),
     ("INSERT INTO energy_hourly", "rollup hourly"),
     ("INSERT INTO energy_daily", "rollup daily"),

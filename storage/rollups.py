@@ -88,7 +88,7 @@ PIECE_COLUMNS = (
 )
 # The delta's measures, added up over coarser buckets.
 _SUMS = "sum(energy_kwh), max(power_max), sum(power_sum), sum(power_count), sum(readings)"
-_PRICED_SUMS = f"{_SUMS}, sum(cost), sum(carbon)"
+PRICED_SUMS = f"{_SUMS}, sum(cost), sum(carbon)"
 # The pieces' measures per quarter hour.
 _PIECE_SUMS = (
     "coalesce(sum(energy), 0), max(power), coalesce(sum(power), 0), count(power), sum(reading)"
@@ -114,7 +114,17 @@ def _sqlite_seconds(time: str) -> str:
 def sqlite_delta(source: str, where: str = "") -> str:
     """SQLite: a WITH clause whose `delta` holds the totals per device, data type and
     quarter hour of the readings of `source` that `where` selects, and whose `pieces`
-    are each reading's (by its id) share of each quarter hour.
+    are each reading's (by its id) share of each quarter hour (`sqlite_pieces`)."""
+    return f"""{sqlite_pieces(source, where)},
+delta (device_id, data_type, quarter_hour, {MEASURES}) AS (
+    SELECT device_id, data_type, quarter_hour, {_PIECE_SUMS} FROM pieces GROUP BY 1, 2, 3
+)"""
+
+
+def sqlite_pieces(source: str, where: str = "") -> str:
+    """SQLite: a WITH clause whose `pieces` are each reading's (by its id) share of each
+    quarter hour it covers, of the readings of `source` that `where` selects: its energy
+    there, and its power and 1 reading in its own quarter hour.
 
     The quarter hours a spreading reading covers before its own come from a recursive
     CTE. Every share divides by the same whole, so the shares add up to the reading's
@@ -147,8 +157,6 @@ def sqlite_delta(source: str, where: str = "") -> str:
     FROM earlier
     UNION ALL
     SELECT device_id, data_type, {own}, {last}, instantaneous_power, 1, id FROM readings
-), delta (device_id, data_type, quarter_hour, {MEASURES}) AS (
-    SELECT device_id, data_type, quarter_hour, {_PIECE_SUMS} FROM pieces GROUP BY 1, 2, 3
 )"""
 
 
@@ -200,9 +208,10 @@ def in_window(sql: str, start: datetime, end: datetime) -> TextClause:
     )
 
 
-def _merge(rollup: Rollup, greatest: str) -> str:
-    table = rollup.table
-    return f"""ON CONFLICT (device_id, data_type, {rollup.bucket}) DO UPDATE SET
+def merge_sql(table: str, bucket: str, greatest: str) -> str:
+    """The ON CONFLICT clause adding a row's totals to those `table` holds for its device,
+    data type and `bucket`; `greatest` is the database's larger of the two power_max."""
+    return f"""ON CONFLICT (device_id, data_type, {bucket}) DO UPDATE SET
     energy_kwh = {table}.energy_kwh + excluded.energy_kwh,
     power_max = {greatest},
     cost = coalesce({table}.cost + excluded.cost, {table}.cost, excluded.cost),
@@ -243,42 +252,6 @@ def owner_at(device: str, recorded_at: str) -> str:
     )
 
 
-# SQLite: the delta of the readings a batch inserted, kept for the statements that add it
-# to each rollup. A temporary table lives in the writer's own connection, outside the
-# database file.
-SQLITE_DELTA_TABLE = "temp.rollup_delta"
-SQLITE_CREATE_DELTA = (
-    "CREATE TEMP TABLE IF NOT EXISTS rollup_delta "
-    f"(device_id, data_type, quarter_hour, {MEASURES}, {PRICED})"
-)
-SQLITE_CLEAR_DELTA = f"DELETE FROM {SQLITE_DELTA_TABLE}"
-
-
-@functools.lru_cache(maxsize=256)
-def sqlite_delta_sql(partition: str, priced: bool) -> str:  # noqa: FBT001
-    """Fill the delta table with the readings `partition` gained past id :mark, their cost
-    and carbon if `priced`.
-
-    The insert's new rows are exactly those: SQLite gives a new row an id above every
-    existing one. NOT INDEXED keeps the planner on that id range rather than the unique
-    index, which would walk the whole month.
-    """
-    new = sqlite_delta(f'"{partition}" NOT INDEXED', "WHERE id > :mark")
-    return f"{new},\n{priced_delta(priced)}\nINSERT INTO {SQLITE_DELTA_TABLE} SELECT * FROM priced"
-
-
-@functools.lru_cache(maxsize=256)
-def sqlite_reading_costs_sql(partition: str) -> str:
-    """Price the readings `partition` gained past id :mark (`reading_costs`), at the prices
-    `sqlite_delta_sql` left in the delta table for their quarter hours."""
-    new = sqlite_delta(f'"{partition}" NOT INDEXED', "WHERE id > :mark")
-    return f"""{new}
-UPDATE "{partition}" SET cost = c.cost, carbon_footprint = c.carbon FROM (
-    {reading_costs("pieces", SQLITE_DELTA_TABLE)}
-) AS c
-WHERE "{partition}".id = c.id"""
-
-
 def reading_costs(pieces: str, priced: str) -> str:
     """Each reading's (by id) cost and carbon: the sum of its `pieces` (as a delta's) at
     the prices of their quarter hours in `priced` (a delta's rows with PRICED), so a
@@ -302,32 +275,6 @@ def reading_prices(pieces: str) -> str:
 FROM ({priced_sql(source, "id")}) AS p GROUP BY id"""
 
 
-@functools.cache
-def sqlite_rollup_sql(rollup: Rollup) -> str:
-    """Add the delta table to a rollup."""
-    table = rollup.table
-    greatest = (
-        f"coalesce(max({table}.power_max, excluded.power_max), "
-        f"{table}.power_max, excluded.power_max)"
-    )
-    delta = SQLITE_DELTA_TABLE
-    if rollup is QUARTER_HOURLY:
-        # The delta holds a row per device, data type and quarter hour already: grouping it
-        # again would sort it for nothing. (WHERE true: SQLite's parser needs it before ON
-        # CONFLICT.)
-        source = f"SELECT device_id, data_type, quarter_hour, {ROLLED} FROM {delta} WHERE true"
-    else:
-        bucket = rollup.sqlite_bucket("quarter_hour")
-        source = (
-            f"SELECT device_id, data_type, {bucket}, {_PRICED_SUMS} FROM {delta} GROUP BY 1, 2, 3"
-        )
-    return f"""
-INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {ROLLED})
-{source}
-{_merge(rollup, greatest)}
-"""
-
-
 def postgres_rollup_ctes() -> str:
     """Data-modifying CTEs adding `priced` (`postgres_delta_ctes`, then `priced_delta`) to
     every rollup, each in key order so that two daemons lock rollup rows in one order."""
@@ -337,9 +284,9 @@ def postgres_rollup_ctes() -> str:
         greatest = f"greatest({table}.power_max, excluded.power_max)"
         ctes.append(f"""rolled_{rollup.bucket} AS (
     INSERT INTO {table} (device_id, data_type, {rollup.bucket}, {ROLLED})
-    SELECT device_id, data_type, {rollup.postgres_bucket("quarter_hour")}, {_PRICED_SUMS}
+    SELECT device_id, data_type, {rollup.postgres_bucket("quarter_hour")}, {PRICED_SUMS}
     FROM priced GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    {_merge(rollup, greatest)}
+    {merge_sql(table, rollup.bucket, greatest)}
     RETURNING 1
 )""")
     return ",\n".join(ctes)

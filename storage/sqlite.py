@@ -48,14 +48,18 @@ from storage.rollups import (
     PIECE_COLUMNS,
     READINGS_IN_WINDOW,
     ROLLUPS,
-    SQLITE_CLEAR_DELTA,
-    SQLITE_CREATE_DELTA,
     Rollup,
     sqlite_delta,
-    sqlite_delta_sql,
     sqlite_insert_sql,
-    sqlite_reading_costs_sql,
-    sqlite_rollup_sql,
+)
+from storage.sqlite_rollups import (
+    CLEAR_DELTA,
+    CREATE_DELTA,
+    FILL_HOURLY_DELTA,
+    PRICE_DELTA,
+    delta_sql,
+    reading_costs_sql,
+    rollup_sql,
 )
 from storage.tables import DEVICE_TYPE_CHECK, ROLLUP_MEASURES, energy_partition, metadata
 from storage.verify import Difference, compare_sql, difference, month_source
@@ -163,13 +167,15 @@ class PartitionInsert(NamedTuple):
             parameters = [self.created_at, *itertools.chain.from_iterable(chunk)]
             inserted += _execute(db, insert, parameters).rowcount
         if inserted:
-            _execute(db, SQLITE_CREATE_DELTA)
-            _execute(db, SQLITE_CLEAR_DELTA)
-            _execute(db, sqlite_delta_sql(self.table, self.priced), {"mark": mark})
+            for sql in (*CREATE_DELTA, *CLEAR_DELTA):
+                _execute(db, sql)
+            _execute(db, delta_sql(self.table), {"mark": mark})
             if self.priced:
-                _execute(db, sqlite_reading_costs_sql(self.table), {"mark": mark})
+                _execute(db, PRICE_DELTA)
+                _execute(db, reading_costs_sql(self.table), {"mark": mark})
+            _execute(db, FILL_HOURLY_DELTA)
             for rollup in ROLLUPS:
-                _execute(db, sqlite_rollup_sql(rollup))
+                _execute(db, rollup_sql(rollup))
         return inserted
 
 
