@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import multiprocessing
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from ingest.history import HistoryFileError
+from ingest.history_process import (
+    PROCESS_FROM_BYTES,
+    DecodeJob,
+    DecodingProcess,
+    DecodingProcessError,
+)
+from ingest.settings import IngestSettings
+from meterflow.cli.history import BATCH_ROWS
 from storage import BatchWriter, Reading, WriteBatch, open_engine
 from tests.cli import meterflow
 from tests.databases import Database
@@ -122,3 +135,83 @@ def test_a_parquet_file_imports_as_its_csv_would(database: Database, tmp_path: P
     done = meterflow("import", str(history), "--db", database.url)
     assert "3 rows, 3 readings stored" in done.output, done.output
     assert database.query("SELECT sum(energy_kwh) FROM energy_daily") == [(0.875,)]
+
+
+def test_a_large_file_is_decoded_in_a_process_and_stored_whole(
+    database: Database, tmp_path: Path
+) -> None:
+    """A file past PROCESS_FROM_BYTES, more than a batch long, decoded in the import's
+    decoding process: every good row stored once, every bad one a dead letter naming its
+    line, and the daily totals those of the rows themselves."""
+    devices, quarters = 40, 2_000
+    rows = []
+    for number in range(devices * quarters):
+        quarter, device = divmod(number, devices)
+        ts = (DAY + quarter * timedelta(minutes=15)).isoformat()
+        rows.append(["smart_meter", f"m-{device}", ts, f"{(number % 97) / 1000:.3f}", "0.2",
+                     "230.0", ""])  # fmt: skip
+    bad_lines = {2 + 1_000, 2 + 51_234}  # the header is line 1
+    for line in bad_lines:
+        rows[line - 2][3] = "-1"
+    history = write_csv(tmp_path / "history.csv", rows)
+    assert history.stat().st_size >= PROCESS_FROM_BYTES
+    assert len(rows) > BATCH_ROWS
+
+    done = meterflow("import", str(history), "--db", database.url)
+    good = len(rows) - len(bad_lines)
+    assert f"{len(rows)} rows, {good} readings stored, 0 already there, 2 rejected" in done.output
+    again = meterflow("import", str(history), "--db", database.url)
+    assert f"0 readings stored, {good} already there, 2 rejected" in again.output
+
+    reasons = sorted(reason for (reason,) in database.query("SELECT reason FROM dead_letters"))
+    assert reasons == [
+        f"history.csv line {line}: energy_kwh: Input should be greater than or equal to 0"
+        for line in sorted(bad_lines)
+    ]
+    by_day: dict[str, float] = {}
+    for row in rows:
+        if row[3] != "-1":
+            by_day[row[2][:10]] = by_day.get(row[2][:10], 0.0) + float(row[3])
+    stored = database.query(
+        "SELECT substr(CAST(day AS TEXT), 1, 10), sum(energy_kwh), sum(readings) "
+        "FROM energy_daily GROUP BY 1 ORDER BY 1"
+    )
+    assert [day for day, _, _ in stored] == sorted(by_day)
+    for day, energy, _ in stored:
+        assert abs(energy - by_day[day]) < 1e-6, day
+    assert sum(count for _, _, count in stored) == good
+
+
+def test_a_file_the_decoding_process_cannot_read_is_one_error(tmp_path: Path) -> None:
+    """A HistoryFileError in the process is raised in the importer with its words."""
+    broken = tmp_path / "broken.csv"
+    broken.write_text("device,when,kwh\nm-1,2026-05-04T00:10:00Z,1\n")
+
+    async def decode_all() -> None:
+        async with DecodingProcess(_job(broken)) as batches:
+            async for _ in batches:
+                pass
+
+    with pytest.raises(HistoryFileError, match="missing columns device_type, device_id, ts"):
+        asyncio.run(decode_all())
+
+
+def test_a_decoding_process_that_dies_stops_the_import_with_an_error(tmp_path: Path) -> None:
+    """Killed, the process is missed at the next batch: an error, never a wait forever."""
+    history = write_csv(tmp_path / "history.csv", GOOD * 200_000)
+
+    async def decode_after_kill() -> None:
+        async with DecodingProcess(_job(history)) as batches:
+            [decoder] = [p for p in multiprocessing.active_children()
+                         if p.name == "meterflow-import-decoder"]  # fmt: skip
+            assert decoder.pid is not None
+            os.kill(decoder.pid, signal.SIGKILL)
+            async for _ in batches:
+                pass
+
+    with pytest.raises(DecodingProcessError, match="exit code -9"):
+        asyncio.run(decode_after_kill())
+
+
+def _job(path: Path) -> DecodeJob:
+    return DecodeJob(path, None, "meterflow", IngestSettings(), datetime.now(UTC), 1_000)

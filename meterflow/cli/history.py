@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sys
 import time
 from collections.abc import Callable
@@ -15,15 +14,13 @@ import click
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ingest.decode.router import Router
-from ingest.decode.topics import TopicScheme
-from ingest.history import Meter, count_rows, decoded, rows
-from ingest.settings import DecodersSettings
+from ingest.history import Meter, count_rows
+from ingest.history_process import DecodeJob, decoding
 from meterflow.cli.audit import audited
 from meterflow.cli.common import complete, config_option, db_option, open_database, settings_for
 from meterflow.cli.devices import DEVICE_TYPES
 from meterflow.settings import Settings
-from storage import BatchWriter, DeadLetter, DeviceType, Reading, WriteBatch, open_engine
+from storage import BatchWriter, DeviceType, WriteBatch, open_engine
 from storage.records import WriteResult
 from storage.tables import dead_letters
 
@@ -88,12 +85,18 @@ async def import_file(
     settings: Settings, path: Path, meter: Meter | None, progress: Callable[[int], None]
 ) -> ImportReport:
     """Store the file's readings and dead letters, a transaction per BATCH_ROWS rows, the
-    next batch decoded while the last one commits."""
-    prefix = settings.mqtt.topic_prefix
-    router = Router.configured(DecodersSettings(enabled=["canonical"]), settings.ingest, prefix)
-    scheme = TopicScheme(prefix)
+    next batches decoded (`ingest.history_process`) while the last one commits."""
     async with open_database(settings) as database:
         rejected_before = await _rejected_from(database.conn, path.name)
+    job = DecodeJob(
+        path,
+        meter,
+        settings.mqtt.topic_prefix,
+        settings.ingest,
+        datetime.now(UTC),
+        BATCH_ROWS,
+        frozenset(rejected_before),
+    )
     storage = settings.storage
     engine = open_engine(storage.url, storage.sqlite)
     report = ImportReport()
@@ -104,37 +107,17 @@ async def import_file(
         max_power_kw=settings.devices.max_power_kw,
         priced=settings.prices.configured,
     )
-    source = rows(path, scheme, meter)
-    now = datetime.now(UTC)
-
-    def next_batch() -> tuple[list[Reading], list[DeadLetter], int]:
-        """The next BATCH_ROWS rows' readings and new dead letters, and how many rows."""
-        readings: list[Reading] = []
-        letters: list[DeadLetter] = []
-        count = 0
-        for row in itertools.islice(source, BATCH_ROWS):
-            count += 1
-            found, refused = decoded(router, row, now, path.name)
-            readings.extend(found)
-            report.rejected += len(refused)
-            letters.extend(r for r in refused if r.reason not in rejected_before)
-        return readings, letters, count
-
     try:
-        async with writer:
+        async with decoding(job) as batches, writer:
             pending: asyncio.Future[WriteResult] | None = None
-            while True:
-                # Decoded in a thread, so that the loop hands the last batch to SQLite's
-                # thread meanwhile: reading the file and committing overlap.
-                readings, letters, count = await asyncio.to_thread(next_batch)
-                if count == 0:
-                    break
-                submitted = await writer.submit(WriteBatch(readings, letters))
+            async for batch in batches:
+                submitted = await writer.submit(WriteBatch(batch.readings, batch.letters))
                 if pending is not None:
                     report.add(await pending)
                 pending = submitted
-                report.rows += count
-                progress(count)
+                report.rows += batch.rows
+                report.rejected += batch.rejected
+                progress(batch.rows)
             if pending is not None:
                 report.add(await pending)
     finally:

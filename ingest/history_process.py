@@ -1,0 +1,178 @@
+"""A history file decoded beside the import's writer, a batch of rows at a time.
+
+Reading and validating a row takes most of an import's interpreter time. In the
+importing process it would take turns with the writer for the interpreter lock; in a
+process of its own it runs on the other core, and the batches come back pickled, which
+costs the importer a tenth of decoding them (docs/performance.md). A small file is
+decoded in a thread instead: it takes less time than a process takes to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import traceback
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from ingest.decode.router import Router
+from ingest.decode.topics import TopicScheme
+from ingest.errors import IngestError
+from ingest.history import HistoryFileError, Meter, decoded, rows
+from ingest.settings import DecodersSettings, IngestSettings
+from storage import DeadLetter, Reading
+
+# From this size on a file is decoded in a process: about 50,000 rows of CSV, which take
+# longer to decode than the process (a fresh interpreter) takes to start.
+PROCESS_FROM_BYTES = 4 * 2**20
+
+
+class DecodingProcessError(IngestError):
+    """The decoding process stopped without finishing the file: killed, or a bug."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the import's decoding process failed: {what}")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeJob:
+    """What the decoding process needs to know, all of it picklable."""
+
+    path: Path
+    meter: Meter | None
+    topic_prefix: str
+    limits: IngestSettings
+    received_at: datetime
+    batch_rows: int
+    # Reasons of dead letters an earlier import of the file stored: not stored again.
+    stored_reasons: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """A batch of rows: their readings, the dead letters to store, how many rows, and how
+    many of them were rejected (stored before or not)."""
+
+    readings: list[Reading] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    rows: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """The process's error: a HistoryFileError's words, or a bug's traceback."""
+
+    message: str
+    file_error: bool
+
+
+def decoded_batches(job: DecodeJob) -> Iterator[DecodedBatch]:
+    """The file's rows decoded as the canonical decoder decodes a message, in batches."""
+    decoders = DecodersSettings(enabled=["canonical"])
+    router = Router.configured(decoders, job.limits, job.topic_prefix)
+    source = rows(job.path, TopicScheme(job.topic_prefix), job.meter)
+    while True:
+        batch = DecodedBatch()
+        for row in itertools.islice(source, job.batch_rows):
+            batch.rows += 1
+            found, refused = decoded(router, row, job.received_at, job.path.name)
+            batch.readings.extend(found)
+            batch.rejected += len(refused)
+            batch.letters.extend(r for r in refused if r.reason not in job.stored_reasons)
+        if not batch.rows:
+            return
+        yield batch
+
+
+def _produce(job: DecodeJob, out: Connection) -> None:
+    """The process's body: every batch, then None; or what went wrong. Sending waits while
+    the importer has not taken the last batch, so at most one is decoded ahead."""
+    with out:
+        try:
+            for batch in decoded_batches(job):
+                out.send(batch)
+        except HistoryFileError as exc:
+            out.send(_Failed(str(exc), file_error=True))
+        except Exception:  # noqa: BLE001  (the importer raises it: a bug reads as one)
+            out.send(_Failed(traceback.format_exc(), file_error=False))
+        else:
+            out.send(None)
+
+
+@asynccontextmanager
+async def decoding(job: DecodeJob) -> AsyncIterator[AsyncIterable[DecodedBatch]]:
+    """`async with decoding(job) as batches: async for batch in batches: ...`: the file's
+    batches, decoded in a process of their own if the file is large, else in a thread."""
+    if job.path.stat().st_size < PROCESS_FROM_BYTES:
+        yield _in_thread(decoded_batches(job))
+        return
+    async with DecodingProcess(job) as batches:
+        yield batches
+
+
+async def _in_thread(batches: Iterator[DecodedBatch]) -> AsyncIterator[DecodedBatch]:
+    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        yield batch
+
+
+class DecodingProcess:
+    """`async with DecodingProcess(job) as batches: async for batch in batches: ...`
+
+    The process is spawned (a fresh interpreter: forking a process with threads can copy
+    a held lock) and stopped on leaving, also when the import stops early. Only the
+    process holds the pipe's sending end, so its end, however it comes, ends the wait
+    for a batch.
+    """
+
+    def __init__(self, job: DecodeJob) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._batches, sending = context.Pipe(duplex=False)
+        self._process: BaseProcess = context.Process(
+            target=_produce, args=(job, sending), name="meterflow-import-decoder"
+        )
+        self._sending: Connection | None = sending
+
+    async def __aenter__(self) -> Self:
+        self._process.start()
+        if self._sending is not None:
+            self._sending.close()
+            self._sending = None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        await asyncio.to_thread(self._process.join)
+        self._batches.close()
+        self._process.close()
+
+    async def __aiter__(self) -> AsyncIterator[DecodedBatch]:
+        while (batch := await asyncio.to_thread(self._next)) is not None:
+            yield batch
+
+    def _next(self) -> DecodedBatch | None:
+        try:
+            found: DecodedBatch | _Failed | None = self._batches.recv()
+        except EOFError:
+            self._process.join()
+            code = self._process.exitcode
+            raise DecodingProcessError(f"it ended with exit code {code}") from None
+        if isinstance(found, _Failed):
+            if found.file_error:
+                raise HistoryFileError(found.message)
+            raise DecodingProcessError(found.message)
+        return found
