@@ -100,6 +100,9 @@ def _csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def _number(text: str) -> object:
     """A cell as a number where it is one; otherwise the text, which validation refuses
     with the model's words (as it would refuse "64" in a message)."""
+    if ":" in text:
+        # No number has a colon, and an ISO 8601 time of day has: spare float() its error.
+        return text
     try:
         return float(text)
     except ValueError:

@@ -18,9 +18,11 @@ import pytest
 from ingest.history import HistoryFileError
 from ingest.history_process import (
     PROCESS_FROM_BYTES,
+    DecodedBatch,
     DecodeJob,
     DecodingProcess,
     DecodingProcessError,
+    decoded_batches,
 )
 from ingest.settings import IngestSettings
 from meterflow.cli.history import BATCH_ROWS
@@ -180,6 +182,35 @@ def test_a_large_file_is_decoded_in_a_process_and_stored_whole(
     for day, energy, _ in stored:
         assert abs(energy - by_day[day]) < 1e-6, day
     assert sum(count for _, _, count in stored) == good
+
+
+def test_batches_from_the_decoding_process_equal_those_decoded_in_place(tmp_path: Path) -> None:
+    """What crosses from the process is what decoding gives: readings with their extra
+    fields (metadata), a battery's two readings, dead letters with their payloads."""
+    history = tmp_path / "history.csv"
+    with history.open("w", newline="") as target:
+        out = csv.writer(target)
+        out.writerow(["device_type", "device_id", "ts", "energy_kwh", "power_kw", "interval_s",
+                      "discharge_energy_kwh", "site"])  # fmt: skip
+        for day in range(1, 4):
+            ts = f"2026-05-0{day}T00:10:00Z"
+            out.writerows([
+                ["smart_meter", "m-1", ts, "0.25", "1.0", "900", "", "barn"],
+                ["battery_storage", "b-1", ts, "0.5", "2.0", "", "0.25", ""],
+                ["smart_meter", "m-1", ts, "-1", "1.0", "", "", ""],
+            ])  # fmt: skip
+    job = _job(history)
+
+    async def from_process() -> list[DecodedBatch]:
+        async with DecodingProcess(job) as batches:
+            return [batch async for batch in batches]
+
+    crossed = asyncio.run(from_process())
+    assert crossed == list(decoded_batches(job))
+    [batch] = crossed
+    assert (batch.rows, batch.rejected, len(batch.readings), len(batch.letters)) == (9, 3, 9, 3)
+    assert batch.readings[0].metadata == {"site": "barn"}
+    assert batch.letters[0].payload.startswith(b"{")
 
 
 def test_a_file_the_decoding_process_cannot_read_is_one_error(tmp_path: Path) -> None:
