@@ -64,9 +64,10 @@ def import_history(
     twice."""
     settings = settings_for(config_file, **{"storage.url": db})
     meter = None if device_id is None else Meter(device_id, device_type)
-    # Three threads share the interpreter here (decoding, the event loop, SQLite's); with
-    # the default 5 ms switch interval, SQLite's waits for the lock between statements and
-    # the import runs a quarter slower (docs/performance.md).
+    # Three threads share the interpreter here (the event loop, SQLite's, and the one that
+    # decodes a small file or receives a large one's batches); with the default 5 ms
+    # switch interval, SQLite's waits for the lock between statements and the import runs
+    # a quarter slower (docs/performance.md).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     started = time.monotonic()
     with click.progressbar(length=count_rows(file), label=file.name, file=sys.stderr) as bar:
