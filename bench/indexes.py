@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storage.records import Reading, Row
+from storage.records import ROW_COLUMNS, Reading, Row
 from storage.rollups import sqlite_insert_sql
 from storage.sqlite import batch_rows, chunks, sqlite_timestamp
 
@@ -61,7 +61,8 @@ def batches(rows: int, devices: int, size: int = 5000) -> list[list[Row]]:
 def insert(conn: sqlite3.Connection, rows: list[Row]) -> None:
     for chunk in chunks(rows):
         values = itertools.chain.from_iterable(chunk)
-        conn.execute(sqlite_insert_sql("t", len(chunk)), [CREATED_AT, *values])
+        columns = ROW_COLUMNS[: len(chunk[0])]
+        conn.execute(sqlite_insert_sql("t", len(chunk), columns), [CREATED_AT, *values])
 
 
 def timed_median(conn: sqlite3.Connection, sql: str, params: tuple[str, ...]) -> float:

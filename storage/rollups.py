@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import TextClause, bindparam, text
 
-from storage.records import READING_COLUMNS, ROW_COLUMNS
+from storage.records import ROW_COLUMNS
 from storage.types import UTCDateTime
 
 # A window holding every bucket.
@@ -222,21 +222,21 @@ def merge_sql(table: str, bucket: str, greatest: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def sqlite_insert_sql(partition: str, rows: int, width: int = len(ROW_COLUMNS)) -> str:
+def sqlite_insert_sql(partition: str, rows: int, columns: tuple[str, ...] = ROW_COLUMNS) -> str:
     """Insert `rows` readings into `partition`, skipping those already stored.
 
-    The statement takes the batch's creation time, then each row's first `width`
-    ROW_COLUMNS as parameters of one multi-row VALUES (a column fewer is a tenth less work:
-    storage.records.OPTIONAL_COLUMNS); the owner is looked up in `iot_devices`. Rows go in
-    in the order given: the writer sorts them by unique key, so the index's pages are visited
-    in order, and the first of two equal keys is the one kept.
+    The statement takes the batch's creation time, then each row's values of `columns` (of
+    ROW_COLUMNS, in their order; those left out stay NULL) as parameters of one multi-row
+    VALUES; the owner is looked up in `iot_devices`. Rows go in in the order given: the
+    writer sorts them by unique key, so the index's pages are visited in order, and the
+    first of two equal keys is the one kept.
     """
-    row = f"({', '.join('?' * width)})"
-    values = ", ".join(f"column{i + 1}" for i in range(width))
-    device = f"column{ROW_COLUMNS.index('device_id') + 1}"
-    recorded_at = f"column{ROW_COLUMNS.index('recorded_at') + 1}"
+    row = f"({', '.join('?' * len(columns))})"
+    values = ", ".join(f"column{i + 1}" for i in range(len(columns)))
+    device = f"column{columns.index('device_id') + 1}"
+    recorded_at = f"column{columns.index('recorded_at') + 1}"
     return f"""
-INSERT INTO "{partition}" ({", ".join(READING_COLUMNS[: width + 1])}, validated, created_at)
+INSERT INTO "{partition}" (user_id, {", ".join(columns)}, validated, created_at)
 SELECT {owner_at(device, recorded_at)}, {values}, 1, ?
 FROM (VALUES {", ".join([row] * rows)}) WHERE true
 ON CONFLICT DO NOTHING

@@ -28,7 +28,7 @@ from storage import (
 )
 from storage.records import READING_COLUMNS, ROW_COLUMNS, reading_rows
 from storage.registry import Registration
-from storage.sqlite import CHUNK_ROWS, batch_rows, chunks
+from storage.sqlite import CHUNK_ROWS, batch_rows, chunks, filled_columns
 from tests.databases import (
     Database,
     SQLiteDatabase,
@@ -227,15 +227,22 @@ async def test_every_value_a_reading_carries_is_read_back_as_it_was_written(
     writer: BatchWriter, database: Database
 ) -> None:
     """Any mix of present and missing values, in batches that create a month and batches
-    that go the plain way, comes back from energy_data exactly."""
+    that go the plain way, comes back from energy_data exactly; so do values no reading of
+    its batch has (the insert leaves those columns out)."""
     rng = random.Random(8)
+    fields = ["energy", "power", "voltage", "current", "battery", "irradiance", "panel", "meta"]
+    absent: set[str] = set()
 
-    def maybe(low: float, high: float) -> float | None:
-        return None if rng.random() < 0.4 else round(rng.uniform(low, high), 3)
+    def maybe(field: str, low: float, high: float) -> float | None:
+        if field in absent or rng.random() < 0.4:
+            return None
+        return round(rng.uniform(low, high), 3)
 
     batches = []
-    for number in range(6):
-        start = T0 + timedelta(days=20 * (number // 3), minutes=number)
+    for number in range(12):
+        start = T0 + timedelta(days=20 * (number // 6), minutes=number)
+        # Half the batches lack some fields in every reading.
+        absent = set(rng.sample(fields, rng.randint(1, 7))) if number % 2 else set()
         batches.append(
             [
                 Reading(
@@ -243,15 +250,17 @@ async def test_every_value_a_reading_carries_is_read_back_as_it_was_written(
                     f"d-{n:02d}",
                     rng.choice(["smart_meter", "solar_panel"]),
                     start + timedelta(seconds=n),
-                    maybe(0, 5),
-                    maybe(0, 9),
-                    voltage=maybe(200, 250),
-                    current=maybe(0, 40),
-                    battery_pct=maybe(0, 100),
-                    irradiance_wm2=maybe(0, 1000),
-                    panel_temp_c=maybe(-20, 80),
+                    maybe("energy", 0, 5),
+                    maybe("power", 0, 9),
+                    voltage=maybe("voltage", 200, 250),
+                    current=maybe("current", 0, 40),
+                    battery_pct=maybe("battery", 0, 100),
+                    irradiance_wm2=maybe("irradiance", 0, 1000),
+                    panel_temp_c=maybe("panel", -20, 80),
                     quality=rng.choice(["good", "estimated"]),
-                    metadata=None if rng.random() < 0.5 else {"n": n, "tag": "x"},
+                    metadata=None
+                    if "meta" in absent or rng.random() < 0.5
+                    else {"n": n, "tag": "x"},
                 )
                 for n in range(40)
             ]
@@ -363,6 +372,18 @@ def test_sqlite_batch_rows_follow_the_reading_columns_but_the_owner() -> None:
     metadata = ROW_COLUMNS.index("metadata")
     assert json.loads(str(row[metadata])) == solar.metadata
     assert list(row[:metadata]) == expected[:metadata]
+
+
+def test_sqlite_inserts_bind_only_the_columns_some_row_fills() -> None:
+    """A column no row of a batch fills is left out of the insert (NULL in the table);
+    one that any row fills is bound for every row; the key and quality always are."""
+    rows = [
+        ("m-1", "consumption", 0.5, None, None, None, None, None, None, "t1", "good", None),
+        ("m-2", "consumption", None, None, 230.0, None, None, None, None, "t2", "good", None),
+    ]
+    filled = [ROW_COLUMNS[index] for index in filled_columns(rows)]
+    assert filled == ["device_id", "data_type", "energy_amount", "voltage", "recorded_at",
+                      "quality"]  # fmt: skip
 
 
 def test_sqlite_batch_rows_come_in_key_order_keeping_equal_keys_in_batch_order() -> None:
