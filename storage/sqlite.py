@@ -166,11 +166,13 @@ def filled_columns(rows: Sequence[Row]) -> tuple[int, ...]:
     adapter of NoneType first, and fails): a smart meter's row has six, which cost more
     than the rest of it (docs/performance.md).
     """
-    values = list(zip(*rows, strict=True))
+    # The first row settles most columns; only those it leaves empty are looked through.
     return tuple(
         index
-        for index, column in enumerate(values)
-        if ROW_COLUMNS[index] not in _MAY_BE_EMPTY or column.count(None) < len(column)
+        for index, value in enumerate(rows[0])
+        if value is not None
+        or ROW_COLUMNS[index] not in _MAY_BE_EMPTY
+        or list(map(operator.itemgetter(index), rows)).count(None) < len(rows)
     )
 
 
