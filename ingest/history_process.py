@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
+import signal
 import traceback
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -102,6 +103,9 @@ def decoded_batches(job: DecodeJob) -> Iterator[DecodedBatch]:
 def _produce(job: DecodeJob, out: Connection) -> None:
     """The process's body: every batch, then None; or what went wrong. Sending waits while
     the importer has not taken the last batch, so at most one is decoded ahead."""
+    # Ctrl-C reaches the whole process group: the importer stops this process itself,
+    # without a second traceback from here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with out:
         try:
             for batch in decoded_batches(job):
@@ -145,13 +149,11 @@ class DecodingProcess:
         self._process: BaseProcess = context.Process(
             target=_produce, args=(job, sending), name="meterflow-import-decoder"
         )
-        self._sending: Connection | None = sending
+        self._sending = sending
 
     async def __aenter__(self) -> Self:
         self._process.start()
-        if self._sending is not None:
-            self._sending.close()
-            self._sending = None
+        self._sending.close()
         return self
 
     async def __aexit__(
