@@ -4,15 +4,16 @@ A row holds `device_type`, `device_id` and the canonical payload's fields (`ts`,
 `energy_kwh`, `power_kw`, and any optional one: README, "For devices"). It becomes the
 canonical JSON it stands for, on the topic it would have been published to, and goes
 through the canonical decoder: the same validation, readings and reasons as a live
-message. A utility's 15-minute export (`start,end,kwh` for one meter) is read with the
-device given: each row is the energy of [start, end), as `energy_kwh` with `interval_s`.
+message (`RowDecoder`). A utility's 15-minute export (`start,end,kwh` for one meter) is
+read with the device given: each row is the energy of [start, end), as `energy_kwh` with
+`interval_s`.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +21,12 @@ from typing import Any
 
 import msgspec
 
+from ingest.decode.canonical import CanonicalDecoder
+from ingest.decode.payload import vouched_telemetry
 from ingest.decode.router import Router
-from ingest.decode.topics import TopicScheme
+from ingest.decode.topics import DeviceTopic, TopicScheme
 from ingest.errors import IngestError
+from ingest.settings import DecodersSettings, IngestSettings
 from storage import DeadLetter, DeviceType, Reading
 
 # Fields that are text; every other cell is a number where it reads as one (ts: epoch
@@ -45,24 +49,16 @@ class Meter:
     device_type: DeviceType
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A row of a file: where it is, and the message it stands for."""
-
-    line: int
-    topic: str
-    payload: bytes
+Document = dict[str, Any]
 
 
-def rows(path: Path, scheme: TopicScheme, meter: Meter | None = None) -> Iterator[Row]:
-    """The file's rows as messages, in order; HistoryFileError for an unreadable file."""
-    documents = _parquet(path) if path.suffix.lower() == ".parquet" else _csv(path)
-    for line, found in documents:
-        document = found if meter is None else _utility(path, found, meter)
-        device_type = str(document.pop("device_type", ""))
-        device_id = str(document.pop("device_id", ""))
-        topic = scheme.telemetry(device_type, device_id)  # type: ignore[arg-type]
-        yield Row(line, topic, _JSON.encode(document))
+def documents(path: Path, meter: Meter | None = None) -> Iterator[tuple[int, Document]]:
+    """The file's rows, by line, as canonical payloads that also name `device_type` and
+    `device_id`; HistoryFileError for an unreadable file."""
+    found = _parquet(path) if path.suffix.lower() == ".parquet" else _csv(path)
+    if meter is None:
+        return found
+    return ((line, _utility(path, document, meter)) for line, document in found)
 
 
 def count_rows(path: Path) -> int:
@@ -163,17 +159,52 @@ def _utility(path: Path, document: Mapping[str, Any], meter: Meter) -> dict[str,
     return converted
 
 
-def decoded(
-    router: Router, row: Row, received_at: datetime, source: str
-) -> tuple[list[Reading], list[DeadLetter]]:
-    """What a row says, as the live path would store it; a dead letter's reason says where
-    in the file it came from."""
-    readings: list[Reading] = []
-    letters: list[DeadLetter] = []
-    for item in router.decode(row.topic, row.payload, received_at):
-        if isinstance(item, Reading):
-            readings.append(item)
-        elif isinstance(item, DeadLetter):
-            reason = f"{source} line {row.line}: {item.reason}"
-            letters.append(dataclasses.replace(item, reason=reason))
-    return readings, letters
+class RowDecoder:
+    """Decodes a file's rows as the router decodes messages: a row becomes the canonical
+    JSON it stands for, on the topic it would have been published to, with the same
+    readings and dead letters; a dead letter's reason says where in the file it came from.
+
+    What depends on the topic alone (matching it, checking the device's id and type) is
+    settled by the first of a device's rows the router accepts; after that, a row whose
+    values msgspec vouches for (`vouched_telemetry`) is not decoded from its JSON again.
+    Any other row takes the message's own path, whose words a dead letter needs.
+    """
+
+    def __init__(self, topic_prefix: str, limits: IngestSettings, source: str) -> None:
+        decoders = DecodersSettings(enabled=["canonical"])
+        self._router = Router.configured(decoders, limits, topic_prefix)
+        self._canonical = CanonicalDecoder(topic_prefix, limits)
+        self._scheme = TopicScheme(topic_prefix)
+        self._max_payload_bytes = limits.max_payload_bytes
+        self._source = source
+        self._accepted: dict[tuple[str, str], tuple[str, DeviceTopic]] = {}
+
+    def decode(
+        self, line: int, document: Document, received_at: datetime
+    ) -> tuple[Sequence[Reading], Sequence[DeadLetter]]:
+        """What the row at `line` says; `document` is taken apart."""
+        device_type = str(document.pop("device_type", ""))
+        device_id = str(document.pop("device_id", ""))
+        payload = _JSON.encode(document)
+        accepted = self._accepted.get((device_type, device_id))
+        if accepted is not None and len(payload) <= self._max_payload_bytes:
+            topic, parsed = accepted
+            telemetry = vouched_telemetry(device_type, document)
+            if telemetry is not None:
+                vouched = self._canonical.accepted(topic, parsed, telemetry, received_at)
+                if vouched is not None:
+                    return vouched, ()
+        topic = self._scheme.telemetry(device_type, device_id)  # type: ignore[arg-type]
+        readings_and_letters = self._router.decode(topic, payload, received_at)
+        readings = [item for item in readings_and_letters if isinstance(item, Reading)]
+        if readings and accepted is None:
+            self._accepted[device_type, device_id] = (
+                topic,
+                DeviceTopic(readings[0].device_type, device_id),
+            )
+        letters = [
+            dataclasses.replace(item, reason=f"{self._source} line {line}: {item.reason}")
+            for item in readings_and_letters
+            if isinstance(item, DeadLetter)
+        ]
+        return readings, letters

@@ -26,11 +26,9 @@ from typing import Self
 
 import msgspec
 
-from ingest.decode.router import Router
-from ingest.decode.topics import TopicScheme
 from ingest.errors import IngestError
-from ingest.history import HistoryFileError, Meter, decoded, rows
-from ingest.settings import DecodersSettings, IngestSettings
+from ingest.history import HistoryFileError, Meter, RowDecoder, documents
+from ingest.settings import IngestSettings
 from storage import DeadLetter, Reading
 
 # From this size on a file is decoded in a process: about 50,000 rows of CSV, which take
@@ -84,17 +82,17 @@ _DECODER = msgspec.msgpack.Decoder(DecodedBatch | _Failed | None)
 
 def decoded_batches(job: DecodeJob) -> Iterator[DecodedBatch]:
     """The file's rows decoded as the canonical decoder decodes a message, in batches."""
-    decoders = DecodersSettings(enabled=["canonical"])
-    router = Router.configured(decoders, job.limits, job.topic_prefix)
-    source = rows(job.path, TopicScheme(job.topic_prefix), job.meter)
+    decoder = RowDecoder(job.topic_prefix, job.limits, job.path.name)
+    source = documents(job.path, job.meter)
     while True:
         batch = DecodedBatch()
-        for row in itertools.islice(source, job.batch_rows):
+        for line, document in itertools.islice(source, job.batch_rows):
             batch.rows += 1
-            found, refused = decoded(router, row, job.received_at, job.path.name)
+            found, refused = decoder.decode(line, document, job.received_at)
             batch.readings.extend(found)
-            batch.rejected += len(refused)
-            batch.letters.extend(r for r in refused if r.reason not in job.stored_reasons)
+            if refused:
+                batch.rejected += len(refused)
+                batch.letters.extend(r for r in refused if r.reason not in job.stored_reasons)
         if not batch.rows:
             return
         yield batch

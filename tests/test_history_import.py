@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import multiprocessing
 import os
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.history import HistoryFileError
+from ingest.decode.router import Router
+from ingest.history import HistoryFileError, RowDecoder
 from ingest.history_process import (
     PROCESS_FROM_BYTES,
     DecodedBatch,
@@ -24,9 +27,9 @@ from ingest.history_process import (
     DecodingProcessError,
     decoded_batches,
 )
-from ingest.settings import IngestSettings
+from ingest.settings import DecodersSettings, IngestSettings
 from meterflow.cli.history import BATCH_ROWS
-from storage import BatchWriter, Reading, WriteBatch, open_engine
+from storage import BatchWriter, DeadLetter, Reading, WriteBatch, open_engine
 from tests.cli import meterflow
 from tests.databases import Database
 
@@ -211,6 +214,54 @@ def test_batches_from_the_decoding_process_equal_those_decoded_in_place(tmp_path
     assert (batch.rows, batch.rejected, len(batch.readings), len(batch.letters)) == (9, 3, 9, 3)
     assert batch.readings[0].metadata == {"site": "barn"}
     assert batch.letters[0].payload.startswith(b"{")
+
+
+def test_every_row_decodes_as_the_message_it_stands_for() -> None:
+    """A row gives the readings and dead letters its canonical JSON gives on its topic,
+    whichever path it takes: a device whose first row is refused, rows after a device's
+    topic is settled (good, refused, out of time, with extras or a NaN), bad topics."""
+    now = datetime(2026, 5, 10, tzinfo=UTC)
+    ts = "2026-05-04T00:10:00Z"
+    rows: list[dict[str, object]] = [
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": ts, "energy_kwh": -1.0},
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": ts, "energy_kwh": 0.25,
+         "power_kw": 1.0},
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": "2026-05-04T00:25:00+02:00",
+         "energy_kwh": 0.5, "power_kw": 2.0, "voltage": 231.5, "quality": "estimated",
+         "interval_s": 900.0},
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": ts, "energy_kwh": 1e9,
+         "power_kw": 1.0},
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": "2026-06-04T00:10:00Z",
+         "energy_kwh": 0.25, "power_kw": 1.0},
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": "2019-05-04T00:10:00Z",
+         "energy_kwh": 0.25, "power_kw": 1.0},
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": 1777860000.0,
+         "energy_kwh": 0.25, "power_kw": 1.0, "site": "barn"},
+        {"device_type": "smart_meter", "device_id": "m-1", "ts": ts, "energy_kwh": 0.25,
+         "power_kw": float("nan")},
+        {"device_type": "battery_storage", "device_id": "b-1", "ts": ts, "energy_kwh": 0.5,
+         "power_kw": 2.0, "discharge_energy_kwh": 0.25, "state_of_charge": 50.0},
+        {"device_type": "wind_turbine", "device_id": "w-1", "ts": ts, "energy_kwh": 1.0,
+         "power_kw": 1.0},
+        {"device_type": "smart_meter", "device_id": "a/b", "ts": ts, "energy_kwh": 1.0,
+         "power_kw": 1.0},
+        {"device_type": "smart_meter", "device_id": "", "ts": ts, "energy_kwh": 1.0,
+         "power_kw": 1.0},
+    ]  # fmt: skip
+    limits = IngestSettings()
+    router = Router.configured(DecodersSettings(enabled=["canonical"]), limits, "meterflow")
+    decoder = RowDecoder("meterflow", limits, "h.csv")
+    for line, row in enumerate(rows * 2, start=2):
+        document = dict(row)
+        topic = f"meterflow/{document.pop('device_type')}/{document.pop('device_id')}/telemetry"
+        message = router.decode(topic, msgspec.json.encode(document), now)
+        readings, letters = decoder.decode(line, dict(row), now)
+        assert list(readings) == [item for item in message if isinstance(item, Reading)]
+        assert list(letters) == [
+            dataclasses.replace(item, reason=f"h.csv line {line}: {item.reason}")
+            for item in message
+            if isinstance(item, DeadLetter)
+        ]
 
 
 def test_a_file_the_decoding_process_cannot_read_is_one_error(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from ingest.decode.payload import (
     Telemetry,
     _fast_path,
     parse_telemetry,
+    vouched_telemetry,
 )
 from ingest.errors import PayloadError
 
@@ -163,3 +164,38 @@ def test_an_everyday_reading_takes_the_fast_path() -> None:
     assert fast is not None
     assert fast.ts == datetime(2026, 11, 20, 18, 41, 56, tzinfo=UTC)
     assert fast.extra == {"seq": 7}
+
+
+# Rows a history file holds: mostly valid, every field one the models know.
+rows = st.fixed_dictionaries(
+    {
+        "ts": st.sampled_from(["2026-11-22T09:20:00Z", "2026-11-22T10:20:00.9999+01:00", 1.8e9]),
+        "energy_kwh": st.floats(0, 100_000) | st.sampled_from([-0.5, 100_001]),
+        "power_kw": st.floats(0, 100_000),
+    },
+    optional={
+        "voltage": st.floats(0, 1_000_000),
+        "quality": st.sampled_from(["good", "estimated", ""]),
+        "interval_s": st.floats(0, 31 * 86400 + 1),
+    },
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.sampled_from(sorted(PAYLOAD_MODELS)),
+    rows | documents,
+    st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+)
+@example("smart_meter", {"ts": 1.0, "energy_kwh": 1, "power_kw": 1}, float("nan"))
+def test_a_vouched_document_reads_as_its_json_would(
+    device_type: str, document: dict[str, object], odd: float
+) -> None:
+    """What a history row's document is vouched as equals what its JSON parses to; a
+    document with extras, or with a NaN or an infinity anywhere, is not vouched for."""
+    vouched = vouched_telemetry(device_type, dict(document))
+    if vouched is not None:
+        assert vouched == by_parse_telemetry(device_type, json.dumps(document).encode())
+        assert vouched.extra is None
+    for name in ("ts", "energy_kwh", "voltage"):
+        assert vouched_telemetry(device_type, document | {name: odd}) is None

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ingest.decode.base import Decoded, Route
 from ingest.decode.common import availability
 from ingest.decode.patterns import TopicPattern
-from ingest.decode.payload import parse_telemetry
+from ingest.decode.payload import Telemetry, parse_telemetry
 from ingest.decode.topics import DEVICE_TYPES, Channel, DeviceTopic
 from ingest.errors import PayloadError
 from ingest.settings import IngestSettings
@@ -84,51 +84,32 @@ class CanonicalDecoder:
             only_ts = all(error["loc"][:1] == ("ts",) for error in exc.error.errors())
             kind: RejectKind = "timestamp" if only_ts else "payload"
             return (self._reject(topic, payload, received_at, describe(exc.error), kind),)
+        refusal = self._refusal(parsed, document, received_at)
+        if refusal is not None:
+            reason, kind = refusal
+            return (self._reject(topic, payload, received_at, reason, kind),)
+        return _readings(topic, parsed, document)
+
+    def accepted(
+        self, topic: str, parsed: DeviceTopic, document: Telemetry, received_at: datetime
+    ) -> tuple[Reading, ...] | None:
+        """The readings of a valid payload's values on `parsed`'s telemetry topic, as a
+        message's; None where the message would be refused (a history import then takes
+        the message's own path for the reason's words)."""
+        if self._refusal(parsed, document, received_at) is not None:
+            return None
+        return _readings(topic, parsed, document)
+
+    def _refusal(
+        self, parsed: DeviceTopic, document: Telemetry, received_at: datetime
+    ) -> tuple[str, RejectKind] | None:
         if document.device_id is not None and document.device_id != parsed.device_id:
             mismatch = (
                 f"device_id {document.device_id!r} does not match the topic's {parsed.device_id!r}"
             )
-            return (self._reject(topic, payload, received_at, mismatch, "device_mismatch"),)
+            return mismatch, "device_mismatch"
         problem = self._time_problem(document.ts, received_at)
-        if problem is not None:
-            return (self._reject(topic, payload, received_at, problem, "timestamp"),)
-        interval_start = (
-            None
-            if document.interval_s is None
-            else document.ts - timedelta(seconds=document.interval_s)
-        )
-        reading = Reading(
-            topic=topic,
-            device_id=parsed.device_id,
-            device_type=parsed.device_type,
-            recorded_at=document.ts,
-            energy_kwh=document.energy_kwh,
-            power_kw=document.power_kw,
-            voltage=document.voltage,
-            current=document.current,
-            battery_pct=document.battery_pct,
-            irradiance_wm2=document.irradiance_wm2,
-            panel_temp_c=document.panel_temp_c,
-            quality=document.quality,
-            metadata=document.extra,
-            interval_start=interval_start,
-            state_of_charge=document.state_of_charge,
-        )
-        if document.discharge_energy_kwh is None and document.discharge_power_kw is None:
-            return (reading,)
-        # A battery's discharge is energy it produced: a reading of its own kind.
-        discharge = Reading(
-            topic=topic,
-            device_id=parsed.device_id,
-            device_type=parsed.device_type,
-            recorded_at=document.ts,
-            energy_kwh=document.discharge_energy_kwh,
-            power_kw=document.discharge_power_kw,
-            quality=document.quality,
-            kind="production",
-            interval_start=interval_start,
-        )
-        return (reading, discharge)
+        return None if problem is None else (problem, "timestamp")
 
     def _time_problem(self, ts: datetime, received_at: datetime) -> str | None:
         if ts - received_at > self._max_skew:
@@ -158,6 +139,47 @@ def _device(captures: Mapping[str, str], channel: Channel) -> DeviceTopic | str:
     if device_type not in DEVICE_TYPES:
         return f"unknown device type {device_type!r}: expected one of {sorted(DEVICE_TYPES)}"
     return DeviceTopic(device_type, captures["device_id"], channel)  # type: ignore[arg-type]
+
+
+def _readings(topic: str, parsed: DeviceTopic, document: Telemetry) -> tuple[Reading, ...]:
+    """A valid message's reading; a battery's discharge is a second one."""
+    interval_start = (
+        None
+        if document.interval_s is None
+        else document.ts - timedelta(seconds=document.interval_s)
+    )
+    reading = Reading(
+        topic=topic,
+        device_id=parsed.device_id,
+        device_type=parsed.device_type,
+        recorded_at=document.ts,
+        energy_kwh=document.energy_kwh,
+        power_kw=document.power_kw,
+        voltage=document.voltage,
+        current=document.current,
+        battery_pct=document.battery_pct,
+        irradiance_wm2=document.irradiance_wm2,
+        panel_temp_c=document.panel_temp_c,
+        quality=document.quality,
+        metadata=document.extra,
+        interval_start=interval_start,
+        state_of_charge=document.state_of_charge,
+    )
+    if document.discharge_energy_kwh is None and document.discharge_power_kw is None:
+        return (reading,)
+    # A battery's discharge is energy it produced: a reading of its own kind.
+    discharge = Reading(
+        topic=topic,
+        device_id=parsed.device_id,
+        device_type=parsed.device_type,
+        recorded_at=document.ts,
+        energy_kwh=document.discharge_energy_kwh,
+        power_kw=document.discharge_power_kw,
+        quality=document.quality,
+        kind="production",
+        interval_start=interval_start,
+    )
+    return (reading, discharge)
 
 
 def describe(exc: ValidationError) -> str:

@@ -251,13 +251,32 @@ def _fast_path(device_type: str, payload: bytes) -> Telemetry | None:
     """The payload's values if msgspec alone can vouch for them; None to ask the models."""
     try:
         raw = _DOCUMENT.decode(payload)
-        unknown = raw.keys() - _FAST_FIELDS[device_type]
-        extra = None
-        if unknown:
-            extra = {key: value for key, value in raw.items() if key in unknown}
-            for key in unknown:
-                del raw[key]
-        document = msgspec.convert(raw, _FAST_MODELS[device_type])
+    except msgspec.MsgspecError:
+        return None
+    unknown = raw.keys() - _FAST_FIELDS[device_type]
+    extra = None
+    if unknown:
+        extra = {key: value for key, value in raw.items() if key in unknown}
+        for key in unknown:
+            del raw[key]
+    return _vouched(device_type, raw, extra)
+
+
+def vouched_telemetry(device_type: str, document: dict[str, Any]) -> Telemetry | None:
+    """A parsed payload's values if msgspec alone can vouch for them: what `parse_telemetry`
+    makes of the document's JSON, without the JSON. None to take that path, also where the
+    document has fields the models would keep as metadata (JSON would turn a NaN among
+    them into null)."""
+    if not document.keys() <= _FAST_FIELDS[device_type]:
+        return None
+    return _vouched(device_type, document, None)
+
+
+def _vouched(
+    device_type: str, known: dict[str, Any], extra: dict[str, Any] | None
+) -> Telemetry | None:
+    try:
+        document = msgspec.convert(known, _FAST_MODELS[device_type])
         ts = _cached_timestamp(document.ts)
     except (msgspec.MsgspecError, ValueError):
         return None
