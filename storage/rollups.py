@@ -126,37 +126,46 @@ def sqlite_pieces(source: str, where: str = "") -> str:
     quarter hour it covers, of the readings of `source` that `where` selects: its energy
     there, and its power and 1 reading in its own quarter hour.
 
-    The quarter hours a spreading reading covers before its own come from a recursive
-    CTE. Every share divides by the same whole, so the shares add up to the reading's
-    energy.
+    A reading whose energy reaches back before its own quarter hour (`spreading`) has its
+    times turned into seconds once. Its first quarter hour and its own are shares of their
+    own; only the quarter hours between (`later`) come from a recursive CTE, which steps in
+    seconds and makes each one's text once. Every share divides by the same whole, so the
+    shares add up to the reading's energy. A quarter hour's seconds are a whole number,
+    exact in a double: the shares are the very numbers the times' texts give.
     """
     own = QUARTER_HOURLY.sqlite_bucket("recorded_at")
     seconds = _sqlite_seconds
-    step = "strftime('%Y-%m-%d %H:%M:%S.000000', {q}, '+15 minutes')"
-    # The last share: from the reading's own quarter hour to its time.
-    last = (
-        f"CASE WHEN {_spans(own)} THEN energy_amount * ({seconds('recorded_at')} - "
-        f"{seconds(own)}) / ({seconds('recorded_at')} - {seconds('interval_start')}) "
-        "ELSE energy_amount END"
-    )
+    spans = _spans(own)
     return f"""WITH RECURSIVE readings AS NOT MATERIALIZED (
     SELECT {PIECE_COLUMNS} FROM {source} {where}
-), earlier (device_id, data_type, quarter_hour, next, s, e, energy, own, id) AS (
-    SELECT device_id, data_type, {QUARTER_HOURLY.sqlite_bucket("interval_start")},
-           {step.format(q=QUARTER_HOURLY.sqlite_bucket("interval_start"))},
-           interval_start, recorded_at, energy_amount, {own}, id
-    FROM readings WHERE {_spans(own)}
+), reaching AS MATERIALIZED (
+    SELECT id, device_id, data_type, energy_amount AS energy, instantaneous_power AS power,
+           {own} AS own, {QUARTER_HOURLY.sqlite_bucket("interval_start")} AS first,
+           {seconds("interval_start")} AS s, {seconds("recorded_at")} AS e
+    FROM readings WHERE {spans}
+), spreading AS MATERIALIZED (
+    SELECT id, device_id, data_type, energy, power, own, first, s, e,
+           {seconds("first")} AS first_s, {seconds("own")} AS own_s
+    FROM reaching
+), later (device_id, data_type, q, own_s, s, e, energy, id) AS (
+    SELECT device_id, data_type, first_s + 900, own_s, s, e, energy, id
+    FROM spreading WHERE first_s + 900 < own_s
     UNION ALL
-    SELECT device_id, data_type, next, {step.format(q="next")}, s, e, energy, own, id
-    FROM earlier WHERE next < own
+    SELECT device_id, data_type, q + 900, own_s, s, e, energy, id
+    FROM later WHERE q + 900 < own_s
 ), pieces (device_id, data_type, quarter_hour, energy, power, reading, id) AS (
-    SELECT device_id, data_type, quarter_hour,
-           energy * ({seconds("next")} - {seconds("max(s, quarter_hour)")})
-               / ({seconds("e")} - {seconds("s")}),
-           NULL, 0, id
-    FROM earlier
+    SELECT device_id, data_type, first, energy * (first_s + 900 - s) / (e - s), NULL, 0, id
+    FROM spreading
     UNION ALL
-    SELECT device_id, data_type, {own}, {last}, instantaneous_power, 1, id FROM readings
+    SELECT device_id, data_type, strftime('%Y-%m-%d %H:%M:%S.000000', q, 'unixepoch'),
+           energy * 900 / (e - s), NULL, 0, id
+    FROM later
+    UNION ALL
+    SELECT device_id, data_type, own, energy * (e - own_s) / (e - s), power, 1, id
+    FROM spreading
+    UNION ALL
+    SELECT device_id, data_type, {own}, energy_amount, instantaneous_power, 1, id
+    FROM readings WHERE ({spans}) IS NOT TRUE
 )"""
 
 

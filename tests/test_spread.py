@@ -3,11 +3,14 @@ proportion to time, in every rollup, also back across a month's end."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 
 import pytest
 
 from storage import Reading
+from storage.rollups import PIECE_COLUMNS, sqlite_pieces
 from tests.databases import Database, as_utc
 from tests.helpers import store_batches
 from tests.test_migrations import meterflow
@@ -126,3 +129,49 @@ def test_a_stated_interval_spreads_the_energy_as_a_counters_does(database: Datab
         T0.replace(hour=10): (0.3, 0),
         T0.replace(hour=10, minute=15): (0.1, 1),
     }
+
+
+def test_each_quarter_hour_gets_its_share_of_an_interval_to_the_microsecond() -> None:
+    """SQLite's pieces (the SQL every rollup is built from) against shares worked out here
+    with exact fractions: intervals across a year's end, with microseconds, starting and
+    ending on quarter hours and off them, empty, or starting after their reading. Seconds
+    since 1970 in a double are good to a quarter of a microsecond: so are the shares."""
+    end = datetime(2026, 1, 1, 0, 5, 0, 250_001, tzinfo=UTC)
+    intervals = {
+        1: (end - timedelta(minutes=40, microseconds=7), 0.9),
+        2: (end.replace(minute=0, microsecond=0) - timedelta(hours=2), 1.0),
+        3: (end - timedelta(days=2, seconds=1), 4.0),
+        4: (end, 0.5),
+        5: (end + timedelta(seconds=1), 0.5),
+        6: (end - timedelta(hours=1), 0.0),
+        7: (None, 0.7),
+    }
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE r ({PIECE_COLUMNS})")
+    for number, (start, energy) in intervals.items():
+        recorded = end + timedelta(minutes=15 * number)
+        db.execute("INSERT INTO r VALUES (?, 'm-1', 'consumption', ?, ?, ?, 1.0)",
+                   (number, _stored(recorded), start and _stored(start), energy))  # fmt: skip
+    pieces = db.execute(f"{sqlite_pieces('r')} SELECT id, quarter_hour, energy FROM pieces")
+    found = {(number, quarter): share for number, quarter, share in pieces}
+    expected: dict[tuple[int, str], Fraction] = {}
+    for number, (start, energy) in intervals.items():
+        recorded = end + timedelta(minutes=15 * number)
+        own = recorded.replace(minute=recorded.minute // 15 * 15, second=0, microsecond=0)
+        shares = {own: Fraction(energy)}
+        if start is not None and energy > 0 and start < own:
+            whole = (recorded - start) // timedelta(microseconds=1)
+            quarter = start.replace(minute=start.minute // 15 * 15, second=0, microsecond=0)
+            while quarter <= own:
+                part = min(quarter + timedelta(minutes=15), recorded) - max(quarter, start)
+                shares[quarter] = Fraction(energy) * (part // timedelta(microseconds=1)) / whole
+                quarter += timedelta(minutes=15)
+        expected |= {(number, _stored(quarter)): share for quarter, share in shares.items()}
+    assert found.keys() == expected.keys()
+    for key, share in expected.items():
+        assert found[key] == pytest.approx(float(share), rel=1e-9, abs=1e-15), key
+
+
+def _stored(moment: datetime) -> str:
+    """A time as the readings' tables hold it."""
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
