@@ -1,6 +1,6 @@
 """History import rate: `meterflow import` of a CSV into a new SQLite database.
 
-    python -m bench.history [--rows 500000] [--devices 1000] [--interval-s 900]
+    python -m bench.history [--rows 500000] [--devices 1000] [--interval-s 900] [--spread]
 
 Writes a CSV of canonical rows (every device one reading per `--interval-s`, a quarter
 hour by default, the rows in time order as a utility or an old system would export
@@ -9,7 +9,10 @@ the issue's target of 100,000, with the CPU time a row took in the importing pro
 in its decoding process (ingest/history_process.py): on a busy machine the rate moves
 with the neighbours, the CPU time much less. Then imports it again: nothing is stored
 twice, and how fast that is. A quarter-hourly history is the dearest kind: every row
-opens a 15-minute bucket of its own, where minute readings share one by fifteen.
+opens a 15-minute bucket of its own, where minute readings share one by fifteen. With
+`--spread` each row's energy is that of the interval before it (`interval_s`, the time on
+its end), as in a utility's export or a counter's history: it is shared out over the
+quarter hours it covers.
 """
 
 from __future__ import annotations
@@ -30,16 +33,23 @@ from meterflow.settings import load_settings
 TARGET_ROWS_PER_S = 100_000
 
 
-def write_history(path: Path, rows: int, devices: int, interval_s: int = 900) -> None:
+def write_history(
+    path: Path, rows: int, devices: int, interval_s: int = 900, *, spread: bool = False
+) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    header = ["device_type", "device_id", "ts", "energy_kwh", "power_kw"]
+    covers = [str(interval_s)] if spread else []
     with path.open("w", newline="") as target:
         out = csv.writer(target)
-        out.writerow(["device_type", "device_id", "ts", "energy_kwh", "power_kw"])
+        out.writerow([*header, "interval_s"] if spread else header)
         for number in range(rows):
-            quarter, device = divmod(number, devices)
+            step, device = divmod(number, devices)
             energy = 0.05 + (number % 97) / 1000
-            ts = (start + timedelta(seconds=interval_s * quarter + 7)).isoformat()
-            out.writerow(["smart_meter", f"m-{device}", ts, f"{energy:.3f}", f"{energy * 4:.3f}"])
+            at = interval_s * (step + 1) if spread else interval_s * step + 7
+            ts = (start + timedelta(seconds=at)).isoformat()
+            out.writerow(
+                ["smart_meter", f"m-{device}", ts, f"{energy:.3f}", f"{energy * 4:.3f}", *covers]
+            )
 
 
 def timed_import(url: str, path: Path) -> tuple[ImportReport, float, float, float]:
@@ -70,11 +80,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--devices", type=int, default=1_000)
     parser.add_argument("--interval-s", type=int, default=900, help="between a device's rows")
+    parser.add_argument(
+        "--spread", action="store_true", help="each row's energy covers the interval before it"
+    )
     args = parser.parse_args()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="meterflow-bench-") as scratch:
         path = Path(scratch) / "history.csv"
-        write_history(path, args.rows, args.devices, args.interval_s)
+        write_history(path, args.rows, args.devices, args.interval_s, spread=args.spread)
         url = f"sqlite:///{Path(scratch) / 'data' / 'meterflow.db'}"
         for run in ("first import", "again"):
             report, seconds, importer, decoder = timed_import(url, path)

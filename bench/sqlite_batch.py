@@ -1,6 +1,7 @@
 """Where SQLite's time goes in one batch transaction, statement by statement.
 
-    python -m bench.sqlite_batch [--batches 60] [--batch 5000] [--devices 1000] [--interval-s S]
+    python -m bench.sqlite_batch [--batches 60] [--batch 5000] [--devices 1000]
+                                 [--step-s 1] [--interval-s S]
 
 Stores batches through the daemon's own steps (`storage.sqlite`: the registry upsert, the
 month's inserts, their rollup delta and the four rollups, BEGIN IMMEDIATE to COMMIT) into a
@@ -84,21 +85,21 @@ def connect(path: Path) -> TimedConnection:
 
 
 def readings(
-    first: int, count: int, devices: int, start: datetime, interval_s: float
+    first: int, count: int, devices: int, start: datetime, *, step_s: float, interval_s: float
 ) -> list[Reading]:
-    """Each device's reading every second; with `interval_s`, each covers that interval, as
-    a counter's do (storage/counters.py)."""
+    """Each device's reading every `step_s` seconds; with `interval_s`, each covers that
+    interval, as a counter's do (storage/counters.py)."""
     covers = timedelta(seconds=interval_s)
     return [
         Reading("bench", f"meter-{n % devices:05d}", "smart_meter", at, 0.01, 0.6, 230.0, 2.6,
                 metadata={"seq": n}, interval_start=at - covers if interval_s else None)
         for n in range(first, first + count)
-        for at in [start + timedelta(seconds=n // devices)]
+        for at in [start + timedelta(seconds=n // devices * step_s)]
     ]  # fmt: skip
 
 
 def time_batches(
-    path: Path, batches: int, size: int, devices: int, interval_s: float
+    path: Path, batches: int, size: int, devices: int, *, step_s: float, interval_s: float
 ) -> dict[str, float]:
     """CPU seconds of each kind of statement over the batches after the warm-up."""
     db = connect(path)
@@ -108,7 +109,7 @@ def time_batches(
         if number == WARM_UP:
             db.spent.clear()
             checkpoint = 0.0
-        batch = readings(number * size, size, devices, start, interval_s)
+        batch = readings(number * size, size, devices, start, step_s=step_s, interval_s=interval_s)
         stamps = Stamps()
         now = datetime.now(UTC)
         steps: list[Step] = [_upsert_statement(sightings(batch), now, stamps)]
@@ -129,6 +130,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--devices", type=int, default=1_000)
     parser.add_argument(
+        "--step-s",
+        type=float,
+        default=1.0,
+        help="between a device's readings (900: a quarter-hourly history's rows)",
+    )
+    parser.add_argument(
         "--interval-s",
         type=float,
         default=0.0,
@@ -143,11 +150,18 @@ def main() -> None:
                 [str(BIN / "meterflow"), *command, "--db", f"sqlite:///{path}"],
                 check=True, capture_output=True,
             )  # fmt: skip
-        spent = time_batches(path, args.batches, args.batch, args.devices, args.interval_s)
+        spent = time_batches(
+            path,
+            args.batches,
+            args.batch,
+            args.devices,
+            step_s=args.step_s,
+            interval_s=args.interval_s,
+        )
     covering = f", each covering {args.interval_s:g} s" if args.interval_s else ""
     print(
-        f"{measured:,} readings in batches of {args.batch:,} from {args.devices:,} devices"
-        f"{covering}"
+        f"{measured:,} readings in batches of {args.batch:,} from {args.devices:,} devices, "
+        f"each one every {args.step_s:g} s{covering}"
     )
     print("CPU us/reading, by statement")
     in_transaction = 0.0
