@@ -20,6 +20,7 @@ import pytest
 from ingest.decode.router import Router
 from ingest.history import HistoryFileError, RowDecoder
 from ingest.history_process import (
+    PIPE_ROWS,
     PROCESS_FROM_BYTES,
     DecodedBatch,
     DecodeJob,
@@ -214,6 +215,25 @@ def test_batches_from_the_decoding_process_equal_those_decoded_in_place(tmp_path
     assert (batch.rows, batch.rejected, len(batch.readings), len(batch.letters)) == (9, 3, 9, 3)
     assert batch.readings[0].metadata == {"site": "barn"}
     assert batch.letters[0].payload.startswith(b"{")
+
+
+def test_batches_longer_than_a_message_are_joined_whole_from_the_process(
+    tmp_path: Path,
+) -> None:
+    """The process sends at most PIPE_ROWS rows at a time; the importer still gets batches
+    of the job's batch_rows, equal to those decoded in place, bad rows and all."""
+    rows = (GOOD + BAD) * (PIPE_ROWS // 3 + 1)
+    history = write_csv(tmp_path / "history.csv", rows)
+    job = dataclasses.replace(_job(history), batch_rows=2 * PIPE_ROWS)
+
+    async def from_process() -> list[DecodedBatch]:
+        async with DecodingProcess(job) as batches:
+            return [batch async for batch in batches]
+
+    crossed = asyncio.run(from_process())
+    assert crossed == list(decoded_batches(job))
+    assert [batch.rows for batch in crossed] == [2 * PIPE_ROWS, len(rows) - 2 * PIPE_ROWS]
+    assert sum(batch.rejected for batch in crossed) == len(rows) // 2
 
 
 def test_every_row_decodes_as_the_message_it_stands_for() -> None:
