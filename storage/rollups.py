@@ -126,8 +126,9 @@ def sqlite_pieces(source: str, where: str = "") -> str:
     quarter hour it covers, of the readings of `source` that `where` selects: its energy
     there, and its power and 1 reading in its own quarter hour.
 
-    A reading whose energy reaches back before its own quarter hour (`spreading`) has its
-    times turned into seconds once. Its first quarter hour and its own are shares of their
+    A reading whose energy reaches back before its own quarter hour has its times turned
+    into seconds once (`reaching`), then the seconds of its first and own quarter hours,
+    whose texts that step made (`spreading`). Those two quarter hours are shares of their
     own; only the quarter hours between (`later`) come from a recursive CTE, which steps in
     seconds and makes each one's text once. Every share divides by the same whole, so the
     shares add up to the reading's energy. A quarter hour's seconds are a whole number,
