@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from partitions import Month
+from storage.engine import PAGE_SIZE
 from tests.cli import meterflow as in_process
 from tests.helpers import count_rows, make_settings, running_daemon, wait_until
 from tests.mosquitto import Mosquitto
@@ -59,6 +60,27 @@ def test_optimize_returns_the_pages_of_an_archived_month_to_the_file_system(
     freed = int(optimized.output.split("; ")[1].split()[0])
     assert freed > 100
     assert db_path.stat().st_size < size_before / 2
+
+
+def test_a_new_database_has_large_pages_and_one_made_before_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """PAGE_SIZE takes effect in a new file only: a database made with SQLite's default
+    pages (as every one was before) goes on with them, its readings stored and checked."""
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    with closing(sqlite3.connect(old)) as conn:
+        conn.execute("CREATE TABLE made_before (x)")
+    for path in (new, old):
+        url = f"sqlite:///{path}"
+        assert in_process("devices", "list", "--db", url).exit_code == 0  # the schema
+        _fill(path, Month(2025, 3), 5_000)
+        assert in_process("db", "check", "--db", url).output.startswith("integrity: ok")
+    sizes = {}
+    for path in (new, old):
+        with closing(sqlite3.connect(path)) as conn:
+            [(sizes[path.name],)] = conn.execute("PRAGMA page_size").fetchall()
+            assert conn.execute("SELECT count(*) FROM energy_data").fetchall() == [(5_000,)]
+    assert sizes == {"new.db": PAGE_SIZE, "old.db": 4096}
 
 
 def _fill(db_path: Path, month: Month, rows: int) -> None:
