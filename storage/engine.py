@@ -7,6 +7,7 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -148,9 +149,9 @@ def open_engine(
         return create_async_engine(
             parsed.set(query=query), pool_pre_ping=True, connect_args=connect
         )
-    if parsed.database:
-        _create_private(Path(parsed.database))
     options = sqlite or SQLiteOptions()
+    if parsed.database:
+        _create_private(Path(parsed.database), plain=options.key is None)
     engine = create_async_engine(parsed, module=cipher.async_dbapi(options.key))
     _configure_sqlite(engine, options)
     return engine
@@ -172,8 +173,9 @@ def _unwritable(path: Path, exc: OSError) -> StorageError:
     )
 
 
-def _create_private(path: Path) -> None:
-    """Create the database file (and its directory) readable by its owner only.
+def _create_private(path: Path, *, plain: bool) -> None:
+    """Create the database file (and its directory) readable by its owner only; a `plain`
+    one (not encrypted) laid out with pages of PAGE_SIZE.
 
     SQLite gives the -wal and -shm files the mode of the database file, so this covers them.
     """
@@ -181,9 +183,27 @@ def _create_private(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
-        pass
+        return
     except OSError as exc:
         raise _unwritable(path, exc) from None
+    if plain:
+        _lay_out(path)
+
+
+def _lay_out(path: Path) -> None:
+    """Write a new file's header: its page size, which a database keeps for life.
+
+    Here, by the one process that created the file, before any connection opens it: with
+    the page size given by every connection, daemons starting together on a new file now
+    and then failed, one held out past its busy timeout (tests/test_migrations.py).
+    SQLCipher's page size would have to be
+    given again at every opening: an encrypted database keeps the default, which
+    `sqlcipher` opens with the passphrase alone.
+    """
+    with closing(cipher.connect(path, None)) as db:
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def _switch_to_wal(cursor: Any, patience_s: float) -> None:  # noqa: ANN401
@@ -213,13 +233,8 @@ def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(options.busy_timeout_ms)}")
-        # Both take effect only in a new, empty database. SQLCipher sets its own page
-        # size, which every opening of the file must give again: a key's database keeps
-        # the default that `sqlcipher` opens with the passphrase alone.
-        if options.key is None:
-            cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")
-        # Pages freed by dropping or archiving a month can then go back to the file
-        # system (`meterflow db optimize`).
+        # Takes effect only in a new, empty database: pages freed by dropping or
+        # archiving a month can then go back to the file system (`meterflow db optimize`).
         cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         _switch_to_wal(cursor, options.busy_timeout_ms / 1000)
         cursor.execute(f"PRAGMA synchronous={options.synchronous}")
