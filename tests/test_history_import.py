@@ -217,23 +217,29 @@ def test_batches_from_the_decoding_process_equal_those_decoded_in_place(tmp_path
     assert batch.letters[0].payload.startswith(b"{")
 
 
-def test_batches_longer_than_a_message_are_joined_whole_from_the_process(
+def test_batches_from_the_process_grow_to_the_jobs_size_and_hold_every_row_once(
     tmp_path: Path,
 ) -> None:
-    """The process sends at most PIPE_ROWS rows at a time; the importer still gets batches
-    of the job's batch_rows, equal to those decoded in place, bad rows and all."""
-    rows = (GOOD + BAD) * (PIPE_ROWS // 3 + 1)
+    """The process sends at most PIPE_ROWS rows at a time; the importer's batches are one
+    of those, then twice as many each time up to the job's batch_rows, and together they
+    are the rows decoded in place, in order, bad rows and all."""
+    rows = (GOOD + BAD) * (2 * PIPE_ROWS)
     history = write_csv(tmp_path / "history.csv", rows)
-    job = dataclasses.replace(_job(history), batch_rows=2 * PIPE_ROWS)
+    job = dataclasses.replace(_job(history), batch_rows=4 * PIPE_ROWS)
 
     async def from_process() -> list[DecodedBatch]:
         async with DecodingProcess(job) as batches:
             return [batch async for batch in batches]
 
     crossed = asyncio.run(from_process())
-    assert crossed == list(decoded_batches(job))
-    assert [batch.rows for batch in crossed] == [2 * PIPE_ROWS, len(rows) - 2 * PIPE_ROWS]
-    assert sum(batch.rejected for batch in crossed) == len(rows) // 2
+    [in_place] = decoded_batches(dataclasses.replace(job, batch_rows=len(rows)))
+    assert [batch.rows for batch in crossed] == [
+        *(PIPE_ROWS, 2 * PIPE_ROWS, 4 * PIPE_ROWS, 4 * PIPE_ROWS),
+        len(rows) - 11 * PIPE_ROWS,
+    ]
+    assert [reading for batch in crossed for reading in batch.readings] == in_place.readings
+    assert [letter for batch in crossed for letter in batch.letters] == in_place.letters
+    assert sum(batch.rejected for batch in crossed) == in_place.rejected == len(rows) // 2
 
 
 def test_every_row_decodes_as_the_message_it_stands_for() -> None:

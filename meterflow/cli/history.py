@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ingest.history import Meter, count_rows
-from ingest.history_process import DecodeJob, decoding
+from ingest.history_process import DecodedBatch, DecodeJob, decoding
 from meterflow.cli.audit import audited
 from meterflow.cli.common import complete, config_option, db_option, open_database, settings_for
 from meterflow.cli.devices import DEVICE_TYPES
@@ -86,18 +86,24 @@ async def import_file(
     settings: Settings, path: Path, meter: Meter | None, progress: Callable[[int], None]
 ) -> ImportReport:
     """Store the file's readings and dead letters, a transaction per BATCH_ROWS rows, the
-    next batches decoded (`ingest.history_process`) while the last one commits."""
-    async with open_database(settings) as database:
-        rejected_before = await _rejected_from(database.conn, path.name)
+    next batches decoded (`ingest.history_process`) while the last one commits. Decoding
+    starts first: a process takes longer to start than the database to open."""
     job = DecodeJob(
-        path,
-        meter,
-        settings.mqtt.topic_prefix,
-        settings.ingest,
-        datetime.now(UTC),
-        BATCH_ROWS,
-        frozenset(rejected_before),
+        path, meter, settings.mqtt.topic_prefix, settings.ingest, datetime.now(UTC), BATCH_ROWS
     )
+    async with decoding(job) as batches:
+        return await _store(settings, path, batches, progress)
+
+
+async def _store(
+    settings: Settings,
+    path: Path,
+    batches: AsyncIterable[DecodedBatch],
+    progress: Callable[[int], None],
+) -> ImportReport:
+    async with open_database(settings) as database:
+        # The dead letters an earlier import of the file stored are not stored again.
+        stored_before = await _rejected_from(database.conn, path.name)
     storage = settings.storage
     engine = open_engine(storage.url, storage.sqlite)
     report = ImportReport()
@@ -109,10 +115,11 @@ async def import_file(
         priced=settings.prices.configured,
     )
     try:
-        async with decoding(job) as batches, writer:
+        async with writer:
             pending: asyncio.Future[WriteResult] | None = None
             async for batch in batches:
-                submitted = await writer.submit(WriteBatch(batch.readings, batch.letters))
+                letters = [letter for letter in batch.letters if letter.reason not in stored_before]
+                submitted = await writer.submit(WriteBatch(batch.readings, letters))
                 if pending is not None:
                     report.add(await pending)
                 pending = submitted
