@@ -39,6 +39,9 @@ PROCESS_FROM_BYTES = 4 * 2**20
 # statements: a 50,000-row message kept that thread waiting up to 30 ms, and the import of
 # minute readings ran a sixth slower (docs/performance.md).
 PIPE_ROWS = 5_000
+# Rows decoded in the importer while the process starts (about half a second, most of it
+# importing meterflow's modules): about as many as the writer stores meanwhile.
+HEAD_ROWS = 40_000
 
 
 class DecodingProcessError(IngestError):
@@ -83,11 +86,14 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(DecodedBatch | _Failed | None)
 
 
-def decoded_batches(job: DecodeJob, rows: int | None = None) -> Iterator[DecodedBatch]:
-    """The file's rows decoded as the canonical decoder decodes a message, in batches of
-    `rows` (the job's batch_rows unless given)."""
+def decoded_batches(
+    job: DecodeJob, rows: int | None = None, start: int = 0, stop: int | None = None
+) -> Iterator[DecodedBatch]:
+    """The file's rows from row `start` to `stop` (the whole file unless given), decoded
+    as the canonical decoder decodes a message, in batches of `rows` (the job's batch_rows
+    unless given)."""
     decoder = RowDecoder(job.topic_prefix, job.limits, job.path.name)
-    source = documents(job.path, job.meter)
+    source = itertools.islice(documents(job.path, job.meter), start, stop)
     while True:
         batch = DecodedBatch()
         for line, document in itertools.islice(source, rows or job.batch_rows):
@@ -102,16 +108,16 @@ def decoded_batches(job: DecodeJob, rows: int | None = None) -> Iterator[Decoded
         yield batch
 
 
-def _produce(job: DecodeJob, out: Connection) -> None:
-    """The process's body: the batches in pieces of PIPE_ROWS, then None; or what went
-    wrong. Sending waits while the importer has not taken the last piece, so little is
-    decoded ahead of it."""
+def _produce(job: DecodeJob, start: int, out: Connection) -> None:
+    """The process's body: the rows from row `start` in pieces of PIPE_ROWS, then None; or
+    what went wrong. Sending waits while the importer has not taken the last piece, so
+    little is decoded ahead of it."""
     # Ctrl-C reaches the whole process group: the importer stops this process itself,
     # without a second traceback from here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with out:
         try:
-            for piece in decoded_batches(job, min(PIPE_ROWS, job.batch_rows)):
+            for piece in decoded_batches(job, min(PIPE_ROWS, job.batch_rows), start):
                 out.send_bytes(_ENCODER.encode(piece))
         except HistoryFileError as exc:
             out.send_bytes(_ENCODER.encode(_Failed(str(exc), file_error=True)))
@@ -124,12 +130,19 @@ def _produce(job: DecodeJob, out: Connection) -> None:
 @asynccontextmanager
 async def decoding(job: DecodeJob) -> AsyncIterator[AsyncIterable[DecodedBatch]]:
     """`async with decoding(job) as batches: async for batch in batches: ...`: the file's
-    batches, decoded in a process of their own if the file is large, else in a thread."""
+    batches, decoded in a process of their own if the file is large, else in a thread.
+
+    While the process starts, the file's first HEAD_ROWS rows are decoded in a thread, so
+    the writer has work from the start. The batches grow from one piece of PIPE_ROWS rows,
+    each next twice as large up to the job's batch_rows: the writer starts on the first
+    while the next are decoded (docs/performance.md, "The import's first seconds").
+    """
     if job.path.stat().st_size < PROCESS_FROM_BYTES:
         yield _in_thread(decoded_batches(job))
         return
-    async with DecodingProcess(job) as batches:
-        yield batches
+    async with DecodingProcess(job, HEAD_ROWS) as rest:
+        head = _in_thread(decoded_batches(job, PIPE_ROWS, stop=HEAD_ROWS))
+        yield _growing(_chained(head, rest), job.batch_rows)
 
 
 async def _in_thread(batches: Iterator[DecodedBatch]) -> AsyncIterator[DecodedBatch]:
@@ -137,8 +150,34 @@ async def _in_thread(batches: Iterator[DecodedBatch]) -> AsyncIterator[DecodedBa
         yield batch
 
 
+async def _chained(*parts: AsyncIterable[DecodedBatch]) -> AsyncIterator[DecodedBatch]:
+    for part in parts:
+        async for batch in part:
+            yield batch
+
+
+async def _growing(
+    pieces: AsyncIterable[DecodedBatch], batch_rows: int
+) -> AsyncIterator[DecodedBatch]:
+    """`pieces` joined into batches: the first one piece, each next at least twice as many
+    rows, up to `batch_rows`."""
+    batch, rows = DecodedBatch(), 1
+    async for piece in pieces:
+        batch.readings.extend(piece.readings)
+        batch.letters.extend(piece.letters)
+        batch.rows += piece.rows
+        batch.rejected += piece.rejected
+        if batch.rows >= rows:
+            yield batch
+            rows = min(2 * batch.rows, batch_rows)
+            batch = DecodedBatch()
+    if batch.rows:
+        yield batch
+
+
 class DecodingProcess:
-    """`async with DecodingProcess(job) as batches: async for batch in batches: ...`
+    """`async with DecodingProcess(job, start) as pieces: async for piece in pieces: ...`:
+    the file's rows from row `start`, PIPE_ROWS at a time.
 
     The process is spawned (a fresh interpreter: forking a process with threads can copy
     a held lock) and stopped on leaving, also when the import stops early. Only the
@@ -146,14 +185,13 @@ class DecodingProcess:
     for a batch.
     """
 
-    def __init__(self, job: DecodeJob) -> None:
+    def __init__(self, job: DecodeJob, start: int = 0) -> None:
         context = multiprocessing.get_context("spawn")
         self._batches, sending = context.Pipe(duplex=False)
         self._process: BaseProcess = context.Process(
-            target=_produce, args=(job, sending), name="meterflow-import-decoder"
+            target=_produce, args=(job, start, sending), name="meterflow-import-decoder"
         )
         self._sending = sending
-        self._batch_rows = job.batch_rows
 
     async def __aenter__(self) -> Self:
         self._process.start()
@@ -173,22 +211,9 @@ class DecodingProcess:
         self._process.close()
 
     async def __aiter__(self) -> AsyncIterator[DecodedBatch]:
-        """The file's rows in batches joined from the pieces the process sends: the first
-        one piece, each next twice as many rows up to the job's batch_rows (the last may
-        be shorter). The writer starts on the first piece while the next are decoded;
-        a whole first batch kept it waiting for a third of a second (docs/performance.md,
-        "The import's first seconds")."""
-        batch, rows = DecodedBatch(), PIPE_ROWS
+        """The pieces the process sends, of PIPE_ROWS rows (the last may be shorter)."""
         while (piece := await asyncio.to_thread(self._next)) is not None:
-            batch.readings.extend(piece.readings)
-            batch.letters.extend(piece.letters)
-            batch.rows += piece.rows
-            batch.rejected += piece.rejected
-            if batch.rows >= rows:
-                yield batch
-                batch, rows = DecodedBatch(), min(2 * rows, self._batch_rows)
-        if batch.rows:
-            yield batch
+            yield piece
 
     def _next(self) -> DecodedBatch | None:
         try:

@@ -20,6 +20,7 @@ import pytest
 from ingest.decode.router import Router
 from ingest.history import HistoryFileError, RowDecoder
 from ingest.history_process import (
+    HEAD_ROWS,
     PIPE_ROWS,
     PROCESS_FROM_BYTES,
     DecodedBatch,
@@ -27,6 +28,7 @@ from ingest.history_process import (
     DecodingProcess,
     DecodingProcessError,
     decoded_batches,
+    decoding,
 )
 from ingest.settings import DecodersSettings, IngestSettings
 from meterflow.cli.history import BATCH_ROWS
@@ -217,25 +219,29 @@ def test_batches_from_the_decoding_process_equal_those_decoded_in_place(tmp_path
     assert batch.letters[0].payload.startswith(b"{")
 
 
-def test_batches_from_the_process_grow_to_the_jobs_size_and_hold_every_row_once(
+def test_a_large_files_batches_grow_to_the_jobs_size_and_hold_every_row_once(
     tmp_path: Path,
 ) -> None:
-    """The process sends at most PIPE_ROWS rows at a time; the importer's batches are one
-    of those, then twice as many each time up to the job's batch_rows, and together they
-    are the rows decoded in place, in order, bad rows and all."""
-    rows = (GOOD + BAD) * (2 * PIPE_ROWS)
+    """A large file's head is decoded beside the process, which sends the rest at most
+    PIPE_ROWS rows at a time; the importer's batches are one piece, then twice as many
+    rows each time up to the job's batch_rows, and together they are the rows decoded in
+    place, in order, bad rows and all."""
+    rows = (GOOD + BAD) * (2 * HEAD_ROWS // 6 + PIPE_ROWS)
     history = write_csv(tmp_path / "history.csv", rows)
+    assert history.stat().st_size >= PROCESS_FROM_BYTES
     job = dataclasses.replace(_job(history), batch_rows=4 * PIPE_ROWS)
 
-    async def from_process() -> list[DecodedBatch]:
-        async with DecodingProcess(job) as batches:
+    async def decoded() -> list[DecodedBatch]:
+        async with decoding(job) as batches:
             return [batch async for batch in batches]
 
-    crossed = asyncio.run(from_process())
+    crossed = asyncio.run(decoded())
     [in_place] = decoded_batches(dataclasses.replace(job, batch_rows=len(rows)))
+    whole, rest = divmod(len(rows) - 7 * PIPE_ROWS, 4 * PIPE_ROWS)
     assert [batch.rows for batch in crossed] == [
-        *(PIPE_ROWS, 2 * PIPE_ROWS, 4 * PIPE_ROWS, 4 * PIPE_ROWS),
-        len(rows) - 11 * PIPE_ROWS,
+        *(PIPE_ROWS, 2 * PIPE_ROWS, 4 * PIPE_ROWS),
+        *[4 * PIPE_ROWS] * whole,
+        *([rest] if rest else []),
     ]
     assert [reading for batch in crossed for reading in batch.readings] == in_place.readings
     assert [letter for batch in crossed for letter in batch.letters] == in_place.letters
