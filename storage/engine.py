@@ -193,12 +193,11 @@ def _create_private(path: Path, *, plain: bool) -> None:
 def _lay_out(path: Path) -> None:
     """Write a new file's header: its page size, which a database keeps for life.
 
-    Here, by the one process that created the file, before any connection opens it: with
-    the page size given by every connection, daemons starting together on a new file now
-    and then failed, one held out past its busy timeout (tests/test_migrations.py).
-    SQLCipher's page size would have to be
-    given again at every opening: an encrypted database keeps the default, which
-    `sqlcipher` opens with the passphrase alone.
+    Here, by the one process that created the file, as soon as it has: with the page size
+    given by every connection, daemons starting together on a new file now and then
+    failed, one held out past its busy timeout (tests/test_migrations.py). SQLCipher's
+    page size would have to be given again at every opening: an encrypted database keeps
+    the default, which `sqlcipher` opens with the passphrase alone.
     """
     with closing(cipher.connect(path, None)) as db:
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
