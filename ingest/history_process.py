@@ -132,10 +132,11 @@ async def decoding(job: DecodeJob) -> AsyncIterator[AsyncIterable[DecodedBatch]]
     """`async with decoding(job) as batches: async for batch in batches: ...`: the file's
     batches, decoded in a process of their own if the file is large, else in a thread.
 
-    While the process starts, the file's first HEAD_ROWS rows are decoded in a thread, so
-    the writer has work from the start. The batches grow from one piece of PIPE_ROWS rows,
-    each next twice as large up to the job's batch_rows: the writer starts on the first
-    while the next are decoded (docs/performance.md, "The import's first seconds").
+    For a large file, the first HEAD_ROWS rows are decoded in a thread while the process
+    starts, so the writer has work from the start, and its batches grow from one piece of
+    PIPE_ROWS rows, each next twice as large up to the job's batch_rows: the writer starts
+    on the first while the next are decoded (docs/performance.md, "The import's first
+    seconds"). A small file's batches are of batch_rows from the first.
     """
     if job.path.stat().st_size < PROCESS_FROM_BYTES:
         yield _in_thread(decoded_batches(job))
