@@ -7,12 +7,12 @@ hour by default, the rows in time order as a utility or an old system would expo
 them), imports it with the command's own function, and prints rows per second against
 the issue's target of 100,000, with the CPU time a row took in the importing process and
 in its decoding process (ingest/history_process.py): on a busy machine the rate moves
-with the neighbours, the CPU time much less. Then imports it again: nothing is stored
-twice, and how fast that is. A quarter-hourly history is the dearest kind: every row
-opens a 15-minute bucket of its own, where minute readings share one by fifteen. With
-`--spread` each row's energy is that of the interval before it (`interval_s`, the time on
-its end), as in a utility's export or a counter's history: it is shared out over the
-quarter hours it covers.
+with the neighbours, the CPU time much less; and the bytes the import wrote. Then
+imports it again: nothing is stored twice, and how fast that is. A quarter-hourly
+history is the dearest kind: every row opens a 15-minute bucket of its own, where
+minute readings share one by fifteen. With `--spread` each row's energy is that of the
+interval before it (`interval_s`, the time on its end), as in a utility's export or a
+counter's history: it is shared out over the quarter hours it covers.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,25 +53,47 @@ def write_history(
             )
 
 
-def timed_import(url: str, path: Path) -> tuple[ImportReport, float, float, float]:
-    """The import's report, its seconds, and the CPU seconds of the importer and of its
-    decoding process."""
+@dataclass(frozen=True)
+class TimedImport:
+    """An import's report, its seconds, the CPU seconds of the importer and of its
+    decoding process, and the bytes the importer wrote (its write calls: the database,
+    its log and SQLite's temporary files)."""
+
+    report: ImportReport
+    seconds: float
+    importer_cpu_s: float
+    decoder_cpu_s: float
+    written: int
+
+
+def timed_import(url: str, path: Path) -> TimedImport:
     settings = load_settings(None, **{"storage.url": url})
     importer, decoder = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    written = _written()
     started = time.perf_counter()
     report = asyncio.run(import_file(settings, path, None, lambda _: None))
     seconds = time.perf_counter() - started
-    return (
+    return TimedImport(
         report,
         seconds,
         _cpu(resource.RUSAGE_SELF) - importer,
         _cpu(resource.RUSAGE_CHILDREN) - decoder,
+        _written() - written,
     )
 
 
 def _cpu(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def _written() -> int:
+    """The bytes this process has passed to write calls (Linux's /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        name, _, value = line.partition(": ")
+        if name == "wchar":
+            return int(value)
+    return 0
 
 
 def main() -> None:
@@ -90,14 +113,16 @@ def main() -> None:
         write_history(path, args.rows, args.devices, args.interval_s, spread=args.spread)
         url = f"sqlite:///{Path(scratch) / 'data' / 'meterflow.db'}"
         for run in ("first import", "again"):
-            report, seconds, importer, decoder = timed_import(url, path)
-            rate = report.rows / seconds
+            timed = timed_import(url, path)
+            report = timed.report
+            rate = report.rows / timed.seconds
             print(
-                f"{run:12}  {report.rows:,} rows in {seconds:5.2f} s: {rate:9,.0f} rows/s "
+                f"{run:12}  {report.rows:,} rows in {timed.seconds:5.2f} s: {rate:9,.0f} rows/s "
                 f"(stored {report.stored:,}, already there {report.duplicates:,})  "
                 f"{rate / TARGET_ROWS_PER_S:.2f} x the {TARGET_ROWS_PER_S:,} target; "
-                f"CPU us/row: importer {importer / report.rows * 1e6:.1f}, "
-                f"decoding process {decoder / report.rows * 1e6:.1f}",
+                f"CPU us/row: importer {timed.importer_cpu_s / report.rows * 1e6:.1f}, "
+                f"decoding process {timed.decoder_cpu_s / report.rows * 1e6:.1f}; "
+                f"written {timed.written / 1e6:,.0f} MB ({timed.written / report.rows:,.0f} B/row)",
                 flush=True,
             )
 

@@ -39,7 +39,7 @@ PAGE_SIZE = 16_384
 
 @dataclass(frozen=True, slots=True)
 class SQLiteOptions:
-    """Durability and locking knobs of the SQLite backend.
+    """Durability, locking and memory knobs of the SQLite backend.
 
     FULL syncs the write-ahead log at every commit, so a commit the daemon acknowledges
     survives a power loss. NORMAL in WAL mode survives a crash of the process only: the
@@ -53,6 +53,10 @@ class SQLiteOptions:
     wal_autocheckpoint_pages: int = 1000
     # The encryption key of the database (storage/cipher.py); None: not encrypted.
     key: str | None = field(default=None, repr=False)
+    # Each connection's page cache; None keeps SQLite's 2 MiB.
+    cache_mib: int | None = None
+    # Temporary tables and statement journals in memory rather than in files.
+    temp_in_memory: bool = False
 
 
 def database_url(url: str) -> URL:
@@ -239,6 +243,10 @@ def _configure_sqlite(engine: AsyncEngine, options: SQLiteOptions) -> None:
         cursor.execute(f"PRAGMA synchronous={options.synchronous}")
         cursor.execute(f"PRAGMA wal_autocheckpoint={int(options.wal_autocheckpoint_pages)}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if options.cache_mib is not None:
+            cursor.execute(f"PRAGMA cache_size=-{int(options.cache_mib) * 1024}")
+        if options.temp_in_memory:
+            cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -31,7 +31,8 @@ from ingest.history_process import (
     decoding,
 )
 from ingest.settings import DecodersSettings, IngestSettings
-from meterflow.cli.history import BATCH_ROWS
+from meterflow.cli.history import BATCH_ROWS, IMPORT_CACHE_MIB, import_options
+from meterflow.settings import load_settings
 from storage import BatchWriter, DeadLetter, Reading, WriteBatch, open_engine
 from tests.cli import meterflow
 from tests.databases import Database
@@ -151,7 +152,7 @@ def test_a_large_file_is_decoded_in_a_process_and_stored_whole(
     """A file past PROCESS_FROM_BYTES, more than a batch long, decoded in the import's
     decoding process: every good row stored once, every bad one a dead letter naming its
     line, and the daily totals those of the rows themselves."""
-    devices, quarters = 40, 2_000
+    devices, quarters = 40, 2_600
     rows = []
     for number in range(devices * quarters):
         quarter, device = divmod(number, devices)
@@ -188,6 +189,28 @@ def test_a_large_file_is_decoded_in_a_process_and_stored_whole(
     for day, energy, _ in stored:
         assert abs(energy - by_day[day]) < 1e-6, day
     assert sum(count for _, _, count in stored) == good
+
+
+def test_the_imports_connection_keeps_its_pages_and_temporary_tables_in_memory(
+    tmp_path: Path,
+) -> None:
+    """A batch's changed pages stay in the import's page cache until its commit, and its
+    temporary tables off the disk; the rest is as configured."""
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    settings = load_settings(None, **{"storage.url": url, "storage.sqlite_busy_timeout_ms": 1234})
+
+    async def pragmas() -> list[object]:
+        engine = open_engine(url, import_options(settings.storage))
+        async with engine.connect() as conn:
+            found = [
+                (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("cache_size", "temp_store", "busy_timeout", "synchronous")
+            ]
+        await engine.dispose()
+        return found
+
+    # A negative cache_size is in KiB; temp_store 2 is MEMORY, synchronous 2 FULL.
+    assert asyncio.run(pragmas()) == [-IMPORT_CACHE_MIB * 1024, 2, 1234, 2]
 
 
 def test_batches_from_the_decoding_process_equal_those_decoded_in_place(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,12 +20,20 @@ from meterflow.cli.audit import audited
 from meterflow.cli.common import complete, config_option, db_option, open_database, settings_for
 from meterflow.cli.devices import DEVICE_TYPES
 from meterflow.settings import Settings
-from storage import BatchWriter, DeviceType, WriteBatch, open_engine
+from storage import BatchWriter, DeviceType, SQLiteOptions, WriteBatch, open_engine
 from storage.records import WriteResult
+from storage.settings import StorageSettings
 from storage.tables import dead_letters
 
-# Rows per transaction: large enough that a commit's fixed cost is spread thin.
-BATCH_ROWS = 50_000
+# Rows per transaction: a commit writes every page the batch changed to the log, and a
+# thousand devices' rows change a page per device in each index keyed by device, however
+# few rows each brings; so the more rows a commit, the fewer bytes each costs.
+BATCH_ROWS = 100_000
+# The import's connection holds a batch's changed pages in its cache (SQLite's 2 MiB would
+# write them to the log before the commit, and again at it) and its temporary tables and
+# statement journals in memory: a tenth of the bytes read, a third of those written
+# (docs/performance.md, "The import's writes").
+IMPORT_CACHE_MIB = 128
 SWITCH_INTERVAL_S = 0.0002
 
 
@@ -104,12 +112,11 @@ async def _store(
     async with open_database(settings) as database:
         # The dead letters an earlier import of the file stored are not stored again.
         stored_before = await _rejected_from(database.conn, path.name)
-    storage = settings.storage
-    engine = open_engine(storage.url, storage.sqlite)
+    engine = open_engine(settings.storage.url, import_options(settings.storage))
     report = ImportReport()
     writer = BatchWriter(
         engine,
-        url=storage.url,
+        url=settings.storage.url,
         unknown_devices=settings.ingest.unknown_devices,
         max_power_kw=settings.devices.max_power_kw,
         priced=settings.prices.configured,
@@ -131,6 +138,12 @@ async def _store(
     finally:
         await engine.dispose()
     return report
+
+
+def import_options(storage: StorageSettings) -> SQLiteOptions:
+    """The import's SQLite options: the configured ones, with IMPORT_CACHE_MIB of cache and
+    temporary storage in memory."""
+    return replace(storage.sqlite, cache_mib=IMPORT_CACHE_MIB, temp_in_memory=True)
 
 
 async def _rejected_from(conn: AsyncConnection, source: str) -> set[str]:
