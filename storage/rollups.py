@@ -101,13 +101,16 @@ def _spans(quarter: str) -> str:
     return f"interval_start IS NOT NULL AND energy_amount > 0 AND interval_start < {quarter}"
 
 
-def _sqlite_seconds(time: str) -> str:
-    """Seconds since 1970 of a stored time, to the microsecond. julianday() alone is a
-    float of days, good to about 50 µs: a quarter hour's share would be off in its eighth
-    digit."""
+def _sqlite_clock(time: str, name: str) -> str:
+    """A stored time's seconds since 1970 in three columns: to its hour (`{name}_h`), its
+    minutes' (`{name}_m`) and its seconds' text (`{name}_s`), added in that order to the
+    microsecond; and its quarter hour's minutes in seconds (`{name}_q`), added to the first
+    for its quarter hour's own seconds. julianday() alone is a float of days, good to about
+    50 µs: a quarter hour's share would be off in its eighth digit."""
     return (
-        f"((julianday(substr({time}, 1, 10)) - 2440587.5) * 86400 + substr({time}, 12, 2) * 3600"
-        f" + substr({time}, 15, 2) * 60 + substr({time}, 18))"
+        f"(julianday(substr({time}, 1, 10)) - 2440587.5) * 86400 + substr({time}, 12, 2) * 3600"
+        f" AS {name}_h, substr({time}, 15, 2) * 60 AS {name}_m, substr({time}, 18) AS {name}_s,"
+        f" substr({time}, 15, 2) / 15 * 900 AS {name}_q"
     )
 
 
@@ -126,27 +129,26 @@ def sqlite_pieces(source: str, where: str = "") -> str:
     quarter hour it covers, of the readings of `source` that `where` selects: its energy
     there, and its power and 1 reading in its own quarter hour.
 
-    A reading whose energy reaches back before its own quarter hour has its times turned
-    into seconds once (`reaching`), then the seconds of its first and own quarter hours,
-    whose texts that step made (`spreading`). Those two quarter hours are shares of their
-    own; only the quarter hours between (`later`) come from a recursive CTE, which steps in
-    seconds and makes each one's text once. Every share divides by the same whole, so the
-    shares add up to the reading's energy. A quarter hour's seconds are a whole number,
-    exact in a double: the shares are the very numbers the times' texts give.
+    A reading whose energy reaches back before its own quarter hour has its times read
+    once (`reaching`: a date's julianday() is the dear part), and from those its start and
+    end in seconds and the seconds of its first and own quarter hours (`spreading`, sums
+    of whole numbers, exact in a double: the very numbers their texts give). Those two
+    quarter hours are shares of their own; only the quarter hours between (`later`) come
+    from a recursive CTE, which steps in seconds and makes each one's text once. Every
+    share divides by the same whole, so the shares add up to the reading's energy.
     """
     own = QUARTER_HOURLY.sqlite_bucket("recorded_at")
-    seconds = _sqlite_seconds
     spans = _spans(own)
     return f"""WITH RECURSIVE readings AS NOT MATERIALIZED (
     SELECT {PIECE_COLUMNS} FROM {source} {where}
 ), reaching AS MATERIALIZED (
     SELECT id, device_id, data_type, energy_amount AS energy, instantaneous_power AS power,
            {own} AS own, {QUARTER_HOURLY.sqlite_bucket("interval_start")} AS first,
-           {seconds("interval_start")} AS s, {seconds("recorded_at")} AS e
+           {_sqlite_clock("interval_start", "s")}, {_sqlite_clock("recorded_at", "e")}
     FROM readings WHERE {spans}
-), spreading AS MATERIALIZED (
-    SELECT id, device_id, data_type, energy, power, own, first, s, e,
-           {seconds("first")} AS first_s, {seconds("own")} AS own_s
+), spreading AS NOT MATERIALIZED (
+    SELECT id, device_id, data_type, energy, power, own, first,
+           s_h + s_m + s_s AS s, e_h + e_m + e_s AS e, s_h + s_q AS first_s, e_h + e_q AS own_s
     FROM reaching
 ), later (device_id, data_type, q, own_s, s, e, energy, id) AS (
     SELECT device_id, data_type, first_s + 900, own_s, s, e, energy, id
