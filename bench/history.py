@@ -1,6 +1,7 @@
 """History import rate: `meterflow import` of a CSV into a new SQLite database.
 
     python -m bench.history [--rows 500000] [--devices 1000] [--interval-s 900] [--spread]
+    python -m bench.history --utility [--rows 175200]
 
 Writes a CSV of canonical rows (every device one reading per `--interval-s`, a quarter
 hour by default, the rows in time order as a utility or an old system would export
@@ -12,7 +13,10 @@ imports it again: nothing is stored twice, and how fast that is. A quarter-hourl
 history is the dearest kind: every row opens a 15-minute bucket of its own, where
 minute readings share one by fifteen. With `--spread` each row's energy is that of the
 interval before it (`interval_s`, the time on its end), as in a utility's export or a
-counter's history: it is shared out over the quarter hours it covers.
+counter's history: it is shared out over the quarter hours it covers. With `--utility`
+the file is a utility's export of one meter (`start,end,kwh`, imported with `--device`),
+five years of quarter hours by default: every row a month's table may not have seen in
+the batch before, its energy in the quarter hour before its end.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ingest.history import UTILITY_COLUMNS, Meter
 from meterflow.cli.history import SWITCH_INTERVAL_S, ImportReport, import_file
 from meterflow.settings import load_settings
 
 TARGET_ROWS_PER_S = 100_000
+QUARTER_HOUR = timedelta(minutes=15)
 
 
 def write_history(
@@ -53,6 +59,18 @@ def write_history(
             )
 
 
+def write_utility_export(path: Path, rows: int) -> None:
+    """A meter's quarter hours up to the start of 2026, as a utility exports them."""
+    start = datetime(2026, 1, 1, tzinfo=UTC) - rows * QUARTER_HOUR
+    with path.open("w", newline="") as target:
+        out = csv.writer(target)
+        out.writerow(UTILITY_COLUMNS)
+        for number in range(rows):
+            begins = start + number * QUARTER_HOUR
+            energy = 0.05 + (number % 97) / 1000
+            out.writerow([begins.isoformat(), (begins + QUARTER_HOUR).isoformat(), f"{energy:.3f}"])
+
+
 @dataclass(frozen=True)
 class TimedImport:
     """An import's report, its seconds, the CPU seconds of the importer and of its
@@ -66,12 +84,12 @@ class TimedImport:
     written: int
 
 
-def timed_import(url: str, path: Path) -> TimedImport:
+def timed_import(url: str, path: Path, meter: Meter | None = None) -> TimedImport:
     settings = load_settings(None, **{"storage.url": url})
     importer, decoder = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
     written = _written()
     started = time.perf_counter()
-    report = asyncio.run(import_file(settings, path, None, lambda _: None))
+    report = asyncio.run(import_file(settings, path, meter, lambda _: None))
     seconds = time.perf_counter() - started
     return TimedImport(
         report,
@@ -100,20 +118,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--rows", type=int, help="500,000; with --utility 175,200")
     parser.add_argument("--devices", type=int, default=1_000)
     parser.add_argument("--interval-s", type=int, default=900, help="between a device's rows")
     parser.add_argument(
         "--spread", action="store_true", help="each row's energy covers the interval before it"
     )
+    parser.add_argument(
+        "--utility", action="store_true", help="a utility's export of one meter (start,end,kwh)"
+    )
     args = parser.parse_args()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="meterflow-bench-") as scratch:
         path = Path(scratch) / "history.csv"
-        write_history(path, args.rows, args.devices, args.interval_s, spread=args.spread)
+        meter = None
+        if args.utility:
+            meter = Meter("meter-1", "smart_meter")
+            write_utility_export(path, args.rows or 175_200)
+        else:
+            rows = args.rows or 500_000
+            write_history(path, rows, args.devices, args.interval_s, spread=args.spread)
         url = f"sqlite:///{Path(scratch) / 'data' / 'meterflow.db'}"
         for run in ("first import", "again"):
-            timed = timed_import(url, path)
+            timed = timed_import(url, path, meter)
             report = timed.report
             rate = report.rows / timed.seconds
             print(
