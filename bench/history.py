@@ -9,14 +9,16 @@ them), imports it with the command's own function, and prints rows per second ag
 the issue's target of 100,000, with the CPU time a row took in the importing process and
 in its decoding process (ingest/history_process.py): on a busy machine the rate moves
 with the neighbours, the CPU time much less; and the bytes the import wrote. Then
-imports it again: nothing is stored twice, and how fast that is. A quarter-hourly
-history is the dearest kind: every row opens a 15-minute bucket of its own, where
-minute readings share one by fifteen. With `--spread` each row's energy is that of the
-interval before it (`interval_s`, the time on its end), as in a utility's export or a
-counter's history: it is shared out over the quarter hours it covers. With `--utility`
-the file is a utility's export of one meter (`start,end,kwh`, imported with `--device`),
-five years of quarter hours by default: every row a month's table may not have seen in
-the batch before, its energy in the quarter hour before its end.
+imports it again: nothing is stored twice, and how fast that is. Last, the importer's
+peak memory.
+
+A quarter-hourly history is the dearest kind from a fleet: every row opens a 15-minute
+bucket of its own, where minute readings share one by fifteen. With `--spread` each
+row's energy is that of the interval before it (`interval_s`, the time on its end), as
+in a utility's export or a counter's history: it is shared out over the quarter hours it
+covers. With `--utility` the file is a utility's export of one meter (`start,end,kwh`,
+imported with `--device`), five years of quarter hours by default: every row spreads,
+no two share a time, and a batch spans some 35 monthly tables.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _peak_mib() -> float:
+    """This process's peak resident memory (Linux counts it in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _written() -> int:
     """The bytes this process has passed to write calls (Linux's /proc/self/io)."""
     for line in Path("/proc/self/io").read_text().splitlines():
@@ -152,6 +159,7 @@ def main() -> None:
                 f"written {timed.written / 1e6:,.0f} MB ({timed.written / report.rows:,.0f} B/row)",
                 flush=True,
             )
+        print(f"peak memory (RSS) of the importer: {_peak_mib():,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ from storage.tables import dead_letters
 BATCH_ROWS = 100_000
 # The import's connection holds a batch's changed pages in its cache (SQLite's 2 MiB would
 # write them to the log before the commit, and again at it) and its temporary tables and
-# statement journals in memory: a tenth of the bytes read, a third of those written
-# (docs/performance.md, "The import's writes").
-IMPORT_CACHE_MIB = 128
+# statement journals in memory: a third of the bytes read and written, for some 170 MiB
+# more memory at the peak (docs/performance.md, "The import's writes").
+IMPORT_CACHE_MIB = 64
 SWITCH_INTERVAL_S = 0.0002
 
 
