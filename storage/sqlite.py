@@ -112,15 +112,21 @@ def batch_rows(readings: Sequence[Reading], stamps: Stamps | None = None) -> lis
     return rows
 
 
-# Preparing a statement of many VALUES rows costs SQLite several times what running it
-# does (docs/performance.md), so each statement text must come back from the sqlite3
-# module's cache: a batch is cut into chunks of a few sizes only.
+# Preparing a statement of many VALUES rows costs SQLite twice what running it does (4
+# against 2 us a row; docs/performance.md), so each statement text must come back from
+# the sqlite3 module's cache: a batch is cut into chunks of a few sizes only.
 CHUNK_ROWS = 1024
+# The cache knows a statement by its text, which names the partition. The batch's main
+# month is where the next batch goes too; a statement for any other month is likely
+# prepared for this batch alone (a utility's export spans some 35 months a batch, a late
+# reading one more), so those months' rows go in smaller chunks, cheaper to prepare.
+OTHER_MONTH_CHUNK_ROWS = 64
 
 
-def chunks(rows: Sequence[Row]) -> Iterator[Sequence[Row]]:
-    """`rows` in order, in pieces of CHUNK_ROWS, then of ever smaller powers of two."""
-    start, size = 0, CHUNK_ROWS
+def chunks(rows: Sequence[Row], largest: int = CHUNK_ROWS) -> Iterator[Sequence[Row]]:
+    """`rows` in order, in pieces of `largest` rows (a power of two), then of ever smaller
+    powers of two."""
+    start, size = 0, largest
     while start < len(rows):
         while size > len(rows) - start:
             size //= 2
@@ -183,6 +189,7 @@ class PartitionInsert(NamedTuple):
     rows: Sequence[Row]
     created_at: str
     priced: bool
+    chunk_rows: int = CHUNK_ROWS
 
     def __call__(self, db: sqlite3.Connection) -> int:
         [(mark,)] = _execute(db, f'SELECT coalesce(max(id), 0) FROM "{self.table}"')
@@ -190,7 +197,7 @@ class PartitionInsert(NamedTuple):
         columns = tuple(ROW_COLUMNS[index] for index in filled)
         bound = operator.itemgetter(*filled)
         inserted = 0
-        for chunk in chunks(self.rows):
+        for chunk in chunks(self.rows, self.chunk_rows):
             insert = sqlite_insert_sql(self.table, len(chunk), columns)
             parameters = [self.created_at, *itertools.chain.from_iterable(map(bound, chunk))]
             inserted += _execute(db, insert, parameters).rowcount
@@ -493,8 +500,15 @@ def _inserts(
     months: Mapping[Month, Sequence[Reading]], now: datetime, stamps: Stamps, *, priced: bool
 ) -> list[Step]:
     created_at = sqlite_timestamp(now)
+    main = max(months, key=lambda month: len(months[month]), default=None)
     return [
-        PartitionInsert(month.table_name, batch_rows(group, stamps), created_at, priced)
+        PartitionInsert(
+            month.table_name,
+            batch_rows(group, stamps),
+            created_at,
+            priced,
+            CHUNK_ROWS if month == main else OTHER_MONTH_CHUNK_ROWS,
+        )
         for month, group in months.items()
     ]
 
