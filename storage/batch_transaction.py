@@ -117,9 +117,15 @@ def carries_nothing(reading: Reading) -> bool:
     )
 
 
-def plain_outcome(batch: WriteBatch, inserted: int) -> WriteResult:
-    """The result of a batch of plain readings, `inserted` of them new."""
-    return WriteResult(inserted=inserted, duplicates=len(batch.readings) - inserted, dead_letters=0)
+def plain_outcome(batch: WriteBatch, inserted: int, created: Sequence[str] = ()) -> WriteResult:
+    """The result of a batch of plain readings, `inserted` of them new, for which the
+    partitions named `created` were made."""
+    return WriteResult(
+        inserted=inserted,
+        duplicates=len(batch.readings) - inserted,
+        dead_letters=0,
+        created_partitions=tuple(created),
+    )
 
 
 async def _insert_each(

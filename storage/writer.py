@@ -72,6 +72,8 @@ class _Queued:
 
     task: StoreBatch
     committing: asyncio.Future[int]
+    # The partitions created for it (`_plain_into_partitions`), for its result to name.
+    created: Sequence[str] = ()
 
 
 class BatchWriter:
@@ -241,11 +243,11 @@ class BatchWriter:
         if task.done.done():
             return  # its submitter gave up on it (the broker went away)
         batch = task.batch
-        months = self._plain(batch)
+        months, created = await self._plain_into_partitions(batch)
         if months is not None:
             committing = await self._queue_plain(batch, months)
             if committing is not None:
-                queued = _Queued(task, committing)
+                queued = _Queued(task, committing, created)
                 self._queued.append(queued)
                 committing.add_done_callback(lambda _: self._committed(queued))
                 return
@@ -265,7 +267,9 @@ class BatchWriter:
             self._succeeded()
             done = queued.task.done
             if not done.done():
-                done.set_result(plain_outcome(queued.task.batch, queued.committing.result()))
+                done.set_result(
+                    plain_outcome(queued.task.batch, queued.committing.result(), queued.created)
+                )
 
     async def _settle(self) -> None:
         """Wait for every queued plain batch; take over, in order, those that failed."""
@@ -331,7 +335,7 @@ class BatchWriter:
         self, conn: AsyncConnection, batch: WriteBatch, *, isolate: bool
     ) -> WriteResult:
         months = None if isolate else self._plain(batch)
-        if months is not None:
+        if months is not None and months.keys() <= self.months:
             return plain_outcome(batch, await (await self._store_plain(conn, batch, months)))
         # Read afresh within the batch's transaction; a failure marks them stale again.
         stale, self._stale_partitions = self._stale_partitions, False
@@ -381,7 +385,7 @@ class BatchWriter:
 
     def _plain(self, batch: WriteBatch) -> dict[Month, list[Reading]] | None:
         """The batch's readings by month, if it is the common batch the backend stores in
-        its cheapest way: readings alone, into known partitions, with no counter or
+        its cheapest way once their partitions exist: readings alone, with no counter or
         registration to consult. None for any other."""
         if (
             batch.dead_letters
@@ -391,8 +395,23 @@ class BatchWriter:
             or any(counter_key(r) is not None for r in batch.readings)
         ):
             return None
-        months = by_month(batch.readings)
-        return months if months.keys() <= self._backend.partitions.months else None
+        return by_month(batch.readings)
+
+    async def _plain_into_partitions(
+        self, batch: WriteBatch
+    ) -> tuple[dict[Month, list[Reading]] | None, list[str]]:
+        """`_plain`'s months, with the partitions missing among them created first, in a
+        transaction of their own as `ensure_partitions` creates them, and the names of
+        those created: a batch reaching into new months (a month's first readings,
+        history) then takes the cheap way too."""
+        months = self._plain(batch)
+        if months is None or months.keys() <= self.months:
+            return months, []
+        await self._settle()
+        try:
+            return months, await self._ensure(sorted(months.keys() - self.months))
+        except WriteError:
+            return None, []  # the batch's own transaction meets the error, and says it
 
     async def _connect(self) -> AsyncConnection:
         """The writer's connection, waiting with backoff while the database is out of reach

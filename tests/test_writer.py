@@ -28,7 +28,13 @@ from storage import (
 )
 from storage.records import READING_COLUMNS, ROW_COLUMNS, reading_rows
 from storage.registry import Registration
-from storage.sqlite import CHUNK_ROWS, batch_rows, chunks, filled_columns
+from storage.sqlite import (
+    CHUNK_ROWS,
+    OTHER_MONTH_CHUNK_ROWS,
+    batch_rows,
+    chunks,
+    filled_columns,
+)
 from tests.databases import (
     Database,
     SQLiteDatabase,
@@ -94,6 +100,33 @@ async def test_months_get_partitions_and_a_restarted_writer_keeps_them(
         "energy_data_2026_04",
         "energy_data_2026_05",
     }
+
+
+async def test_a_batch_reaching_into_months_without_partitions_creates_and_names_them(
+    writer: BatchWriter, database: Database
+) -> None:
+    """A batch whose readings fall into months without partitions (history, a month's
+    first readings) has them created, names them in its result, and stores each reading
+    once, counted once in every month's rollup."""
+    times = [T0 + timedelta(days=days, minutes=m) for days in (0, 40, 70) for m in range(100)]
+    result = await writer.write(WriteBatch([reading("a", at, 0.5) for at in times]))
+    months = Counter(f"{at:%Y_%m}" for at in times)
+    assert sorted(result.created_partitions) == [f"energy_data_{m}" for m in sorted(months)]
+    assert (result.inserted, result.duplicates) == (len(times), 0)
+    stored: Counter[str] = Counter()
+    energy: Counter[str] = Counter()
+    for at, kwh in database.query("SELECT recorded_at, energy_amount FROM energy_data"):
+        stored[f"{as_utc(at):%Y_%m}"] += 1
+        energy[f"{as_utc(at):%Y_%m}"] += kwh
+    rolled = {
+        f"{as_utc(month):%Y_%m}": (count, kwh)
+        for month, count, kwh in database.query(
+            "SELECT month, readings, energy_kwh FROM energy_monthly"
+        )
+    }
+    assert stored == months
+    assert rolled == {month: (n, 0.5 * n) for month, n in months.items()}
+    assert energy == {month: 0.5 * n for month, n in months.items()}
 
 
 async def test_dead_letters_commit_with_the_batch(writer: BatchWriter, database: Database) -> None:
@@ -399,15 +432,16 @@ def test_sqlite_batch_rows_come_in_key_order_keeping_equal_keys_in_batch_order()
     assert [(row[0], row[energy]) for row in rows] == in_order
 
 
+@pytest.mark.parametrize("largest", [CHUNK_ROWS, OTHER_MONTH_CHUNK_ROWS])
 @pytest.mark.parametrize("rows", [0, 1, 7, 1024, 1025, 2500])
-def test_a_batch_is_cut_into_statements_of_a_few_sizes_only(rows: int) -> None:
-    """Every row goes in once and in order, in chunks of CHUNK_ROWS or a smaller power of
-    two, so SQLite prepares each statement text once and reuses it."""
+def test_a_batch_is_cut_into_statements_of_a_few_sizes_only(rows: int, largest: int) -> None:
+    """Every row goes in once and in order, in chunks of the largest size or a smaller
+    power of two, so SQLite prepares each statement text once and reuses it."""
     sent = [(n,) for n in range(rows)]
-    pieces = list(chunks(sent))
+    pieces = list(chunks(sent, largest))
     assert [row for piece in pieces for row in piece] == sent
     sizes = [len(piece) for piece in pieces]
-    assert all(size <= CHUNK_ROWS and size & (size - 1) == 0 for size in sizes)
+    assert all(size <= largest and size & (size - 1) == 0 for size in sizes)
     assert sizes == sorted(sizes, reverse=True)
 
 
