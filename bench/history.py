@@ -8,9 +8,10 @@ hour by default, the rows in time order as a utility or an old system would expo
 them), imports it with the command's own function, and prints rows per second against
 the issue's target of 100,000, with the CPU time a row took in the importing process and
 in its decoding process (ingest/history_process.py): on a busy machine the rate moves
-with the neighbours, the CPU time much less; and the bytes the import wrote. Then
-imports it again: nothing is stored twice, and how fast that is. Last, the importer's
-peak memory.
+with the neighbours, the CPU time much less; the most rows a second the machine's cores
+allow at that CPU a row, however well the import's parts shared them; and the bytes the
+import wrote. Then imports it again: nothing is stored twice, and how fast that is.
+Last, the importer's peak memory.
 
 A quarter-hourly history is the dearest kind from a fleet: every row opens a 15-minute
 bucket of its own, where minute readings share one by fifteen. With `--spread` each
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import os
 import resource
 import sys
 import tempfile
@@ -102,6 +104,24 @@ def timed_import(url: str, path: Path, meter: Meter | None = None) -> TimedImpor
     )
 
 
+def print_cpu_ceiling(timed: TimedImport) -> None:
+    """What this machine's cores allow the import, from its own CPU a row.
+
+    The importer (its event loop and SQLite's thread) and the decoding process share the
+    cores; at the CPU they spent a row, no schedule stores more than `cores / CPU a row`
+    rows a second.
+    """
+    cores = os.cpu_count() or 1
+    cpu = timed.importer_cpu_s + timed.decoder_cpu_s
+    ceiling = cores * timed.report.rows / cpu
+    print(
+        f"{'':12}  kept {cpu / timed.seconds:.2f} of {cores} cores busy: at "
+        f"{cpu / timed.report.rows * 1e6:.1f} us of CPU a row the cores allow at most "
+        f"{ceiling:,.0f} rows/s = {ceiling / TARGET_ROWS_PER_S:.2f} x the target",
+        flush=True,
+    )
+
+
 def _cpu(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
@@ -159,6 +179,7 @@ def main() -> None:
                 f"written {timed.written / 1e6:,.0f} MB ({timed.written / report.rows:,.0f} B/row)",
                 flush=True,
             )
+            print_cpu_ceiling(timed)
         print(f"peak memory (RSS) of the importer: {_peak_mib():,.0f} MiB")
 
 
